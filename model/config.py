@@ -1,0 +1,109 @@
+"""Frozen configuration dataclasses, one per pipeline stage.
+
+Every field has a default and a reason. Configs are written into run directories and
+export bundles as JSON (``to_dict`` / ``from_dict``), so a run is reproducible from its files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Dataclass -> JSON-ready dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build ``cls`` from a dict, ignoring unknown keys and restoring tuples."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in fields:
+            continue
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def save_json(obj: Any, path: str | Path) -> None:
+    payload = to_dict(obj) if dataclasses.is_dataclass(obj) else obj
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    max_history: int = 20  # the paper's and LC-Rec's history window (last 20 items)
+    min_user_interactions: int = 5  # k-core for users (amazon2018); leave-one-out needs >= 3
+    min_item_interactions: int = 5  # k-core for items (amazon2018)
+    max_text_chars: int = 2000  # LC-Rec blanks text at least this long (mostly scraped junk)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RQVAEConfig:
+    """RQ-VAE semantic-ID tokenizer (TIGER, arXiv 2305.05065)."""
+
+    hidden_dims: tuple[int, ...] = (512, 256, 128)  # MLP encoder widths; decoder mirrors them
+    code_dim: int = 32  # latent dim quantized by the codebooks (TIGER and LC-Rec use 32)
+    codebook_sizes: tuple[int, ...] = (256, 256, 256)  # 3 levels x 256, plus a uniqueness level
+    beta: float = 0.25  # commitment weight (VQ-VAE)
+    epochs: int = 300  # small item sets converge in a few hundred epochs on CPU
+    batch_size: int = 1024  # items per step
+    lr: float = 1e-3  # AdamW, as LC-Rec/TIGER
+    weight_decay: float = 1e-4  # LC-Rec's RQ-VAE setting
+    kmeans_iters: int = 50  # k-means initialisation iterations per level
+    dead_code_after: int = 20  # re-seed a code from live data when unused for this many epochs
+    seed: int = 0  # fixes init and batch order
+    kmeans_max_points: int = 65536  # k-means init sample cap; bounds init time on huge catalogs
+    given_codebook_size: int = 256  # code range when re-assigning the last level of --given IDs (LC-Rec: 256)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PromptConfig:
+    """How a history becomes the model input. Shared by training and serving (model/prompt.py)."""
+
+    instruction: str = "Here is the list of items the user interacted with, in order. Predict the next item:"
+    max_history: int = 20  # last N items kept in the prompt
+    layout: Literal["tokens", "items"] = "items"  # tokens: SID tokens per item; items: one slot per item
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    backbone: str = "small"  # preset name (tiny|small|base) or a local HF checkpoint directory
+    lora: bool = False  # LoRA adapters (only sensible for a pretrained checkpoint)
+    lora_rank: int = 8  # LC-Rec's default r
+    lora_alpha: int = 32  # LC-Rec's default alpha
+    lora_dropout: float = 0.05  # LC-Rec's default
+    lora_target_modules: tuple[str, ...] = (
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    )  # all attention + MLP projections (Llama/Qwen names)
+    aggregator: Literal["mean", "concat", "proj", "attention", "gating"] = "mean"  # paper default: mean
+    tau: float = 0.07  # softmax temperature on <h, e_i>
+    normalize: bool = True  # L2-normalise h and e_i (cosine scores); stabilises tau=0.07
+    loss_chunk_items: int = 65536  # items per logsumexp chunk; bounds loss memory for huge catalogs
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    lr: float = 1e-3  # AdamW learning rate (1e-3 for scratch presets; use ~1e-4 with LoRA)
+    weight_decay: float = 0.01  # AdamW
+    warmup_ratio: float = 0.01  # cosine schedule with 1% linear warmup
+    batch_size: int = 64  # effective batch in sequences (windows)
+    micro_batch_size: int = 64  # per forward; accumulation = batch_size // micro_batch_size
+    grad_clip: float = 1.0  # global-norm clipping
+    seed: int = 42  # fixes init, shuffling and dropout
+    patience: int = 3  # epochs without validation NDCG@10 gain before stopping
+    time_budget_min: float = 0.0  # stop cleanly after this many minutes (0 = no budget)
+    window_stride: int = 10  # users longer than the window are cut into windows this many items apart
+    eval_batch_size: int = 256  # users per forward in validation/evaluation
+    eval_every: int = 1  # validate every N epochs
+    max_users: int = 0  # train on the first N users only (0 = all); for smoke tests
+    dropout: float = 0.1  # attention dropout for scratch presets
+    num_workers: int = 0  # DataLoader workers (tokenization is cheap; 0 keeps CPU for compute)

@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny synthetic datasets, tiny trained runs and random-init bundles (no downloads)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init tiny SimGR bundle with 200 items (item-0 .. item-199)."""
+    from model.synthetic import make_random_bundle
+
+    return make_random_bundle(tmp_path_factory.mktemp("bundle") / "tiny", n_items=200, preset="tiny")
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared dataset (with semantic IDs) where item i is always followed by item i+1."""
+    from model.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "synthetic", n_users=48, n_items=30)
