@@ -26,9 +26,10 @@ class SimGR(nn.Module):
         self.backbone = backbone
         self.cfg = cfg
         self.prompt_cfg = prompt
+        self.sid_token_ids: torch.Tensor
         self.register_buffer("sid_token_ids", sid_token_ids.long(), persistent=False)  # (N, L)
-        dim = self.input_embeddings().weight.shape[1]
-        self.aggregator = make_aggregator(cfg.aggregator, dim=dim, levels=sid_token_ids.shape[1])
+        dim = int(backbone.get_input_embeddings().weight.shape[1])  # type: ignore[operator,index]
+        self.aggregator = make_aggregator(cfg.aggregator, dim=dim, levels=int(sid_token_ids.shape[1]))
 
     @property
     def n_items(self) -> int:

@@ -1,0 +1,40 @@
+"""SimGR as a method: windows scored at every item boundary, exact full ranking by inner product."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.evaluate import rank_users
+from model.factory import Built, build_model
+from model.methods import register
+from model.prompt import PromptBatch, collate
+from model.windows import Window, make_windows
+
+
+class SimGRMethod:
+    name = "simgr"
+
+    def build(self, cfg: Any, sids: Sequence[Sequence[str]]) -> Built:
+        return build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout, seed=cfg.train.seed)
+
+    def examples(self, sequence: Sequence[int], built: Built, *, stride: int) -> list[Window]:
+        return make_windows(sequence, built.vocab, stride=stride)
+
+    def n_targets(self, example: Window) -> int:
+        return len(example.targets)
+
+    def collate(self, examples: Sequence[Window], built: Built) -> PromptBatch:
+        return collate([w.prompt for w in examples], pad_id=built.vocab.pad_id,
+                       targets=[w.targets for w in examples])
+
+    def rank(self, built: Built, histories: Sequence[Sequence[int]], *, k: int, batch_size: int,
+             device: torch.device | str, desc: str = "rank") -> np.ndarray:
+        return rank_users(built.model, built.vocab, histories, k=k, batch_size=batch_size, device=device,
+                          desc=desc)
+
+
+register(SimGRMethod())
