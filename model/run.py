@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from model.config import ModelConfig, PromptConfig, TrainConfig, from_dict, to_dict
+from model.config import BaselineConfig, ModelConfig, PromptConfig, TrainConfig, from_dict, to_dict
 from model.data import Dataset
 from model.errors import SimGRError
 from model.factory import Built
@@ -33,16 +33,18 @@ class RunConfig:
     model: ModelConfig = ModelConfig()
     prompt: PromptConfig = PromptConfig()
     train: TrainConfig = TrainConfig()
+    baseline: BaselineConfig = BaselineConfig()  # baseline-only settings (beam size, Latte, SASRec)
 
     def to_json(self) -> dict[str, Any]:
         return {"data_dir": self.data_dir, "method": self.method, "model": to_dict(self.model), "prompt": to_dict(self.prompt),
-                "train": to_dict(self.train)}
+                "train": to_dict(self.train), "baseline": to_dict(self.baseline)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunConfig:
         return cls(data_dir=d["data_dir"], method=d.get("method", "simgr"), model=from_dict(ModelConfig, d.get("model", {})),
                    prompt=from_dict(PromptConfig, d.get("prompt", {})),
-                   train=from_dict(TrainConfig, d.get("train", {})))
+                   train=from_dict(TrainConfig, d.get("train", {})),
+                   baseline=from_dict(BaselineConfig, d.get("baseline", {})))
 
 
 class LoadedRun(NamedTuple):

@@ -44,12 +44,15 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _lr_lambda(total: int, warmup: int) -> Any:
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-    return f
+def lr_factor(*, step: int, total: int, warmup: int, budget_fraction: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to 0 over the run. With a wall-clock budget the run's progress is
+    max(steps done / total steps, time used / budget), so a budgeted run still anneals to its end.
+
+    lr_factor(step=0, total=100, warmup=10) = 0.1; lr_factor(step=100, total=100, warmup=10) = 0.0"""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = max((step - warmup) / max(1, total - warmup), budget_fraction)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _epoch_order(n: int, *, seed: int, epoch: int, rank: int, world: int) -> list[int]:
@@ -94,9 +97,9 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
     total_steps = steps_per_epoch * tc.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, _lr_lambda(total_steps, max(1, int(tc.warmup_ratio * total_steps))))
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": -1, "bad_epochs": 0}
+    warmup = max(1, int(tc.warmup_ratio * total_steps))
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": -1, "bad_epochs": 0,
+                             "train_seconds": 0.0}
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     if rank == 0 and not (resume and last_path.is_file()):
         (run_dir / "train_log.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
@@ -104,14 +107,14 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
         ckpt = torch.load(last_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         optim.load_state_dict(ckpt["optim"])
-        sched.load_state_dict(ckpt["sched"])
         state = ckpt["state"]
         log.info("resumed from %s at epoch %d", last_path, state["epoch"])
     net: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
     log.info("training on %d windows (%d targets), %d steps/epoch, accum %d, world %d",
              len(windows), n_targets, steps_per_epoch, accum, world)
 
-    t_start, out_of_time = time.monotonic(), False
+    t_start, out_of_time, used_before = time.monotonic(), False, float(state.get("train_seconds", 0.0))
+    budget_s = tc.time_budget_min * 60
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     while state["epoch"] < tc.epochs and not out_of_time:
         epoch = state["epoch"]
@@ -120,6 +123,14 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
         t_epoch, seen, loss_sum, n_loss = time.monotonic(), 0, 0.0, 0
         bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}")
         for step in bar:
+            used = _broadcast(used_before + time.monotonic() - t_start, device) if budget_s else 0.0
+            lr = tc.lr * lr_factor(step=state["step"], total=total_steps, warmup=warmup,
+                                   budget_fraction=used / budget_s if budget_s else 0.0)
+            for group in optim.param_groups:
+                group["lr"] = lr
+            if budget_s and used > budget_s:
+                out_of_time = True
+                break
             optim.zero_grad(set_to_none=True)
             for a in range(accum):
                 chunk = order[(step * accum + a) * micro:(step * accum + a + 1) * micro]
@@ -132,18 +143,15 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
                 seen += sum(method.n_targets(windows[i]) for i in chunk)
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
             optim.step()
-            sched.step()
             state["step"] += 1
             rate = seen * world / max(1e-9, time.monotonic() - t_epoch)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss_sum / n_loss:.4f}", samples_s=f"{rate:.0f}")
-            if tc.time_budget_min and _broadcast(time.monotonic() - t_start, device) > tc.time_budget_min * 60:
-                out_of_time = True
-                break
         state["epoch"] = epoch + 1
+        state["train_seconds"] = used_before + time.monotonic() - t_start
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, n_loss),
                   "train_samples_per_s": seen * world / max(1e-9, time.monotonic() - t_epoch),
-                  "lr": sched.get_last_lr()[0], "partial_epoch": out_of_time}
+                  "lr": optim.param_groups[0]["lr"], "partial_epoch": out_of_time}
         should_eval = (epoch + 1) % tc.eval_every == 0 or out_of_time or state["epoch"] == tc.epochs
         if rank == 0 and should_eval:
             m = evaluate_model(method, built, valid_h, valid_t, batch_size=tc.eval_batch_size,
@@ -157,7 +165,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
         state["bad_epochs"] = int(_broadcast(float(state["bad_epochs"]), device))
         if rank == 0:
             atomic_save({"model": model.state_dict(), "optim": optim.state_dict(),
-                         "sched": sched.state_dict(), "state": state}, last_path)
+                         "state": state}, last_path)
             record["seconds"] = round(time.monotonic() - t_epoch, 2)
             with open(run_dir / "train_log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")

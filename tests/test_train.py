@@ -102,3 +102,14 @@ def test_ddp_two_gloo_processes(synthetic_data_dir: Path, tmp_path: Path) -> Non
     assert len(results) == 1 and results[0]["epochs"] == 2  # rank 0 reports once
     assert "world 2" in proc.stderr
     assert len(log_lines(run)) == 2 and (run / "checkpoints" / "best.pt").is_file()
+
+
+def test_lr_schedule_known_answers() -> None:
+    from model.train import lr_factor
+
+    assert lr_factor(step=0, total=100, warmup=10) == pytest.approx(0.1)
+    assert lr_factor(step=10, total=100, warmup=10) == pytest.approx(1.0)
+    assert lr_factor(step=55, total=100, warmup=10) == pytest.approx(0.5)
+    assert lr_factor(step=100, total=100, warmup=10) == pytest.approx(0.0)
+    # a wall-clock budget half used anneals like half the steps done
+    assert lr_factor(step=10, total=1000, warmup=10, budget_fraction=0.5) == pytest.approx(0.5)

@@ -1,0 +1,40 @@
+# Two commands for a fresh machine (see README):  make demo   |   make test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The local CPU build of torch (no multi-GB CUDA download); override with TORCH_SPEC="torch>=2.4,<2.15".
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test lint smoke bench-quality bench-serve clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/simgr demo --serve
+
+test: setup
+	bash scripts/ensure_redis.sh
+	bash scripts/lint.sh
+	SIMGR_NO_PROGRESS=1 $(BIN)/pytest -q
+
+lint: setup
+	bash scripts/lint.sh
+
+smoke: setup
+	bash deploy/smoke.sh
+
+bench-quality: setup
+	$(BIN)/python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
+
+bench-serve: setup
+	$(BIN)/python benchmarks/serve_load.py
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,75 @@
+"""Quality benchmark (not a test): train SimGR on an LC-Rec-format dataset within a CPU budget and print
+ONE JSON line with the test metrics plus train_samples_per_s, eval_users_per_s and minutes.
+
+    python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
+
+Uses the dataset's given semantic IDs (X.index.json) when present, else builds RQ-VAE IDs from its text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from model.config import ModelConfig, PromptConfig, TrainConfig
+from model.evaluate import evaluate_model, write_metrics
+from model.prepare import prepare_dataset
+from model.run import RunConfig, load_run
+from model.semantic_ids import build_semantic_ids
+from model.train import train
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True, help="LC-Rec folder with X.inter.json")
+    p.add_argument("--budget-min", type=float, default=30.0, help="training wall-clock budget")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--layout", default="items", choices=["items", "tokens"])
+    p.add_argument("--aggregator", default="mean")
+    p.add_argument("--lr", type=float, default=TrainConfig().lr)
+    p.add_argument("--tau", type=float, default=ModelConfig().tau)
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--workdir", type=Path, help="keep data and run here (default: a temp dir)")
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="simgr-quality-"))
+    t0 = time.monotonic()
+    data_dir, run_dir = work / "data", work / f"run-{a.preset}-{a.layout}"
+    prepare_dataset(source="lcrec", input_path=a.data, out_dir=data_dir)
+    given = sorted(a.data.glob("*.index.json"))
+    build_semantic_ids(data_dir=data_dir, given=given[0] if given else None)
+    cfg = RunConfig(
+        data_dir=str(data_dir),
+        model=ModelConfig(backbone=a.preset, aggregator=a.aggregator, tau=a.tau),
+        prompt=PromptConfig(layout=a.layout),
+        train=TrainConfig(epochs=a.epochs, lr=a.lr, time_budget_min=a.budget_min, patience=100),
+    )
+    summary = train(cfg, run_dir, resume=True)
+    log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    run = load_run(run_dir)
+    hist, targets = run.data.eval_examples("test", max_history=cfg.prompt.max_history)
+    m = evaluate_model(run.method, run.built, hist, targets, batch_size=256)
+    write_metrics(m, run_dir, "test")
+    full = [r for r in log if not r.get("partial_epoch")] or log
+    result = {
+        **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()},
+        "valid_ndcg@10": round(summary["best_valid_ndcg@10"], 4),
+        "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
+        "train_samples_per_s": round(sum(r["train_samples_per_s"] for r in full) / len(full), 1),
+        "eval_users_per_s": round(m["n_users"] / m["seconds"], 1),
+        "minutes": round((time.monotonic() - t0) / 60, 2),
+        "preset": a.preset, "layout": a.layout, "budget_min": a.budget_min,
+    }
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
