@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from model.config import DataConfig, ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
+from model.config import BaselineConfig, DataConfig, ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
 from model.errors import SimGRError
 
 log = logging.getLogger("simgr")
@@ -68,7 +68,14 @@ def cmd_semantic_ids(a: argparse.Namespace) -> int:
     from model.semantic_ids import build_semantic_ids
 
     cfg = _dataclass_from_args(RQVAEConfig, a)
-    _emit(build_semantic_ids(data_dir=a.data, cfg=cfg, given=a.given, encoder_dir=a.encoder, device=a.device))
+    given = a.given
+    info_path, given_path = a.data / "dataset.json", a.data / "given_sids.json"
+    if given is None and given_path.is_file() and info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if not info.get("has_text"):  # nothing to embed: the dataset's own IDs are the only sensible ones
+            log.info("no item text in %s; using its given semantic IDs (%s)", a.data, given_path)
+            given = given_path
+    _emit(build_semantic_ids(data_dir=a.data, cfg=cfg, given=given, encoder_dir=a.encoder, device=a.device))
     return 0
 
 
@@ -77,7 +84,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     from model.train import train
 
     cfg = RunConfig(data_dir=str(a.data), method=a.method, model=_dataclass_from_args(ModelConfig, a),
-                    prompt=_dataclass_from_args(PromptConfig, a), train=_dataclass_from_args(TrainConfig, a))
+                    prompt=_dataclass_from_args(PromptConfig, a), train=_dataclass_from_args(TrainConfig, a),
+                    baseline=_dataclass_from_args(BaselineConfig, a))
     if a.resume and (a.out / "checkpoints" / "last.pt").is_file():
         saved = load_run_config(a.out)
         if saved.to_json() != cfg.to_json():
@@ -111,10 +119,23 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(a: argparse.Namespace) -> int:
+    from model.analysis.runner import run_compare
+
+    _emit(run_compare(a.config))
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from service.demo import run_demo
 
     return run_demo(a)
+
+
+def _method_names() -> list[str]:
+    from model.methods import method_names
+
+    return method_names()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("semantic-ids", help="item text -> RQ-VAE semantic IDs (or take given ones)")
     s.add_argument("--data", required=True, type=Path)
-    s.add_argument("--given", type=Path, help="precomputed X.index.json instead of training an RQ-VAE")
+    s.add_argument("--given", type=Path, help="precomputed X.index.json instead of training an RQ-VAE "
+                   "(default for datasets without item text: their given_sids.json)")
     s.add_argument("--encoder", type=Path, help="local sentence-encoder folder (default: all-MiniLM-L6-v2)")
     s.add_argument("--device", default="cpu")
     _add_dataclass_flags(s, RQVAEConfig)
@@ -140,10 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train SimGR on a prepared dataset")
     s.add_argument("--data", required=True, type=Path)
     s.add_argument("--out", required=True, type=Path, help="run directory")
-    s.add_argument("--method", default="simgr", help="simgr (default) or a baseline")
+    s.add_argument("--method", default="simgr", choices=_method_names(), help="simgr (default) or a baseline")
     s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from RUN_DIR/checkpoints/last.pt when present (default: on)")
-    for cls in (ModelConfig, PromptConfig, TrainConfig):
+    for cls in (ModelConfig, PromptConfig, TrainConfig, BaselineConfig):
         _add_dataclass_flags(s, cls)
     s.set_defaults(func=cmd_train)
 
@@ -159,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
+    s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("demo", help="end to end on MovieLens-100k: prepare, IDs, train, evaluate, export")
     s.add_argument("--workdir", type=Path, default=Path("demo"))

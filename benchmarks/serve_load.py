@@ -1,0 +1,359 @@
+"""Load benchmark of the online service (not a test). Prints ONE JSON line.
+
+    python benchmarks/serve_load.py [--artifacts DIR] [--duration 5] [--rate R]
+
+Without --artifacts it exports a random-init bundle (4 layers, d=256, 5,000 items: one batch-1
+forward costs a few ms here, so model compute dominates HTTP overhead). Then, in one run:
+
+  (a) model limit  raw in-process batched forward + search, batch sizes 1, 8, 32, 64 (no HTTP)
+  served           the server (max batch 32) under closed-loop concurrency 1, 8, 32, 64 and one
+                   open-loop arrival rate (default: half the served throughput at concurrency 32)
+  (b) HTTP floor   the same server with the noop encoder (no forward pass), concurrency 32
+  (c) no batching  the same server with max batch 1, concurrency 32
+
+Load comes from a separate process (a minimal keep-alive HTTP/1.1 client on asyncio streams, far
+cheaper than a full client library, so it steals little CPU from the server). Every request is a
+full-length history (max_history random items), k=10. Mean batch size comes from the server's
+simgr_batch_size histogram.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CONCURRENCIES = (1, 8, 32, 64)
+SERVE = (
+    "import sys, argparse; from service import serve_cmd; p = argparse.ArgumentParser(); "
+    "serve_cmd.add_arguments(p); sys.exit(serve_cmd.run(p.parse_args(sys.argv[1:])))"
+)
+
+
+# ---------------------------------------------------------------- load generator (separate process)
+
+
+class Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Conn:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    async def post(self, request: bytes) -> int:
+        self.writer.write(request)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("server closed the connection")
+        status = int(status_line.split()[1])
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def build_requests(host: str, port: int, bodies: list[str]) -> list[bytes]:
+    out = []
+    for body in bodies:
+        raw = body.encode()
+        head = (f"POST /recommend HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(raw)}\r\n\r\n")
+        out.append(head.encode() + raw)
+    return out
+
+
+async def closed_loop(host: str, port: int, reqs: list[bytes], concurrency: int, duration: float,
+                      warmup: float) -> dict[str, Any]:
+    lat: list[float] = []
+    errors = 0
+    t_start = time.perf_counter()
+    t_measure, t_end = t_start + warmup, t_start + warmup + duration
+
+    async def worker(w: int) -> None:
+        nonlocal errors
+        conn = await Conn.open(host, port)
+        i = w
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= t_end:
+                break
+            try:
+                status = await conn.post(reqs[i % len(reqs)])
+            except (ConnectionError, OSError, asyncio.IncompleteReadError):
+                status = -1
+                conn.close()
+                conn = await Conn.open(host, port)
+            t1 = time.perf_counter()
+            if t0 >= t_measure:
+                lat.append(t1 - t0)
+                errors += status != 200
+            i += concurrency
+        conn.close()
+
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return summarize(lat, errors, duration)
+
+
+async def open_loop(host: str, port: int, reqs: list[bytes], rate: float, duration: float) -> dict[str, Any]:
+    """Poisson arrivals at ``rate``/s; latency counts from the scheduled arrival (no coordinated omission)."""
+    idle: list[Conn] = []
+    lat: list[float] = []
+    errors = 0
+    rng = random.Random(0)
+
+    async def one(i: int, t_sched: float) -> None:
+        nonlocal errors
+        conn = idle.pop() if idle else await Conn.open(host, port)
+        try:
+            status = await conn.post(reqs[i % len(reqs)])
+            idle.append(conn)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            status = -1
+            conn.close()
+        lat.append(time.perf_counter() - t_sched)
+        errors += status != 200
+
+    tasks = []
+    t = time.perf_counter()
+    t_end = t + duration
+    i = 0
+    while t < t_end:
+        delay = t - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(i, t)))
+        i += 1
+        t += rng.expovariate(rate)
+    await asyncio.gather(*tasks)
+    for conn in idle:
+        conn.close()
+    out = summarize(lat, errors, duration)
+    out["offered_rps"] = round(rate, 1)
+    return out
+
+
+def summarize(lat: list[float], errors: int, duration: float) -> dict[str, Any]:
+    if not lat:
+        return {"requests": 0, "rps": 0.0, "errors": errors}
+    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [lat[0]] * 99
+    return {
+        "requests": len(lat),
+        "rps": round((len(lat) - errors) / duration, 1),
+        "p50_ms": round(q[49] * 1e3, 2),
+        "p95_ms": round(q[94] * 1e3, 2),
+        "p99_ms": round(q[98] * 1e3, 2),
+        "errors": errors,
+    }
+
+
+def drive_main(a: argparse.Namespace) -> int:
+    bodies = json.loads(Path(a.bodies).read_text())
+    reqs = build_requests(a.host, a.port, bodies)
+    if a.rate:
+        res = asyncio.run(open_loop(a.host, a.port, reqs, a.rate, a.duration))
+    else:
+        res = asyncio.run(closed_loop(a.host, a.port, reqs, a.concurrency, a.duration, a.warmup))
+    sys.stdout.write(json.dumps(res) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+class Server:
+    def __init__(self, artifacts: Path, *flags: str, threads: int) -> None:
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIMGR_")}
+        env |= {"SIMGR_NO_PROGRESS": "1", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        cmd = [sys.executable, "-c", SERVE, "--artifacts", str(artifacts), "--port", str(self.port),
+               "--log-level", "warning", *flags]
+        self.log = tempfile.NamedTemporaryFile(prefix="simgr_bench_server_", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def __enter__(self) -> Server:
+        deadline = time.monotonic() + 300
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited: " + Path(self.log.name).read_text()[-2000:])
+            try:
+                if http_get(self.port, "/readyz")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become ready")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+    def batch_stats(self) -> tuple[float, float]:
+        text = http_get(self.port, "/metrics")[1]
+        vals = {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if ln.startswith("simgr_batch_size_")}
+        return vals.get("simgr_batch_size_sum", 0.0), vals.get("simgr_batch_size_count", 0.0)
+
+    def load(self, bodies_file: Path, *, concurrency: int = 0, rate: float = 0.0, duration: float,
+             warmup: float) -> dict[str, Any]:
+        s0, c0 = self.batch_stats()
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--drive", "--port", str(self.port),
+               "--bodies", str(bodies_file), "--duration", str(duration), "--warmup", str(warmup)]
+        cmd += ["--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + warmup + 120)
+        res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        s1, c1 = self.batch_stats()
+        res["mean_batch"] = round((s1 - s0) / (c1 - c0), 2) if c1 > c0 else None
+        return res
+
+
+def model_limit(artifacts: Path, histories: list[list[int]], sizes: tuple[int, ...], threads: int) -> dict[str, Any]:
+    """(a) raw batched forward + search of the bundle, in process, no HTTP, same torch threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from index import ItemIndex
+    from model.bundle import Bundle
+
+    bundle = Bundle.load(artifacts)
+    index = ItemIndex.load(artifacts / "index.faiss")
+    out: dict[str, Any] = {}
+    for b in sizes:
+        batch = [histories[i % len(histories)] for i in range(b)]
+        fwd, total = [], []
+        with torch.inference_mode():
+            bundle.encode_users(batch)  # warm
+            reps = max(3, min(20, int(64 / b)))
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                q = bundle.encode_users(batch)
+                t1 = time.perf_counter()
+                index.search(q, 10, exclude=[set(h) for h in batch])
+                fwd.append(t1 - t0)
+                total.append(time.perf_counter() - t0)
+        out[str(b)] = {"forward_ms": round(statistics.median(fwd) * 1e3, 2),
+                       "total_ms": round(statistics.median(total) * 1e3, 2),
+                       "prompts_per_s": round(b / statistics.median(total), 1)}
+    return out
+
+
+def bench_main(a: argparse.Namespace) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="simgr_bench_"))
+    if a.artifacts:
+        artifacts = Path(a.artifacts)
+    else:
+        from model.synthetic import make_random_bundle
+
+        artifacts = make_random_bundle(tmp / "bundle", n_items=a.items, layers=a.layers, dim=a.dim, seed=0)
+    items = json.loads((artifacts / "popularity.json").read_text())
+    max_history = json.loads((artifacts / "manifest.json").read_text())["prompt"]["max_history"]
+    lookup = {iid: i for i, iid in enumerate(
+        json.loads(line)["item_id"] for line in (artifacts / "items.jsonl").read_text().splitlines() if line)}
+    rng = random.Random(0)
+    id_hist = [rng.sample(items, min(max_history, len(items))) for _ in range(512)]
+    bodies_file = tmp / "bodies.json"
+    bodies_file.write_text(json.dumps([json.dumps({"history": h, "k": 10}) for h in id_hist]))
+
+    limit = model_limit(artifacts, [[lookup[i] for i in h] for h in id_hist], CONCURRENCIES, a.threads)
+    d, w = a.duration, a.warmup
+    served: dict[str, Any] = {}
+    t = a.threads
+    with Server(artifacts, "--max-batch-size", "32", threads=t) as srv:
+        for c in CONCURRENCIES:
+            served[f"c{c}"] = srv.load(bodies_file, concurrency=c, duration=d, warmup=w)
+        rate = a.rate or max(1.0, 0.5 * served["c32"]["rps"])
+        served["open_loop"] = srv.load(bodies_file, rate=rate, duration=d, warmup=0)
+    with Server(artifacts, "--encoder", "noop", "--max-batch-size", "32", threads=t) as srv:
+        floor = {f"c{c}": srv.load(bodies_file, concurrency=c, duration=d, warmup=w) for c in (1, 32)}
+    with Server(artifacts, "--max-batch-size", "1", threads=t) as srv:
+        nobatch = {"c32": srv.load(bodies_file, concurrency=32, duration=d, warmup=w)}
+
+    s32 = served["c32"]["rps"]
+    result = {
+        "throughput_vs_limit": round(s32 / limit["32"]["prompts_per_s"], 3),
+        "batching_speedup": round(s32 / nobatch["c32"]["rps"], 2) if nobatch["c32"]["rps"] else None,
+        "p99_c8_over_p50_c1": round(served["c8"]["p99_ms"] / served["c1"]["p50_ms"], 2),
+        "errors": sum(r["errors"] for r in served.values()),
+        "http_floor_rps": floor["c32"]["rps"],
+        "model_ms_b1": limit["1"]["forward_ms"],
+        "served": served,
+        "model_limit": limit,
+        "http_floor": floor,
+        "no_batching": nobatch,
+        "setup": {"artifacts": str(artifacts) if a.artifacts else "random", "items": len(items),
+                  "max_history": max_history, "duration_s": d, "cpus": os.cpu_count(), "torch_threads": t,
+                  "loadavg_1m": round(os.getloadavg()[0], 2)},
+    }
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--artifacts", type=Path, help="bundle to serve (default: export a random one)")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds measured per load level")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
+    p.add_argument("--rate", type=float, default=0.0, help="open-loop arrivals/s (default: half of served c32)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads, model limit and servers alike (1 leaves a core for HTTP on 2 cores)")
+    p.add_argument("--items", type=int, default=5000, help="random bundle: catalogue size")
+    p.add_argument("--layers", type=int, default=4, help="random bundle: decoder layers")
+    p.add_argument("--dim", type=int, default=256, help="random bundle: hidden size")
+    # internal: the load-generator process
+    p.add_argument("--drive", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--bodies", help=argparse.SUPPRESS)
+    p.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    return drive_main(a) if a.drive else bench_main(a)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""What the pipeline serves from: a user encoder plus its item index, loaded and warmed as one unit.
+
+A ``ModelState`` is immutable. Reload builds a new one off the event loop and swaps one reference;
+requests keep the state they started with, so in-flight work finishes on the old bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from index import ItemIndex
+from model.errors import SimGRError
+
+log = logging.getLogger(__name__)
+
+
+class UserEncoder(Protocol):
+    """What the service needs from a model: ``model.bundle.Bundle`` and ``service.dummy.DummyEncoder``."""
+
+    model_version: str
+    n_items: int
+    dim: int
+    max_history: int
+    item_ids: list[str]
+    item_lookup: dict[str, int]
+    embeddings: np.ndarray  # (N, D) float32
+    popularity: list[int]  # item idx, most popular first
+
+    def encode_users(self, histories: Sequence[Sequence[int]]) -> np.ndarray: ...  # (B, D) float32
+
+
+Loader = Callable[[Path | None], UserEncoder]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelState:
+    model: UserEncoder
+    index: ItemIndex
+    artifacts: Path | None
+    loaded_at: float = field(default_factory=time.time)
+    pop_order: list[int] = field(default_factory=list)  # every item idx, popular first, then the rest
+    pop_rank: dict[int, int] = field(default_factory=dict)  # item idx -> position in pop_order
+
+    @property
+    def model_version(self) -> str:
+        return self.model.model_version
+
+    @classmethod
+    def build(cls, model: UserEncoder, *, artifacts: Path | None, use_gpu: bool = False) -> ModelState:
+        """Pair ``model`` with its index: the bundle's index.faiss when present, else built from embeddings."""
+        index_file = artifacts / "index.faiss" if artifacts is not None else None
+        if index_file is not None and index_file.is_file():
+            index = ItemIndex.load(index_file, use_gpu=use_gpu)
+        else:
+            index = ItemIndex.build(model.embeddings)
+        if index.ntotal != model.n_items or index.dim != model.dim:
+            raise SimGRError(
+                f"{artifacts}: index holds {index.ntotal} x {index.dim}, the model has {model.n_items} x {model.dim}"
+            )
+        seen = set(model.popularity)
+        order = [i for i in model.popularity if 0 <= i < model.n_items]
+        order += [i for i in range(model.n_items) if i not in seen]
+        rank = {i: r for r, i in enumerate(order)}
+        return cls(model=model, index=index, artifacts=artifacts, pop_order=order, pop_rank=rank)
+
+    def warmup(self, max_batch_size: int) -> float:
+        """Forward + search at batch sizes 1, max/2, max (full-length histories); returns seconds."""
+        t0 = time.perf_counter()
+        hist = self.pop_order[: max(1, self.model.max_history)]
+        for b in sorted({1, max(1, max_batch_size // 2), max_batch_size}):
+            q = self.model.encode_users([hist] * b)
+            if q.shape != (b, self.model.dim) or not np.isfinite(q).all():
+                raise SimGRError(f"{self.artifacts}: warm-up produced bad embeddings (shape {q.shape})")
+            self.index.search(q, min(10, self.index.ntotal), exclude=[set(hist)] * b)
+        seconds = time.perf_counter() - t0
+        log.info("warm-up of %s done in %.2f s", self.model_version, seconds)
+        return seconds
+
+
+def default_loader(*, device: str, encoder: str, noop_sleep_ms: float) -> Loader:
+    """Load ``model.bundle.Bundle`` from a directory (wrapped in the noop encoder when asked)."""
+
+    def load(artifacts: Path | None) -> UserEncoder:
+        if artifacts is None:
+            raise SimGRError("no bundle directory given (--artifacts / SIMGR_ARTIFACTS)")
+        if not artifacts.is_dir():
+            raise SimGRError(f"{artifacts}: not a directory")
+        from model.bundle import Bundle
+
+        bundle: UserEncoder = Bundle.load(artifacts, device=device)
+        if encoder == "noop":
+            from service.dummy import DummyEncoder
+
+            return DummyEncoder.wrap(bundle, sleep_ms=noop_sleep_ms)
+        return bundle
+
+    return load

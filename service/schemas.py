@@ -1,0 +1,128 @@
+"""The HTTP protocol: request/response models (pydantic, strict) and the per-request timing record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_K = 200  # largest k a client may ask for
+MAX_HISTORY_IDS = 1000  # ids in a request history / events batch
+MAX_FILTER_IDS = 10_000  # ids in exclude / allow (the 1 MB body limit bounds them anyway)
+MAX_ID_LEN = 128  # characters in an item or user id
+
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)]
+
+
+class _Strict(BaseModel):
+    # strict: no "5" -> 5 or true -> 1 coercion; forbid: a typo'd field is an error, not ignored
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class RecommendRequest(_Strict):
+    user_id: UserId | None = Field(None, description="Adds the stored session (oldest first) before `history`.")
+    history: list[ItemId] = Field(
+        default_factory=list, max_length=MAX_HISTORY_IDS, description="Recent item ids, oldest first."
+    )
+    k: int = Field(10, ge=1, le=MAX_K, description="Number of items to return.")
+    exclude_seen: bool = Field(True, description="Drop the items of the effective history.")
+    exclude: list[ItemId] | None = Field(None, max_length=MAX_FILTER_IDS, description="Never return these.")
+    allow: list[ItemId] | None = Field(None, max_length=MAX_FILTER_IDS, description="Return only these.")
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float | None = Field(description="<h, e_i>; null for the popularity fallback.")
+    rank: int = Field(description="1 = best.")
+
+
+class RecommendResponse(BaseModel):
+    request_id: str
+    model_version: str
+    items: list[RecommendedItem]
+    history_used: list[str] = Field(description="The effective history (known ids, oldest first).")
+    unknown_items: list[str] = Field(description="Ids in the request or session not in the catalogue.")
+    fallback: Literal["popular"] | None = Field(description="'popular' when the effective history was empty.")
+
+
+class EventsRequest(_Strict):
+    user_id: UserId
+    item_ids: list[ItemId] = Field(min_length=1, max_length=MAX_HISTORY_IDS, description="Oldest first.")
+
+
+class EventsResponse(BaseModel):
+    accepted: int = Field(description="Ids appended to the session (known items only).")
+    unknown_items: list[str]
+
+
+class SessionResponse(BaseModel):
+    user_id: str
+    items: list[str] = Field(description="Stored history, oldest first.")
+
+
+class SessionDeleted(BaseModel):
+    user_id: str
+    deleted: bool = Field(description="False when there was no session.")
+
+
+class ReloadRequest(_Strict):
+    artifacts: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        None, description="Bundle directory; default: the one being served (re-read from disk)."
+    )
+
+
+class ReloadResponse(BaseModel):
+    model_version: str
+    previous_version: str | None
+    n_items: int
+    seconds: float
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    error_type: str
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "loading", "failed"]
+    model_version: str | None
+    redis: Literal["ok", "down", "disabled"]
+    error: str | None = None
+
+
+class BatchingInfo(BaseModel):
+    max_batch_size: int
+    max_wait_ms: float
+    max_queue: int
+    request_timeout_ms: float
+    queue_size: int
+
+
+class InfoResponse(BaseModel):
+    model_version: str
+    n_items: int
+    dim: int
+    max_history: int
+    encoder: str
+    device: str
+    index_on_gpu: bool
+    artifacts: str | None
+    batching: BatchingInfo
+    session_store: Literal["redis", "memory"]
+    auth: bool
+
+
+@dataclass
+class RequestTiming:
+    """Filled by the pipeline, read by the middleware for the x-*-time headers (milliseconds)."""
+
+    queue_ms: float = 0.0
+    inference_ms: float = 0.0
+    search_ms: float = 0.0
+    degraded: list[str] = field(default_factory=list)  # e.g. ["session-store"]

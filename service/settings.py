@@ -1,0 +1,91 @@
+"""Runtime settings of the online service: env vars ``SIMGR_*``, each with a ``simgr serve`` flag twin.
+
+Precedence: CLI flag > environment variable > default (see service/serve_cmd.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of ``simgr serve``; ``SIMGR_<NAME>`` in the environment, ``--<name>`` on the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMGR_", extra="ignore", frozen=True)
+
+    # where and what to serve
+    artifacts: Path | None = Field(default=None, description="export bundle directory (required)")
+    host: str = Field(default="127.0.0.1", description="bind address (loopback by default; 0.0.0.0 in a container)")
+    port: int = Field(default=8000, ge=0, le=65535, description="bind port (0 picks a free one)")
+    device: str = Field(default="auto", description="cpu | cuda[:N] | auto (cuda when available: bf16 model + GPU index)")
+    encoder: Literal["model", "noop"] = Field(
+        default="model", description="noop: skip the forward pass (mean of history item vectors); the HTTP-floor benchmark"
+    )
+    noop_sleep_ms: float = Field(default=0.0, ge=0, description="sleep per batch of the noop encoder (load shaping)")
+    warmup: bool = Field(default=True, description="forward + search at batch 1, max/2, max before reporting ready")
+    background_load: bool = Field(
+        default=False, description="accept connections while loading (/healthz 200, /readyz 503 until loaded)"
+    )
+
+    # dynamic batching (TEI / infinity style): flush at max_batch_size or after max_wait_ms
+    max_batch_size: int = Field(default=32, ge=1, le=4096, description="prompts per forward pass")  # CPU gains flatten ~32
+    max_wait_ms: float = Field(default=2.0, ge=0, le=10_000, description="longest wait for a batch to fill")  # short: under load batches fill while the model runs
+    max_queue: int = Field(default=1024, ge=1, description="waiting prompts before 429")  # bounded: vllm#18826 (unbounded = OOM)
+    request_timeout_ms: float = Field(default=5000.0, gt=0, description="deadline per request; past it 503 timeout")
+    retry_after_s: int = Field(default=1, ge=0, description="Retry-After seconds sent with 429")
+
+    # sessions: Redis when a URL is given, else a bounded in-process LRU
+    redis_url: str | None = Field(default=None, description="redis://host:port/db; unset = in-process LRU store")
+    redis_prefix: str = Field(default="simgr:sess:", description="Redis key prefix (key = prefix + user_id)")
+    redis_timeout_ms: float = Field(default=250.0, gt=0, description="per-operation Redis timeout")  # mcp-context-forge#4074 uses 500
+    redis_connect_timeout_ms: float = Field(default=250.0, gt=0, description="Redis connect timeout")  # a dead host fails fast
+    redis_max_connections: int = Field(default=64, ge=1, description="Redis pool size (blocking pool)")  # redis-py#2517
+    redis_retry_s: float = Field(default=1.0, ge=0, description="after a Redis failure, skip Redis this long")  # circuit breaker
+    session_ttl_s: int = Field(default=7 * 24 * 3600, ge=1, description="session TTL, refreshed on each write")
+    session_max_history: int = Field(default=0, ge=0, description="items kept per user (0 = the bundle's max_history)")
+    local_max_users: int = Field(default=100_000, ge=1, description="users kept by the in-process LRU store")
+
+    # limits and security
+    max_body_bytes: int = Field(default=1_000_000, ge=1, description="request body limit (413 beyond)")  # TEI: 2 MB
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), repr=False, description="comma list of Bearer keys for the data routes (unset = open)"
+    )
+    admin_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), repr=False, description="comma list of Bearer keys for /admin/* (also valid on data routes)"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="log level")
+    shutdown_timeout_s: float = Field(default=30.0, ge=0, description="SIGTERM: longest wait for in-flight requests")
+
+    @field_validator("api_keys", "admin_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> Settings:
+        if any(len(k) < 8 for k in (*self.api_keys, *self.admin_keys)):
+            raise ValueError("API keys must be at least 8 characters")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys or self.admin_keys)
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def public_dict(self) -> dict[str, object]:
+        """Settings safe to show (no keys, no Redis credentials)."""
+        out = self.model_dump(mode="json", exclude={"api_keys", "admin_keys", "redis_url"})
+        out["auth"] = self.auth_enabled
+        return out

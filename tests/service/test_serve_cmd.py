@@ -1,0 +1,118 @@
+"""`simgr serve` flags (one per setting, flag > env > default) and a real server process: SIGTERM
+lets in-flight requests finish."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from svc_helpers import free_port
+
+from model.errors import SimGRError
+from service import serve_cmd
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="simgr serve")
+    serve_cmd.add_arguments(p)
+    return p
+
+
+def test_every_setting_has_a_flag_twin() -> None:
+    flags = parser()._option_string_actions
+    for name in Settings.model_fields:
+        assert "--" + name.replace("_", "-") in flags, name
+    assert "--no-warmup" in flags  # booleans get --x / --no-x
+
+
+def test_flag_beats_env_beats_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert serve_cmd.settings_from_args(parser().parse_args([])).max_batch_size == 32
+    monkeypatch.setenv("SIMGR_MAX_BATCH_SIZE", "7")
+    monkeypatch.setenv("SIMGR_WARMUP", "false")
+    monkeypatch.setenv("SIMGR_API_KEYS", "key-one-123, key-two-456")
+    s = serve_cmd.settings_from_args(parser().parse_args([]))
+    assert s.max_batch_size == 7 and s.warmup is False and s.api_keys == ("key-one-123", "key-two-456")
+    s = serve_cmd.settings_from_args(parser().parse_args(["--max-batch-size", "9", "--warmup", "--artifacts",
+                                                          str(tmp_path), "--encoder", "noop"]))
+    assert s.max_batch_size == 9 and s.warmup is True and s.artifacts == tmp_path and s.encoder == "noop"
+    assert "key-one" not in repr(s)  # keys never in reprs / logs
+
+
+def test_bad_values_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(SimGRError, match="--max-batch-size"):
+        serve_cmd.settings_from_args(parser().parse_args(["--max-batch-size", "0"]))
+    with pytest.raises(SimGRError, match="at least 8"):
+        serve_cmd.settings_from_args(parser().parse_args(["--api-keys", "short"]))
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--encoder", "gpt"])
+    with pytest.raises(SimGRError, match="--artifacts"):
+        serve_cmd.run(parser().parse_args([]))
+    with pytest.raises(SimGRError, match="not an export bundle"):
+        serve_cmd.run(parser().parse_args(["--artifacts", str(tmp_path)]))
+
+
+def test_broken_bundle_is_a_user_error_at_startup(bundle_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle_dir, broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    del manifest["model_version"]
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    args = parser().parse_args(["--artifacts", str(broken), "--port", str(free_port()), "--log-level", "error"])
+    with pytest.raises(SimGRError, match="cannot serve: .*broken"):
+        serve_cmd.run(args)
+
+
+SERVE = "import sys, argparse; from service import serve_cmd; p = argparse.ArgumentParser(); " \
+        "serve_cmd.add_arguments(p); sys.exit(serve_cmd.run(p.parse_args(sys.argv[1:])))"
+
+
+def test_sigterm_finishes_in_flight_requests(bundle_dir: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMGR_")} | {"SIMGR_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-c", SERVE, "--artifacts", str(bundle_dir), "--port", str(port), "--encoder", "noop",
+           "--noop-sleep-ms", "400", "--max-batch-size", "2", "--no-warmup", "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.1)
+
+        async def in_flight() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+                reqs = [asyncio.ensure_future(c.post("/recommend", json={"history": [f"item-{i}"]})) for i in range(4)]
+                await asyncio.sleep(0.2)  # all sent; the noop model takes 400 ms per batch of 2
+                proc.send_signal(signal.SIGTERM)
+                return list(await asyncio.gather(*reqs))
+
+        rs = asyncio.run(in_flight())
+        assert [r.status_code for r in rs] == [200] * 4
+        assert all(r.json()["model_version"].endswith("-noop") for r in rs)
+        # uvicorn re-raises the captured SIGTERM after its graceful shutdown, so -15 is a clean stop
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        out = proc.stdout.read().decode() if proc.stdout else ""
+        assert "Traceback" not in out and "ERROR" not in out, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

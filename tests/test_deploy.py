@@ -1,0 +1,317 @@
+"""Static checks of the deployment files (no Docker engine here): compose, Prometheus, Grafana, Dockerfile,
+.env.example and deploy/smoke.sh. deploy/smoke.sh runs the same stack for real, without Docker."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.specifiers import SpecifierSet
+from prometheus_client.metrics import MetricWrapperBase
+
+from service.metrics import Metrics
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "simgr.json"
+API_PORT = 8000  # the container port: Dockerfile EXPOSE, compose api, prometheus target
+
+
+def load_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())  # stdlib from Python 3.11 (the image's)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_yaml(ROOT / "docker-compose.yml")
+
+
+def interpolation_default(value: str) -> str:
+    """'${X:-d}' -> 'd'; a plain value is returned as is."""
+    m = re.fullmatch(r"\$\{\w+:-([^}]*)\}", str(value))
+    return m.group(1) if m else str(value)
+
+
+def service_metric_names() -> dict[str, tuple[str, ...]]:
+    """Every series name the service exposes (with _total/_bucket/... suffixes) -> its label names."""
+    suffixes = {"counter": ("_total", "_created"), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count", "_created"),
+                "summary": ("", "_sum", "_count", "_created"), "info": ("_info",)}
+    names: dict[str, tuple[str, ...]] = {}
+    for collector in vars(Metrics()).values():
+        if not isinstance(collector, MetricWrapperBase):
+            continue
+        labels = tuple(collector._labelnames)  # no public accessor for a metric's label names
+        for family in collector.describe():
+            for suffix in suffixes[family.type]:
+                names[family.name + suffix] = labels + (("le",) if suffix == "_bucket" else ())
+    return names
+
+
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
+                "offset", "inf", "nan", "le"}
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """Metric names in a PromQL expression: identifiers that are not functions, keywords, labels or strings."""
+    expr = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)  # string literals
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # range selectors
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    idents = re.finditer(r"(?<![\w$.])([a-zA-Z_:][\w:]*)\b(?!\s*\()", expr)
+    return {m.group(1) for m in idents if m.group(1).lower() not in PROMQL_WORDS}
+
+
+def promql_grouping_labels(expr: str) -> set[str]:
+    return {label.strip() for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr) for label in group.split(",")}
+
+
+def dashboard_targets() -> list[tuple[str, str, str]]:
+    """(panel title, PromQL, legend format) of every query of the dashboard."""
+    dash = json.loads(DASHBOARD.read_text())
+    return [(p["title"], t["expr"], t.get("legendFormat", "")) for p in dash["panels"] for t in p["targets"]]
+
+
+# ---- docker-compose.yml ----------------------------------------------------------------------
+
+
+def test_compose_has_the_four_services_with_healthy_ordering(compose: dict) -> None:
+    services = compose["services"]
+    assert set(services) == {"api", "redis", "prometheus", "grafana"}
+    api = services["api"]
+    assert api["build"]["context"] == "."
+    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+    for name in ("api", "redis"):
+        test = services[name]["healthcheck"]["test"]
+        assert test[0] == "CMD" and len(test) > 1
+    assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
+    assert "/readyz" in " ".join(api["healthcheck"]["test"]) and f":{API_PORT}/" in " ".join(api["healthcheck"]["test"])
+    published = {name: [str(p).rsplit(":", 1)[1] for p in s["ports"]] for name, s in services.items() if "ports" in s}
+    assert published == {"api": [str(API_PORT)], "prometheus": ["9090"], "grafana": ["3000"]}  # redis stays internal
+
+
+def test_compose_mounts_bundle_read_only_and_declares_volumes(compose: dict) -> None:
+    services = compose["services"]
+    (bundle,) = [v for v in services["api"]["volumes"] if isinstance(v, dict) and v["target"] == "/artifacts"]
+    assert bundle["type"] == "bind" and bundle["read_only"] is True
+    assert bundle["source"] == "${SIMGR_ARTIFACTS_HOST:-./artifacts}"
+    assert services["api"]["environment"]["SIMGR_ARTIFACTS"] == "/artifacts"
+
+    named: set[str] = set()
+    binds: list[tuple[str, list[str]]] = []
+    for service in services.values():
+        for v in service.get("volumes", []):
+            if isinstance(v, dict):
+                continue
+            source, _target, *mode = v.split(":")
+            if source.startswith("."):
+                binds.append((source, mode))
+            else:
+                named.add(source)
+    assert named == set(compose["volumes"]) == {"redis-data", "prometheus-data", "grafana-data"}
+    assert "redis-data:/data" in services["redis"]["volumes"]
+    for source, mode in binds:  # config mounts: exist in the repo, read-only
+        assert (ROOT / source).exists(), source
+        assert mode == ["ro"], source
+
+
+def test_compose_redis_uses_aof_and_api_points_at_it(compose: dict) -> None:
+    redis = compose["services"]["redis"]
+    assert redis["image"].startswith("redis:7")
+    command = redis["command"] if isinstance(redis["command"], list) else shlex.split(redis["command"])
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert compose["services"]["api"]["environment"]["SIMGR_REDIS_URL"].startswith("redis://redis:6379/")
+
+
+def test_compose_env_defaults_are_the_service_defaults(compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = compose["services"]["api"]["environment"]
+    fixed = {"SIMGR_ARTIFACTS", "SIMGR_HOST", "SIMGR_PORT", "SIMGR_REDIS_URL"}  # set on purpose for the container
+    assert env["SIMGR_HOST"] == "0.0.0.0" and int(env["SIMGR_PORT"]) == API_PORT
+    assert set(env) <= {f"SIMGR_{name.upper()}" for name in Settings.model_fields}
+    for key in list(env):
+        if key.startswith("SIMGR_"):
+            monkeypatch.delenv(key, raising=False)
+    expected = Settings().model_dump()
+    for key, value in env.items():
+        if key not in fixed:
+            monkeypatch.setenv(key, interpolation_default(value))
+    assert Settings().model_dump() == expected
+
+
+# ---- prometheus + grafana ----------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_the_api_service(compose: dict) -> None:
+    prom = load_yaml(DEPLOY / "prometheus.yml")
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "simgr"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets == [f"api:{API_PORT}"]
+    assert "api" in compose["services"]
+    mounts = compose["services"]["prometheus"]["volumes"]
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+    assert "--config.file=/etc/prometheus/prometheus.yml" in compose["services"]["prometheus"]["command"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
+def test_prometheus_config_passes_promtool() -> None:
+    out = subprocess.run(["promtool", "check", "config", str(DEPLOY / "prometheus.yml")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_grafana_provisioning_points_at_prometheus_and_the_dashboard(compose: dict) -> None:
+    grafana = compose["services"]["grafana"]
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in grafana["volumes"] if v.startswith("./")}
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    (ds,) = load_yaml(DEPLOY / "grafana/provisioning/datasources/datasource.yml")["datasources"]
+    assert ds["type"] == "prometheus" and ds["url"] == "http://prometheus:9090"
+    (provider,) = load_yaml(DEPLOY / "grafana/provisioning/dashboards/dashboards.yml")["providers"]
+    assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    dash = json.loads(DASHBOARD.read_text())
+    uids = {t["datasource"]["uid"] for p in dash["panels"] for t in p["targets"]}
+    assert uids == {ds["uid"]}
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+
+
+def test_promql_metric_extraction_known_answers() -> None:
+    expr = 'histogram_quantile(0.99, sum by (le, endpoint) (rate(simgr_request_duration_seconds_bucket{status=~"5.."}[$__rate_interval])))'
+    assert promql_metrics(expr) == {"simgr_request_duration_seconds_bucket"}
+    assert promql_grouping_labels(expr) == {"le", "endpoint"}
+    assert promql_metrics("sum(rate(a_total[1m])) / sum(rate(b_count[1m])) > bool 0") == {"a_total", "b_count"}
+    assert promql_metrics("simgr_model_info") == {"simgr_model_info"}
+
+
+def test_dashboard_queries_use_only_service_metrics_and_labels() -> None:
+    known = service_metric_names()
+    assert {"simgr_requests_total", "simgr_request_duration_seconds_bucket", "simgr_batch_size_bucket"} <= set(known)
+    for title, expr, legend in dashboard_targets():
+        metrics = promql_metrics(expr)
+        assert metrics, f"{title}: no metric in {expr}"
+        assert metrics <= set(known), f"{title}: unknown metrics {metrics - set(known)}"
+        labels = set().union(*(known[m] for m in metrics))
+        assert promql_grouping_labels(expr) <= labels, f"{title}: grouping by a label the metrics lack: {expr}"
+        for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", legend):
+            assert label in labels, f"{title}: legend {legend!r} names a label the metrics lack"
+
+
+def test_dashboard_shows_the_required_signals() -> None:
+    exprs = [expr for _, expr, _ in dashboard_targets()]
+    joined = "\n".join(exprs)
+    for phi in ("0.5", "0.99"):
+        assert any(e.startswith(f"histogram_quantile({phi},") and "simgr_request_duration_seconds_bucket" in e
+                   for e in exprs), phi
+    assert re.search(r"rate\(simgr_requests_total\[", joined)
+    assert "simgr_batch_size_bucket" in joined and "simgr_queue_size" in joined
+    assert "by (error_type) (rate(simgr_request_failures_total" in joined
+    assert "by (reason) (rate(simgr_fallback_total" in joined
+
+
+# ---- Dockerfile ----------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1] if " " in ln else "") for ln in lines]
+
+
+def dockerignored(path: str) -> bool:
+    """Docker's rule: the last matching .dockerignore pattern wins; '!' re-includes."""
+    ignored = False
+    for pattern in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = pattern.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate, pattern = pattern.startswith("!"), pattern.lstrip("!").rstrip("/").removeprefix("**/")
+        if fnmatch.fnmatch(path, pattern) or any(fnmatch.fnmatch(part, pattern) for part in path.split("/")):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerfile_is_multistage_nonroot_with_healthcheck() -> None:
+    ins = dockerfile_instructions()
+    froms = [arg for op, arg in ins if op == "FROM"]
+    assert len(froms) >= 2 and froms[0] == "${BASE_IMAGE} AS builder" and froms[-1].startswith("${BASE_IMAGE} AS ")
+    args = dict(a.split("=", 1) for op, a in ins if op == "ARG" and "=" in a)
+    assert args["BASE_IMAGE"] == "python:3.11-slim"  # the CUDA build swaps it (see the Dockerfile header)
+    assert args["TORCH_INDEX_URL"].endswith("/whl/cpu") and args["EXTRAS"] == '""'
+    torch_spec = next(d for d in pyproject()["project"]["dependencies"] if d.startswith("torch"))
+    assert SpecifierSet(torch_spec.removeprefix("torch")).contains(args["TORCH_VERSION"])
+    assert "gpu" in pyproject()["project"]["optional-dependencies"]
+    runtime = ins[max(i for i, (op, _) in enumerate(ins) if op == "FROM"):]
+    assert ("COPY", "--from=builder /opt/venv /opt/venv") in runtime
+    users = [a for op, a in runtime if op == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    (health,) = [a for op, a in runtime if op == "HEALTHCHECK"]
+    assert "/healthz" in health and f":{API_PORT}/" in health and "urllib" in health
+    assert ("EXPOSE", str(API_PORT)) in runtime
+    cmd = json.loads(next(a for op, a in runtime if op == "CMD"))
+    assert cmd[:4] == ["simgr", "serve", "--artifacts", "/artifacts"]
+
+
+def test_dockerfile_copies_every_package_and_the_context_has_them() -> None:
+    sources = [s for op, a in dockerfile_instructions() if op == "COPY" and not a.startswith("--from")
+               for s in a.split()[:-1]]
+    packages = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {p.rstrip("*") + "/" for p in packages} <= set(sources)
+    for source in sources:
+        assert (ROOT / source).exists(), f"Dockerfile COPY {source}: missing from the repo"
+        assert not dockerignored(source.rstrip("/")), f"Dockerfile COPY {source}: excluded by .dockerignore"
+    for heavy in ("artifacts", ".venv", "data", "runs", "tests", ".git", "model/__pycache__"):
+        assert dockerignored(heavy), heavy
+
+
+# ---- .env.example + smoke.sh ------------------------------------------------------------------------
+
+
+def test_env_example_lists_every_setting_with_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    active: dict[str, str] = {}
+    commented: set[str] = set()
+    for line in (DEPLOY / ".env.example").read_text().splitlines():
+        m = re.fullmatch(r"(# )?(SIMGR_\w+)=(.*)", line)
+        if m and m.group(1):
+            commented.add(m.group(2))
+        elif m:
+            active[m.group(2)] = m.group(3)
+    settings_keys = {f"SIMGR_{name.upper()}" for name in Settings.model_fields}
+    assert settings_keys <= set(active) | commented, settings_keys - set(active) - commented
+    for key in settings_keys:
+        monkeypatch.delenv(key, raising=False)
+    expected = Settings().model_dump()
+    for key, value in active.items():
+        monkeypatch.setenv(key, value)
+    assert Settings().model_dump() == expected
+    compose_vars = set(re.findall(r"\$\{(\w+)", json.dumps(load_yaml(ROOT / "docker-compose.yml"))))
+    assert compose_vars <= set(active) | commented | {"GRAFANA_ADMIN_USER", "GRAFANA_ADMIN_PASSWORD"}
+
+
+def test_smoke_script_parses_and_answers_help() -> None:
+    script = DEPLOY / "smoke.sh"
+    assert script.stat().st_mode & 0o111, "deploy/smoke.sh is not executable"
+    out = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "--artifacts DIR" in out.stdout
+    out = subprocess.run(["bash", str(script), "--no-such-flag"], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "unknown argument" in out.stderr
+    driver = [sys.executable, str(DEPLOY / "smoke_driver.py")]
+    ports = subprocess.run([*driver, "free-ports", "3"], capture_output=True, text=True, check=True).stdout.split()
+    assert len(set(ports)) == 3 and all(1024 <= int(p) < 65536 for p in ports)
+    out = subprocess.run([*driver, "no-such-command"], capture_output=True, text=True)
+    assert out.returncode == 1 and "smoke: FAIL: usage" in out.stderr
+    if shutil.which("shellcheck"):
+        out = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout
