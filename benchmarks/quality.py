@@ -35,13 +35,16 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=TrainConfig().lr)
     p.add_argument("--tau", type=float, default=ModelConfig().tau)
     p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--dropout", type=float, default=TrainConfig().dropout)
+    p.add_argument("--input-dropout", type=float, default=TrainConfig().input_dropout)
     p.add_argument("--workdir", type=Path, help="keep data and run here (default: a temp dir)")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     work = a.workdir or Path(tempfile.mkdtemp(prefix="simgr-quality-"))
     t0 = time.monotonic()
-    data_dir, run_dir = work / "data", work / f"run-{a.preset}-{a.layout}"
+    data_dir = work / "data"
+    run_dir = work / f"run-{a.preset}-{a.layout}-{a.aggregator}-d{a.dropout}-i{a.input_dropout}"
     prepare_dataset(source="lcrec", input_path=a.data, out_dir=data_dir)
     given = sorted(a.data.glob("*.index.json"))
     build_semantic_ids(data_dir=data_dir, given=given[0] if given else None)
@@ -49,7 +52,8 @@ def main() -> int:
         data_dir=str(data_dir),
         model=ModelConfig(backbone=a.preset, aggregator=a.aggregator, tau=a.tau),
         prompt=PromptConfig(layout=a.layout),
-        train=TrainConfig(epochs=a.epochs, lr=a.lr, time_budget_min=a.budget_min, patience=100),
+        train=TrainConfig(epochs=a.epochs, lr=a.lr, time_budget_min=a.budget_min, patience=100,
+                          dropout=a.dropout, input_dropout=a.input_dropout),
     )
     summary = train(cfg, run_dir, resume=True)
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
@@ -65,7 +69,8 @@ def main() -> int:
         "train_samples_per_s": round(sum(r["train_samples_per_s"] for r in full) / len(full), 1),
         "eval_users_per_s": round(m["n_users"] / m["seconds"], 1),
         "minutes": round((time.monotonic() - t0) / 60, 2),
-        "preset": a.preset, "layout": a.layout, "budget_min": a.budget_min,
+        "preset": a.preset, "layout": a.layout, "aggregator": a.aggregator, "dropout": a.dropout,
+        "input_dropout": a.input_dropout, "budget_min": a.budget_min,
     }
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

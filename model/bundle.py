@@ -41,6 +41,26 @@ def read_json(path: Path) -> Any:
         raise SimGRError(f"{path}: malformed JSON ({e})") from None
 
 
+def _read_items(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise SimGRError(f"{path}: missing from the bundle") from None
+    items = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            _ = (item["item_id"], list(item["sid"]))
+        except (ValueError, KeyError, TypeError):
+            raise SimGRError(f"{path}:{n}: not an item record with item_id and sid") from None
+        items.append(item)
+    if not items:
+        raise SimGRError(f"{path}: no items")
+    return items
+
+
 class Bundle:
     """A loaded bundle. ``encode_users`` is the only compute: one batched forward pass."""
 
@@ -62,14 +82,23 @@ class Bundle:
     @classmethod
     def load(cls, root: str | Path, *, device: str = "cpu") -> Bundle:
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         root = Path(root)
+        if not root.is_dir():
+            raise SimGRError(f"{root}: bundle directory not found; run `simgr export` first")
         manifest = read_json(root / "manifest.json")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise SimGRError(f"{root}/manifest.json: unsupported format_version {manifest.get('format_version')}")
+        if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+            got = manifest.get("format_version") if isinstance(manifest, dict) else None
+            raise SimGRError(f"{root}/manifest.json: unsupported format_version {got!r}")
+        if not isinstance(manifest.get("model_version"), str):
+            raise SimGRError(f"{root}/manifest.json: model_version missing")
         spec = read_json(root / "model" / "simgr.json")
-        mcfg, pcfg = from_dict(ModelConfig, spec["model"]), from_dict(PromptConfig, spec["prompt"])
-        items = [json.loads(line) for line in (root / "items.jsonl").read_text().splitlines() if line]
+        try:
+            mcfg, pcfg = from_dict(ModelConfig, spec["model"]), from_dict(PromptConfig, spec["prompt"])
+        except (KeyError, TypeError) as e:
+            raise SimGRError(f"{root}/model/simgr.json: malformed ({e})") from None
+        items = _read_items(root / "items.jsonl")
         try:
             embeddings = np.load(root / "item_embeddings.npy").astype(np.float32, copy=False)
         except FileNotFoundError:
@@ -77,6 +106,7 @@ class Bundle:
         if embeddings.shape[0] != len(items):
             raise SimGRError(f"{root}: {len(items)} items but {embeddings.shape[0]} embeddings")
         bdir = root / "model" / "backbone"
+        hf_logging.disable_progress_bar()  # no per-load weight bars in server logs
         try:
             tokenizer = AutoTokenizer.from_pretrained(bdir, local_files_only=True)
             backbone = AutoModel.from_pretrained(bdir, local_files_only=True, attn_implementation="sdpa")

@@ -28,11 +28,11 @@ def sid_vocabulary(sids: Sequence[Sequence[str]]) -> list[str]:
 
 
 def build_model(cfg: ModelConfig, prompt: PromptConfig, sids: Sequence[Sequence[str]], *,
-                dropout: float = 0.0, seed: int = 0) -> Built:
+                dropout: float = 0.0, input_dropout: float = 0.0, seed: int = 0) -> Built:
     """Random-init preset or local checkpoint, extended with the SID tokens of ``sids`` (N items x L)."""
     torch.manual_seed(seed)
     backbone, tokenizer = build_backbone(cfg, sid_vocabulary(sids), dropout=dropout)
     vocab = PromptVocab.from_tokenizer(tokenizer, sids, prompt)
     table = torch.tensor(vocab.sid_token_ids, dtype=torch.long)  # (N, L)
-    model = SimGR(backbone=backbone, sid_token_ids=table, cfg=cfg, prompt=prompt)
+    model = SimGR(backbone=backbone, sid_token_ids=table, cfg=cfg, prompt=prompt, input_dropout=input_dropout)
     return Built(model, tokenizer, vocab)

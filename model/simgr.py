@@ -21,8 +21,9 @@ from model.prompt import PromptBatch
 
 class SimGR(nn.Module):
     def __init__(self, *, backbone: nn.Module, sid_token_ids: torch.Tensor, cfg: ModelConfig,
-                 prompt: PromptConfig) -> None:
+                 prompt: PromptConfig, input_dropout: float = 0.0) -> None:
         super().__init__()
+        self.input_dropout = nn.Dropout(input_dropout)  # on the input vectors, training only
         self.backbone = backbone
         self.cfg = cfg
         self.prompt_cfg = prompt
@@ -52,7 +53,7 @@ class SimGR(nn.Module):
             assert item_table is not None, "layout 'items' needs the item table"
             embeds = embeds.masked_scatter(slots.unsqueeze(-1),
                                            item_table[batch.item_slots[slots]].to(embeds.dtype))
-        out = self.backbone(inputs_embeds=embeds, attention_mask=batch.attention_mask)
+        out = self.backbone(inputs_embeds=self.input_dropout(embeds), attention_mask=batch.attention_mask)
         return out.last_hidden_state  # type: ignore[no-any-return]
 
     def user_embeddings(self, batch: PromptBatch, item_table: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,6 +21,9 @@ from model.errors import SimGRError
 
 log = logging.getLogger("simgr")
 
+# training fields a resumed run may change (the rest come from the run's saved config.json)
+_RESUME_OVERRIDES = ("epochs", "patience", "time_budget_min", "eval_every")
+
 # dataclass field -> flag name, where the issue fixes a different spelling
 _FLAG_ALIASES = {"layout": "input-layout"}
 
@@ -87,10 +90,15 @@ def cmd_train(a: argparse.Namespace) -> int:
                     prompt=_dataclass_from_args(PromptConfig, a), train=_dataclass_from_args(TrainConfig, a),
                     baseline=_dataclass_from_args(BaselineConfig, a))
     if a.resume and (a.out / "checkpoints" / "last.pt").is_file():
+        # the saved config wins, except for how long to go on, which a resumed run may change
         saved = load_run_config(a.out)
-        if saved.to_json() != cfg.to_json():
-            log.warning("resuming %s with its saved config; flags that differ are ignored", a.out)
-        cfg = saved
+        given = {k.split(".", 1)[1]: v for k, v in vars(a).items() if k.startswith("TrainConfig.")}
+        extendable = {k: v for k, v in given.items() if k in _RESUME_OVERRIDES}
+        resumed = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **extendable))
+        if dataclasses.replace(cfg, train=resumed.train).to_json() != resumed.to_json():
+            log.warning("resuming %s with its saved config; only %s may change on resume", a.out,
+                        ", ".join(_RESUME_OVERRIDES))
+        cfg = resumed
     summary = train(cfg, a.out, resume=a.resume)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one result line
         _emit(summary)

@@ -113,3 +113,33 @@ def test_lr_schedule_known_answers() -> None:
     assert lr_factor(step=100, total=100, warmup=10) == pytest.approx(0.0)
     # a wall-clock budget half used anneals like half the steps done
     assert lr_factor(step=10, total=1000, warmup=10, budget_fraction=0.5) == pytest.approx(0.5)
+
+
+def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL a real training process after its first epoch; a rerun continues from the checkpoint."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    env = {**os.environ, "SIMGR_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "service.cli", "train", "--data", str(synthetic_data_dir), "--out", str(run),
+           "--epochs", "400", "--patience", "1000", *TINY]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (run / "train_log.jsonl").is_file():
+            time.sleep(0.05)
+        assert (run / "train_log.jsonl").is_file(), "no epoch finished in time"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = len(log_lines(run))
+    ckpt_epoch = __import__("torch").load(run / "checkpoints" / "last.pt", weights_only=False)["state"]["epoch"]
+    assert ckpt_epoch >= done - 1 >= 0  # the checkpoint is at most one epoch behind the log
+    target = ckpt_epoch + 2
+    assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), "--epochs", str(target),
+                 "--patience", "1000", *TINY]) == 0
+    epochs = [r["epoch"] for r in log_lines(run)]
+    assert epochs[-2:] == [target - 1, target]

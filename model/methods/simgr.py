@@ -19,7 +19,8 @@ class SimGRMethod:
     name = "simgr"
 
     def build(self, cfg: Any, sids: Sequence[Sequence[str]]) -> Built:
-        return build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout, seed=cfg.train.seed)
+        return build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout,
+                           input_dropout=cfg.train.input_dropout, seed=cfg.train.seed)
 
     def examples(self, sequence: Sequence[int], built: Built, *, stride: int) -> list[Window]:
         return make_windows(sequence, built.vocab, stride=stride)

@@ -1,0 +1,58 @@
+"""The export bundle: save -> load round trip and clear errors for broken bundles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.item_index import ItemIndex
+from model.bundle import Bundle
+from model.errors import SimGRError
+from model.export import check_bundle
+
+
+def test_round_trip_is_exact(tiny_bundle_dir: Path) -> None:
+    b = Bundle.load(tiny_bundle_dir)
+    assert b.n_items == 200 and b.item_ids[5] == "item-5" and b.titles[5] == "Item 5"
+    index = ItemIndex.load(tiny_bundle_dir / "index.faiss")
+    assert index.ntotal == 200
+    # the vectors in the index are exactly item_embeddings.npy
+    _, ids = index.search(b.embeddings[:3], 1)
+    assert ids[:, 0].tolist() == [0, 1, 2]
+    again = Bundle.load(tiny_bundle_dir)
+    h = [[1, 2, 3], [7]]
+    assert np.array_equal(b.encode_users(h), again.encode_users(h))
+    assert check_bundle(tiny_bundle_dir, h) == 2
+
+
+def test_batched_and_alone_agree(tiny_bundle_dir: Path) -> None:
+    b = Bundle.load(tiny_bundle_dir)
+    hist = [[1], list(range(30)), [4, 5, 6]]
+    together = b.encode_users(hist)
+    for i, h in enumerate(hist):
+        assert np.allclose(together[i], b.encode_users([h])[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("damage", ["manifest", "version", "items", "embeddings", "weights"])
+def test_broken_bundle_is_a_clear_error(tiny_bundle_dir: Path, tmp_path: Path, damage: str) -> None:
+    root = tmp_path / "b"
+    shutil.copytree(tiny_bundle_dir, root)
+    if damage == "manifest":
+        (root / "manifest.json").write_text("{not json")
+    elif damage == "version":
+        m = json.loads((root / "manifest.json").read_text())
+        del m["model_version"]
+        (root / "manifest.json").write_text(json.dumps(m))
+    elif damage == "items":
+        (root / "items.jsonl").write_text('{"idx": 0}\n')
+    elif damage == "embeddings":
+        np.save(root / "item_embeddings.npy", np.zeros((3, 32), dtype=np.float32))
+    else:
+        for f in (root / "model" / "backbone").glob("*.safetensors"):
+            f.unlink()
+    with pytest.raises(SimGRError):
+        Bundle.load(root)
