@@ -11,7 +11,7 @@ item's score is its sequence log-prob and items outside the final beam rank afte
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -47,7 +47,8 @@ class ARModel(nn.Module):
         self.register_buffer("latent_ids", latent_ids.long(), persistent=False)  # (M,) Latte's latent tokens
 
     def embedding_matrix(self) -> torch.Tensor:
-        return self.encoder.input_embeddings().weight  # type: ignore[no-any-return]  # (V, D), tied LM head
+        weight: torch.Tensor = self.encoder.input_embeddings().weight  # type: ignore[assignment]
+        return weight  # (V, D), tied LM head
 
     def logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
         """(R, D) hidden states -> (R, V) next-token log-probs."""
@@ -114,7 +115,11 @@ def build_ar(cfg: Any, sids: Sequence[Sequence[str]], *, latent_tokens: int = 0)
         seqs, items = table, torch.arange(len(table))
     model = ARModel(encoder=encoder, bcfg=cfg.baseline, trie_sequences=seqs, trie_items=items,
                     latent_ids=latent_ids)
-    return Built(model, tokenizer, vocab)
+    return Built(model, tokenizer, vocab)  # type: ignore[arg-type]
+
+
+def as_ar(built: Built) -> ARModel:
+    return cast(ARModel, built.model)
 
 
 def history_examples(sequence: Sequence[int], max_history: int) -> list[ARExample]:
@@ -172,7 +177,7 @@ class AutoregressiveMethod:
     @torch.inference_mode()
     def rank(self, built: Built, histories: Sequence[Sequence[int]], *, k: int, batch_size: int,
              device: torch.device | str, desc: str = "rank") -> np.ndarray:
-        return rank_beam(built, histories, k=k, beam=built.model.bcfg.beam_size, batch_size=batch_size,
+        return rank_beam(built, histories, k=k, beam=as_ar(built).bcfg.beam_size, batch_size=batch_size,
                          device=device, desc=desc)
 
 
@@ -180,7 +185,7 @@ class AutoregressiveMethod:
 def rank_beam(built: Built, histories: Sequence[Sequence[int]], *, k: int, beam: int, batch_size: int = 256,
               device: torch.device | str = "cpu", desc: str = "beam") -> np.ndarray:
     """(U, k) top-k items per user by constrained beam search of width ``beam``."""
-    model: ARModel = built.model  # type: ignore[assignment]
+    model = as_ar(built)
     model.eval()
     users_per_batch = max(1, min(batch_size, 4096 // max(1, beam)))
     out = np.empty((len(histories), k), dtype=np.int64)

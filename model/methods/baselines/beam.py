@@ -23,6 +23,14 @@ class PromptState(NamedTuple):
     last_logp: torch.Tensor  # (B, V) next-token log-probs after the prompt
 
 
+def select_users(state: PromptState, users: torch.Tensor) -> PromptState:
+    """The prompt state of a subset of its users (e.g. those whose beam must grow)."""
+    dev = state.mask.device
+    idx = users.to(dev)
+    return PromptState([(k[idx], v[idx]) for k, v in state.kv], state.mask[idx], state.length[idx],
+                       state.last_logp[users.to(state.last_logp.device)])
+
+
 class SequenceScorer(Protocol):
     def next_logprobs(self, state: PromptState, rows: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         """(R, V) log p(next | prompt of user rows[r], prefix[r]) for prefix (R, d), d >= 0."""

@@ -21,13 +21,13 @@ from model.factory import Built
 from model.methods import register
 from model.methods.baselines.autoregressive import (
     ARExample,
-    ARModel,
     AutoregressiveMethod,
+    as_ar,
     build_ar,
     prompt_batches,
     topk_from_beams,
 )
-from model.methods.baselines.beam import beam_search
+from model.methods.baselines.beam import beam_search, select_users
 
 
 def aggregate_paths(items: torch.Tensor, scores: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,13 +52,13 @@ class LatteMethod(AutoregressiveMethod):
         return build_ar(cfg, sids, latent_tokens=cfg.baseline.latent_tokens)
 
     def answer(self, example: ARExample, built: Built) -> list[int]:
-        latents = built.model.latent_ids.tolist()  # type: ignore[union-attr,operator]
+        latents = as_ar(built).latent_ids.tolist()
         return [latents[random.randrange(len(latents))], *built.vocab.sid_token_ids[example.target]]
 
     @torch.inference_mode()
     def rank(self, built: Built, histories: Sequence[Sequence[int]], *, k: int, batch_size: int,
              device: torch.device | str, desc: str = "rank") -> np.ndarray:
-        return rank_latte(built, histories, k=k, beam=built.model.bcfg.beam_size, batch_size=batch_size,
+        return rank_latte(built, histories, k=k, beam=as_ar(built).bcfg.beam_size, batch_size=batch_size,
                           device=device, desc=desc)
 
 
@@ -66,7 +66,7 @@ class LatteMethod(AutoregressiveMethod):
 def rank_latte(built: Built, histories: Sequence[Sequence[int]], *, k: int, beam: int, batch_size: int = 256,
                device: torch.device | str = "cpu", desc: str = "latte") -> np.ndarray:
     """(U, k) distinct items per user from Latte's latent-first beam search with path aggregation."""
-    model: ARModel = built.model  # type: ignore[assignment]
+    model = as_ar(built)
     model.eval()
     how = model.bcfg.latte_agg
     users_per_batch = max(1, min(batch_size, 4096 // max(1, beam)))
@@ -75,12 +75,13 @@ def rank_latte(built: Built, histories: Sequence[Sequence[int]], *, k: int, beam
         state = model.prompt_state(batch)
         width = beam
         todo = list(range(len(batch.last)))
-        while todo:
-            beams = beam_search(model, state, model.trie, beam=width)
+        while todo:  # only the users still short of k distinct items search again, at twice the width
+            sub = select_users(state, torch.tensor(todo))
+            beams = beam_search(model, sub, model.trie, beam=width)
             items = torch.where(beams.leaves >= 0, model.trie.leaf_item[beams.leaves.clamp(min=0)], -1)
             short = []
-            for u in todo:
-                uniq, agg = aggregate_paths(items[u], beams.scores[u], how)
+            for row, u in enumerate(todo):
+                uniq, agg = aggregate_paths(items[row], beams.scores[row], how)
                 if len(uniq) < k and width < model.trie.n_leaves:
                     short.append(u)
                     continue

@@ -29,7 +29,8 @@ class ParallelModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         table = encoder.sid_token_ids  # (N, L)
-        dim = int(encoder.input_embeddings().weight.shape[1])
+        emb: torch.Tensor = encoder.input_embeddings().weight  # type: ignore[assignment]
+        dim = int(emb.shape[1])
         codes, level_tokens = [], []
         for level in range(table.shape[1]):
             toks, inv = torch.unique(table[:, level], return_inverse=True)
@@ -40,11 +41,11 @@ class ParallelModel(nn.Module):
         self.level_tokens = [t.tolist() for t in level_tokens]
         self.heads = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in level_tokens)
         for head in self.heads:
-            nn.init.eye_(head.weight)
+            nn.init.eye_(head.weight)  # type: ignore[arg-type]
 
     def level_logprobs(self, h: torch.Tensor) -> list[torch.Tensor]:
         """(R, D) hidden states -> per level (R, V_l) log p(t_l | x)."""
-        emb = self.encoder.input_embeddings().weight
+        emb: torch.Tensor = self.encoder.input_embeddings().weight  # type: ignore[assignment]
         return [F.log_softmax(head(h.float()) @ emb[toks].float().T, dim=-1)
                 for head, toks in zip(self.heads, self.level_tokens, strict=True)]
 

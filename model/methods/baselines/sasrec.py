@@ -54,7 +54,7 @@ class SASRec(nn.Module):
     def hidden(self, batch: SeqBatch) -> torch.Tensor:
         t = batch.items.shape[1]
         x = self.item_emb(batch.items) + self.pos_emb(torch.arange(t, device=batch.items.device))  # (B, T, D)
-        causal = torch.triu(torch.full((t, t), float("-inf"), device=x.device), diagonal=1)
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=x.device), diagonal=1)  # True = hidden
         h = self.blocks(self.drop(x), mask=causal, src_key_padding_mask=batch.items == 0)
         return self.norm(h)  # type: ignore[no-any-return]
 

@@ -33,7 +33,8 @@ class SIDTrie:
         self.depth = len(sequences[0])
         items = list(range(len(sequences))) if items is None else list(items)
         children: list[list[dict[int, int]]] = [[{}] for _ in range(self.depth)]  # per depth: node -> {tok: child}
-        prefixes: list[list[tuple[int, ...]]] = [[()]] + [[] for _ in range(self.depth)]
+        prefixes: list[list[tuple[int, ...]]] = [[] for _ in range(self.depth + 1)]
+        prefixes[0].append(())
         leaf_item: list[int] = []
         for seq, item in zip(sequences, items, strict=True):
             if len(seq) != self.depth:

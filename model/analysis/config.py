@@ -1,0 +1,75 @@
+"""The configuration of `simgr compare`: which datasets, methods and budgets reproduce the paper's analyses.
+
+Written as JSON (any subset of the fields; the rest keep their defaults) and copied next to the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from model.config import from_dict, to_dict
+from model.errors import SimGRError
+
+ANALYSES = ("table3", "table1", "table4", "figure4", "figure3")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CompareConfig:
+    name: str = "paper"  # report name: the report goes to out_dir, cached runs to work_dir/name
+    out_dir: str = "reports/paper"  # report.md, PNG plots and the config used
+    work_dir: str = "/tmp/simgr_compare"  # trained runs and evaluation caches (re-running never retrains)
+    datasets: tuple[str, ...] = ("/tmp/b_inst", "/tmp/b_sci")  # prepared dirs; the FIRST is the main one
+    analyses: tuple[str, ...] = ANALYSES  # which of Table 3/1/4 and Figure 4/3 to produce
+    methods: tuple[str, ...] = ("sasrec", "autoregressive", "parallel", "latte", "simgr")  # Table 3 rows
+    latte_main_only: bool = True  # Latte's latent-first beam (doubling until K distinct items) costs several
+    # times AR's on a CPU: run it on the main (first) dataset only
+    preset: str = "small"  # backbone preset shared by every LLM-based method
+    layout: str = "items"  # prompt layout shared by every LLM-based method (SimGR's default)
+    time_budget_min: float = 1.5  # wall-clock training budget per model (the same for every method)
+    epochs: int = 30  # upper bound on epochs; the budget usually ends training first
+    lr: float = 1e-3  # AdamW learning rate for every method (the presets' default)
+    generative_max_users: int = 8000  # AR/Latte train and validate on the first N users (0 = all): their
+    # validation is a beam search, and the budget lets them visit fewer samples than this pool holds anyway
+    eval_users: int = 1000  # fixed random sample of test users for every table (0 = all users)
+    exact_users: int = 50  # users (a prefix of the sample) for exact global search, ~5 s/user on a CPU
+    beams: tuple[int, ...] = (10, 20, 30, 50, 100)  # Table 1 beam sizes
+    table_beam: int = 20  # the autoregressive beam of Table 3 (LC-Rec's)
+    latte_beams: tuple[int, ...] = (20, 50)  # Latte beams reported (the paper's best is 500)
+    aggregators: tuple[str, ...] = ("mean", "concat", "proj", "attention", "gating")  # Table 4
+    presets: tuple[str, ...] = ("tiny", "small")  # Figure 3 backbone sizes
+    entropy_ks: tuple[int, ...] = (1, 5, 10, 20)  # Figure 4 cut-offs
+    seed: int = 0  # user sample and training seed offset
+    threads: int = 1  # torch threads: leave the other cores to the rest of the machine
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.out_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.work_dir) / self.name
+
+
+def load_compare_config(path: str | Path) -> CompareConfig:
+    path = Path(path)
+    try:
+        data: Any = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SimGRError(f"{path}: cannot read the compare config ({e})") from None
+    if not isinstance(data, dict):
+        raise SimGRError(f"{path}: the compare config must be a JSON object")
+    unknown = set(data) - {f.name for f in dataclasses.fields(CompareConfig)}
+    if unknown:
+        raise SimGRError(f"{path}: unknown compare config field(s): {', '.join(sorted(unknown))}")
+    cfg = from_dict(CompareConfig, data)
+    bad = set(cfg.analyses) - set(ANALYSES)
+    if bad or not cfg.datasets:
+        raise SimGRError(f"{path}: analyses must be among {', '.join(ANALYSES)} and datasets non-empty")
+    return cfg
+
+
+def compare_config_json(cfg: CompareConfig) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n"
