@@ -19,9 +19,9 @@ from torch import nn
 from model.factory import Built, build_model
 from model.methods import register
 from model.methods.baselines.autoregressive import prompt_batches
-from model.prompt import PromptBatch, collate
+from model.methods.simgr import SimGRMethod
+from model.prompt import PromptBatch
 from model.simgr import SimGR
-from model.windows import Window, make_windows
 
 
 class ParallelModel(nn.Module):
@@ -67,22 +67,14 @@ class ParallelModel(nn.Module):
         return h_last, loss
 
 
-class ParallelMethod:
+class ParallelMethod(SimGRMethod):
+    """Same windows and batches as SimGR (every prefix scored in one pass); its own model and ranking."""
+
     name = "parallel"
 
     def build(self, cfg: Any, sids: Sequence[Sequence[str]]) -> Built:
         built = build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout, seed=cfg.train.seed)
         return Built(ParallelModel(encoder=built.model), built.tokenizer, built.vocab)  # type: ignore[arg-type]
-
-    def examples(self, sequence: Sequence[int], built: Built, *, stride: int) -> list[Window]:
-        return make_windows(sequence, built.vocab, stride=stride)
-
-    def n_targets(self, example: Window) -> int:
-        return len(example.targets)
-
-    def collate(self, examples: Sequence[Window], built: Built) -> PromptBatch:
-        return collate([w.prompt for w in examples], pad_id=built.vocab.pad_id,
-                       targets=[w.targets for w in examples])
 
     @torch.inference_mode()
     def rank(self, built: Built, histories: Sequence[Sequence[int]], *, k: int, batch_size: int,
