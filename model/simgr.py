@@ -60,23 +60,26 @@ class SimGR(nn.Module):
         """(B, D) user embeddings h(C), normalised like the item table."""
         if item_table is None and self.prompt_cfg.layout == "items":
             item_table = self.item_embeddings()
-        hidden = self.hidden_states(batch, item_table)  # (B, T, D)
-        h = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.last]  # (B, D)
+        return self._at_last(self.hidden_states(batch, item_table), batch)
+
+    def _score_space(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., D) hidden states -> the space scored against the item table (fp32, L2-normalised if set)."""
         return F.normalize(h.float(), dim=-1) if self.cfg.normalize else h.float()
+
+    def _at_last(self, hidden: torch.Tensor, batch: PromptBatch) -> torch.Tensor:
+        """(B, T, D) -> (B, D) at each prompt's last real position: the user embedding."""
+        return self._score_space(hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.last])
 
     def forward(self, batch: PromptBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns (user embeddings (B, D), loss). The loss is the mean full-softmax cross-entropy over
         every target position in ``batch.targets`` (one per history prefix), None without targets."""
         item_table = self.item_embeddings()  # (N, D)
         hidden = self.hidden_states(batch, item_table)  # (B, T, D)
-        h_last = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.last]
-        h_last = F.normalize(h_last.float(), dim=-1) if self.cfg.normalize else h_last.float()
+        h_last = self._at_last(hidden, batch)  # (B, D)
         if batch.targets is None:
             return h_last, None
         at = batch.targets >= 0  # (B, T)
-        h = hidden[at].float()  # (M, D)
-        if self.cfg.normalize:
-            h = F.normalize(h, dim=-1)
+        h = self._score_space(hidden[at])  # (M, D), one row per history prefix
         loss = full_softmax_loss(h, item_table.float(), batch.targets[at], tau=self.cfg.tau,
                                  chunk=self.cfg.loss_chunk_items)
         return h_last, loss
