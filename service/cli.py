@@ -239,6 +239,7 @@ def _quiet_libraries() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its AVX probing is INFO-level noise
 
 
 if __name__ == "__main__":
