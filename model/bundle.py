@@ -13,7 +13,6 @@ ARTIFACT_DIR/
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 from model.config import ModelConfig, PromptConfig, from_dict
 from model.errors import SimGRError
+from model.jsonio import iter_jsonl, read_json
 from model.prompt import PromptVocab, build_prompt, collate
 from model.simgr import SimGR
 
@@ -32,29 +32,14 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SimGRError(f"{path}: missing from the bundle") from None
-    except ValueError as e:
-        raise SimGRError(f"{path}: malformed JSON ({e})") from None
+_MISSING = "missing from the bundle"
 
 
 def _read_items(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise SimGRError(f"{path}: missing from the bundle") from None
     items = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            _ = (item["item_id"], list(item["sid"]))
-        except (ValueError, KeyError, TypeError):
-            raise SimGRError(f"{path}:{n}: not an item record with item_id and sid") from None
+    for n, item in iter_jsonl(path, missing=_MISSING):
+        if not isinstance(item.get("item_id"), str) or not isinstance(item.get("sid"), list):
+            raise SimGRError(f"{path}:{n}: not an item record with item_id and sid")
         items.append(item)
     if not items:
         raise SimGRError(f"{path}: no items")
@@ -87,13 +72,13 @@ class Bundle:
         root = Path(root)
         if not root.is_dir():
             raise SimGRError(f"{root}: bundle directory not found; run `simgr export` first")
-        manifest = read_json(root / "manifest.json")
+        manifest = read_json(root / "manifest.json", missing=_MISSING)
         if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
             got = manifest.get("format_version") if isinstance(manifest, dict) else None
             raise SimGRError(f"{root}/manifest.json: unsupported format_version {got!r}")
         if not isinstance(manifest.get("model_version"), str):
             raise SimGRError(f"{root}/manifest.json: model_version missing")
-        spec = read_json(root / "model" / "simgr.json")
+        spec = read_json(root / "model" / "simgr.json", missing=_MISSING)
         try:
             mcfg, pcfg = from_dict(ModelConfig, spec["model"]), from_dict(PromptConfig, spec["prompt"])
         except (KeyError, TypeError) as e:
@@ -122,7 +107,7 @@ class Bundle:
         dev = torch.device(device)
         model = model.to(dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32).eval()
         lookup = {str(it["item_id"]): i for i, it in enumerate(items)}
-        popularity = [lookup[i] for i in read_json(root / "popularity.json") if i in lookup]
+        popularity = [lookup[i] for i in read_json(root / "popularity.json", missing=_MISSING) if i in lookup]
         log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(items), embeddings.shape[1],
                  manifest["model_version"])
         return cls(root=root, manifest=manifest, model=model, vocab=vocab, items=items,

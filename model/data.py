@@ -10,8 +10,6 @@ Splits are derived from ``sequences.jsonl`` (the split/ files hold the same data
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from model.errors import SimGRError
+from model.jsonio import iter_jsonl, read_json
 
 FORMAT_VERSION = 1  # the dataset.json format this loader reads
 MIN_INTERACTIONS = 3  # prepare drops shorter users; leave-one-out needs 3
@@ -33,40 +32,12 @@ class Item:
     categories: tuple[str, ...]
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SimGRError(f"{path}: missing; run `simgr prepare` for this directory") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SimGRError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise SimGRError(f"{path}: corrupt JSON at line {exc.lineno}: {exc.msg}") from None
-
-
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        handle = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise SimGRError(f"{path}: missing; run `simgr prepare` for this directory") from None
-    except OSError as exc:
-        raise SimGRError(f"{path}: cannot read ({exc.strerror})") from None
-    with handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SimGRError(f"{path}: corrupt JSON on line {lineno}: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise SimGRError(f"{path}: line {lineno} is not a JSON object")
-            yield lineno, row
+_MISSING = "missing; run `simgr prepare` for this directory"
 
 
 def _load_items(path: Path) -> list[Item]:
     items: list[Item] = []
-    for lineno, row in _jsonl(path):
+    for lineno, row in iter_jsonl(path, missing=_MISSING):
         try:
             idx, item_id = row["idx"], row["item_id"]
             title, text, categories = row.get("title"), row.get("text"), row.get("categories") or []
@@ -82,7 +53,7 @@ def _load_items(path: Path) -> list[Item]:
 def _load_sequences(path: Path, n_items: int) -> tuple[list[str], list[list[int]]]:
     user_ids: list[str] = []
     sequences: list[list[int]] = []
-    for lineno, row in _jsonl(path):
+    for lineno, row in iter_jsonl(path, missing=_MISSING):
         user_id, seq = row.get("user_id"), row.get("items")
         if not isinstance(user_id, str) or not isinstance(seq, list):
             raise SimGRError(f"{path}: line {lineno} needs a string user_id and a list of items")
@@ -111,7 +82,7 @@ class Dataset:
         root = Path(root)
         if not root.is_dir():
             raise SimGRError(f"{root}: not a dataset directory (run `simgr prepare --out {root}` first)")
-        info = _read_json(root / "dataset.json")
+        info = read_json(root / "dataset.json", missing=_MISSING)
         if not isinstance(info, dict) or info.get("format_version") != FORMAT_VERSION:
             raise SimGRError(f"{root / 'dataset.json'}: unsupported format_version (expected {FORMAT_VERSION})")
         items = _load_items(root / "items.jsonl")
