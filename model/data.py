@@ -35,7 +35,8 @@ class Item:
 _MISSING = "missing; run `simgr prepare` for this directory"
 
 
-def _load_items(path: Path) -> list[Item]:
+def load_items(path: Path) -> list[Item]:
+    """items.jsonl -> items in idx order (SimGRError naming the file and line)."""
     items: list[Item] = []
     for lineno, row in iter_jsonl(path, missing=_MISSING):
         try:
@@ -85,7 +86,7 @@ class Dataset:
         info = read_json(root / "dataset.json", missing=_MISSING)
         if not isinstance(info, dict) or info.get("format_version") != FORMAT_VERSION:
             raise SimGRError(f"{root / 'dataset.json'}: unsupported format_version (expected {FORMAT_VERSION})")
-        items = _load_items(root / "items.jsonl")
+        items = load_items(root / "items.jsonl")
         user_ids, sequences = _load_sequences(root / "sequences.jsonl", len(items))
         for name, expected, got in (("n_items", info.get("n_items"), len(items)),
                                     ("n_users", info.get("n_users"), len(user_ids))):

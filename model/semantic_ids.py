@@ -23,7 +23,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from model.config import RQVAEConfig
+from model.data import load_items
 from model.errors import SimGRError
+from model.jsonio import read_json
 
 log = logging.getLogger(__name__)
 
@@ -137,41 +139,23 @@ def utilization(codes: np.ndarray, sizes: Sequence[int]) -> list[float]:
 
 def read_item_texts(data_dir: Path) -> tuple[list[str], list[str], int]:
     """(item_ids, texts, n_fallback) from DATA_DIR/items.jsonl; text falls back to title, then item_id."""
-    path = data_dir / "items.jsonl"
-    if not path.is_file():
-        raise SimGRError(f"{path}: not found (run `simgr prepare` first)")
     item_ids: list[str] = []
     texts: list[str] = []
     n_fallback = 0
-    with path.open() as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                item_id, idx = str(rec["item_id"]), int(rec["idx"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise SimGRError(f"{path}:{line_no}: bad item line ({exc})") from exc
-            if idx != len(item_ids):
-                raise SimGRError(f"{path}:{line_no}: idx {idx}, expected {len(item_ids)} (idx order)")
-            text = (rec.get("text") or "").strip() or (rec.get("title") or "").strip()
-            if not text:
-                text, n_fallback = item_id, n_fallback + 1
-            item_ids.append(item_id)
-            texts.append(text)
+    for item in load_items(data_dir / "items.jsonl"):
+        text = (item.text or "").strip() or (item.title or "").strip()
+        if not text:
+            text, n_fallback = item.item_id, n_fallback + 1
+        item_ids.append(item.item_id)
+        texts.append(text)
     if not item_ids:
-        raise SimGRError(f"{path}: no items")
+        raise SimGRError(f"{data_dir / 'items.jsonl'}: no items")
     return item_ids, texts, n_fallback
 
 
 def _read_sid_file(path: Path, item_ids: Sequence[str]) -> np.ndarray:
     """{item_id: [tokens]} file -> (N, L) codes in ``item_ids`` order (SimGRError naming the file)."""
-    if not path.is_file():
-        raise SimGRError(f"{path}: not found")
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise SimGRError(f"{path}: not valid JSON ({exc})") from exc
+    data = read_json(path, missing="not found")
     if not isinstance(data, dict):
         raise SimGRError(f"{path}: expected an object {{item_id: [tokens]}}")
     missing = [i for i in item_ids if i not in data]
