@@ -70,7 +70,7 @@ COPY index/ index/
 COPY service/ service/
 RUN pip install --no-cache-dir --no-deps --force-reinstall . \
     && simgr --help >/dev/null \
-    && python -c "import faiss, torch, service.cli"
+    && python -c "import faiss, torch, service.cli.main"
 
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime

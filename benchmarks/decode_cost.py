@@ -27,9 +27,9 @@ CACHE = Path("/tmp/simgr_compare/paper/runs")
 
 def _synthetic_runs(root: Path) -> tuple[Path, Path]:
     from model.config import ModelConfig, TrainConfig
-    from model.run import RunConfig
-    from model.synthetic import make_synthetic_dataset
-    from model.train import train
+    from model.data.synthetic import make_synthetic_dataset
+    from model.training.run import RunConfig
+    from model.training.train import train
 
     data = make_synthetic_dataset(root / "data", n_users=256, n_items=200)
     runs = []
@@ -60,10 +60,10 @@ def main() -> int:
     os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     torch.set_num_threads(a.threads)
 
-    from model.evaluate import rank_users
-    from model.methods.baselines.autoregressive import rank_beam
-    from model.metrics import ranking_metrics
-    from model.run import load_run
+    from model.baselines.autoregressive import rank_beam
+    from model.evaluation.metrics import ranking_metrics
+    from model.network.ranking import rank_users
+    from model.training.run import load_run
 
     with tempfile.TemporaryDirectory() as tmp:
         simgr_dir, ar_dir = _synthetic_runs(Path(tmp)) if a.synthetic else (a.simgr_run, a.ar_run)

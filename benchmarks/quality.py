@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from model.config import ModelConfig, PromptConfig, TrainConfig
-from model.evaluate import evaluate_model, write_metrics
-from model.prepare import prepare_dataset
-from model.run import RunConfig, load_run
-from model.semantic_ids import build_semantic_ids
-from model.train import train
+from model.data.prepare import prepare_dataset
+from model.evaluation.evaluate import evaluate_model, write_metrics
+from model.semantic_ids.assign import build_semantic_ids
+from model.training.run import RunConfig, load_run
+from model.training.train import train
 
 
 def main() -> int:

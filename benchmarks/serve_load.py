@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCIES = (1, 8, 32, 64)
 SERVE = (
-    "import sys, argparse; from service import serve_cmd; p = argparse.ArgumentParser(); "
+    "import sys, argparse; from service.cli import serve as serve_cmd; p = argparse.ArgumentParser(); "
     "serve_cmd.add_arguments(p); sys.exit(serve_cmd.run(p.parse_args(sys.argv[1:])))"
 )
 
@@ -258,7 +258,7 @@ def model_limit(artifacts: Path, histories: list[list[int]], sizes: tuple[int, .
 
     torch.set_num_threads(threads)
     from index import ItemIndex
-    from model.bundle import Bundle
+    from model.export.bundle import Bundle
 
     bundle = Bundle.load(artifacts)
     index = ItemIndex.load(artifacts / "index.faiss")
@@ -287,7 +287,7 @@ def bench_main(a: argparse.Namespace) -> int:
     if a.artifacts:
         artifacts = Path(a.artifacts)
     else:
-        from model.synthetic import make_random_bundle
+        from model.export.synthetic import make_random_bundle
 
         artifacts = make_random_bundle(tmp / "bundle", n_items=a.items, layers=a.layers, dim=a.dim, seed=0)
     items = json.loads((artifacts / "popularity.json").read_text())

@@ -5,7 +5,7 @@
 #   deploy/smoke.sh [--artifacts DIR] [--requests N] [--keep]
 #
 #   --artifacts DIR   export bundle to serve (default: a random-init tiny bundle built with
-#                     `python -m model.synthetic` into a temp dir)
+#                     `python -m model.export.synthetic` into a temp dir)
 #   --requests N      traffic rounds (default 40); each sends POST /events and two POST /recommend
 #   --keep            keep the temp dir (logs, configs, TSDB) for inspection
 #
@@ -59,7 +59,7 @@ if [[ -z "$PY" ]] || ! "$PY" -c 'import sys; assert sys.version_info >= (3, 10)'
     die "no Python >= 3.10 (set SIMGR_PYTHON or create .venv)"
 fi
 if [[ -x "$(dirname "$PY")/simgr" ]]; then SIMGR=("$(dirname "$PY")/simgr")
-else SIMGR=("$PY" -c 'import sys; from service.cli import main; sys.argv[0] = "simgr"; sys.exit(main())')
+else SIMGR=("$PY" -c 'import sys; from service.cli.main import main; sys.argv[0] = "simgr"; sys.exit(main())')
 fi
 
 REDIS_SERVER="${REDIS_SERVER:-redis-server}"
@@ -157,9 +157,9 @@ start prometheus "$PROMETHEUS" --config.file="$WORK/prometheus.yml" --storage.ts
 
 if [[ -z "$ARTIFACTS" ]]; then
     ARTIFACTS="$WORK/bundle"
-    log "building a random-init tiny bundle (model.synthetic, 300 items) in $ARTIFACTS"
-    (cd "$ROOT" && SIMGR_NO_PROGRESS=1 "$PY" -m model.synthetic --out "$ARTIFACTS" --items 300 --preset tiny) \
-        >"$WORK/synthetic.log" 2>&1 || { tail -n 25 "$WORK/synthetic.log" >&2; die "model.synthetic failed"; }
+    log "building a random-init tiny bundle (model.export.synthetic, 300 items) in $ARTIFACTS"
+    (cd "$ROOT" && SIMGR_NO_PROGRESS=1 "$PY" -m model.export.synthetic --out "$ARTIFACTS" --items 300 --preset tiny) \
+        >"$WORK/synthetic.log" 2>&1 || { tail -n 25 "$WORK/synthetic.log" >&2; die "model.export.synthetic failed"; }
 fi
 
 log "simgr serve on $API (bundle $ARTIFACTS)"

@@ -26,7 +26,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from model.errors import SimGRError
+from index.errors import IndexFormatError
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +112,16 @@ class ItemIndex:
         """Read a FAISS file written by :meth:`save`; ``use_gpu`` moves it to GPU 0 when faiss-gpu is there."""
         path = Path(path)
         if not path.is_file():
-            raise SimGRError(f"{path}: index file not found")
+            raise IndexFormatError(f"{path}: index file not found")
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
-            raise SimGRError(f"{path}: not a readable FAISS index ({str(exc).splitlines()[0]})") from exc
+            raise IndexFormatError(f"{path}: not a readable FAISS index ({str(exc).splitlines()[0]})") from exc
         if not isinstance(index, faiss.IndexIDMap2):
-            raise SimGRError(f"{path}: expected IndexIDMap2(IndexFlatIP), got {type(index).__name__}")
+            raise IndexFormatError(f"{path}: expected IndexIDMap2(IndexFlatIP), got {type(index).__name__}")
         flat = faiss.downcast_index(index.index)
         if not isinstance(flat, faiss.IndexFlatIP):
-            raise SimGRError(f"{path}: expected an IndexFlatIP inside the id map, got {type(flat).__name__}")
+            raise IndexFormatError(f"{path}: expected an IndexFlatIP inside the id map, got {type(flat).__name__}")
         n, d = int(index.ntotal), int(index.d)
         emb = faiss.vector_to_array(flat.codes).view(np.float32).reshape(n, d).copy()  # (N, D)
         ids = faiss.vector_to_array(index.id_map).astype(np.int64)  # (N,)

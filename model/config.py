@@ -112,7 +112,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BaselineConfig:
-    """Settings of the baselines in model/methods/baselines (ignored by SimGR)."""
+    """Settings of the baselines in model/baselines (ignored by SimGR)."""
 
     beam_size: int = 20  # LC-Rec's test beam; the paper's Table 3 runs LC-Rec at beam 20
     latent_tokens: int = 8  # Latte's M (its README example: n_latent_tokens=8)

@@ -2,7 +2,7 @@
 routes; the lifespan starts the batcher, loads + warms the bundle, and drains on shutdown.
 
     uvicorn service.app:create_app --factory      # settings from SIMGR_* env vars
-    simgr serve --artifacts DIR                   # the same, with CLI flags (service/serve_cmd.py)
+    simgr serve --artifacts DIR                   # the same, with CLI flags (service/cli/serve.py)
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def create_app(
     app.state.settings, app.state.metrics, app.state.recommender = settings, metrics, rec
     app.state.auth = Auth(settings)
     app.state.background = set()  # strong references to fire-and-forget tasks
-    app.state.startup_error = None  # set when the initial load fails (serve_cmd reports it)
+    app.state.startup_error = None  # set when the initial load fails (the serve command reports it)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     _add_error_handlers(app)
     for module in (recommend, ops, admin):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.model_state import UserEncoder
+from service.encoder import UserEncoder
 
 
 class DummyEncoder:

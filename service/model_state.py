@@ -8,32 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from index import ItemIndex
 from model.errors import SimGRError
+from service.encoder import UserEncoder
 
 log = logging.getLogger(__name__)
-
-
-class UserEncoder(Protocol):
-    """What the service needs from a model: ``model.bundle.Bundle`` and ``service.dummy.DummyEncoder``."""
-
-    model_version: str
-    n_items: int
-    dim: int
-    max_history: int
-    item_ids: list[str]
-    item_lookup: dict[str, int]
-    embeddings: np.ndarray  # (N, D) float32
-    popularity: list[int]  # item idx, most popular first
-
-    def encode_users(self, histories: Sequence[Sequence[int]]) -> np.ndarray: ...  # (B, D) float32
 
 
 Loader = Callable[[Path | None], UserEncoder]
@@ -92,7 +77,7 @@ def default_loader(*, device: str, encoder: str, noop_sleep_ms: float) -> Loader
             raise SimGRError("no bundle directory given (--artifacts / SIMGR_ARTIFACTS)")
         if not artifacts.is_dir():
             raise SimGRError(f"{artifacts}: not a directory")
-        from model.bundle import Bundle
+        from model.export.bundle import Bundle
 
         bundle: UserEncoder = Bundle.load(artifacts, device=device)
         if encoder == "noop":

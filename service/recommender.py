@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from index import IndexFormatError
 from model.errors import SimGRError
 from service.batcher import Batcher
 from service.errors import ServiceError
@@ -93,7 +94,7 @@ class Recommender:
         try:
             model = await asyncio.to_thread(self._loader, artifacts)
             state = await asyncio.to_thread(ModelState.build, model, artifacts=artifacts, use_gpu=self.use_gpu)
-        except (SimGRError, MemoryError, torch.cuda.OutOfMemoryError):
+        except (SimGRError, IndexFormatError, MemoryError, torch.cuda.OutOfMemoryError):
             raise
         except Exception as exc:  # anything else while reading the files is a broken bundle
             raise SimGRError(f"{artifacts}: cannot load the bundle ({type(exc).__name__}: {exc})") from exc

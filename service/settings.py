@@ -1,6 +1,6 @@
 """Runtime settings of the online service: env vars ``SIMGR_*``, each with a ``simgr serve`` flag twin.
 
-Precedence: CLI flag > environment variable > default (see service/serve_cmd.py).
+Precedence: CLI flag > environment variable > default (see service/cli/serve.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-init tiny SimGR bundle with 200 items (item-0 .. item-199)."""
-    from model.synthetic import make_random_bundle
+    from model.export.synthetic import make_random_bundle
 
     return make_random_bundle(tmp_path_factory.mktemp("bundle") / "tiny", n_items=200, preset="tiny")
 
@@ -24,6 +24,6 @@ def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared dataset (with semantic IDs) where item i is always followed by item i+1."""
-    from model.synthetic import make_synthetic_dataset
+    from model.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "synthetic", n_users=48, n_items=30)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.baselines.parallel import ParallelModel
+from model.baselines.sasrec import SASRecMethod
 from model.config import BaselineConfig, ModelConfig, TrainConfig
-from model.methods import get_method, method_names
-from model.methods.baselines.parallel import ParallelModel
-from model.methods.baselines.sasrec import SASRecMethod
-from model.run import RunConfig, build_from_config
-from service.cli import main
+from model.training.registry import get_method, method_names
+from model.training.run import RunConfig, build_from_config
+from service.cli.main import main
 
 BASELINES = ("sasrec", "autoregressive", "parallel", "latte")
 

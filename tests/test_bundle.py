@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from index.item_index import ItemIndex
-from model.bundle import Bundle
 from model.errors import SimGRError
-from model.export import check_bundle
+from model.export.bundle import Bundle
+from model.export.export import check_bundle
 
 
 def test_round_trip_is_exact(tiny_bundle_dir: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from model.config import ModelConfig, PromptConfig, TrainConfig
-from service.cli import _dataclass_from_args, build_parser, main
+from service.cli.main import _dataclass_from_args, build_parser, main
 
 
 def test_train_flags_map_onto_configs() -> None:

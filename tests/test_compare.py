@@ -10,7 +10,7 @@ import pytest
 
 from model.analysis.config import CompareConfig, load_compare_config
 from model.errors import SimGRError
-from service.cli import main
+from service.cli.main import main
 
 
 def _config(tmp_path: Path, data_dir: Path) -> Path:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from model.config import DataConfig
-from model.data import Dataset
+from model.data.dataset import Dataset
+from model.data.prepare import index_record, prepare_dataset
+from model.data.sources.records import SourceRecord
+from model.data.sources.text import clean_text, compose_text, truncate
 from model.errors import SimGRError
-from model.prepare import index_record, prepare_dataset
-from model.sources import SourceRecord
-from model.sources.common import clean_text, compose_text, truncate
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data from the repo root
 
@@ -181,7 +181,7 @@ def test_dataset_load_errors(tiny: tuple[dict, Path], tmp_path: Path) -> None:
     with pytest.raises(SimGRError, match=r"sequences.jsonl: line 2: item indices must be integers in \[0, 8\)"):
         Dataset.load(out)
     (out / "sequences.jsonl").write_text(lines[0] + "\n{not json\n")
-    with pytest.raises(SimGRError, match="sequences.jsonl: corrupt JSON on line 2"):
+    with pytest.raises(SimGRError, match="sequences.jsonl: malformed JSON on line 2"):
         Dataset.load(out)
     (out / "sequences.jsonl").write_text(lines[0] + "\n")
     with pytest.raises(SimGRError, match="dataset.json: n_users is 3 but the files hold 1"):

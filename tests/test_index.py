@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from index import ItemIndex, exact_topk
-from model.errors import SimGRError
+from index.errors import IndexFormatError
 
 
 def _data(n: int, d: int, b: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -120,13 +120,13 @@ def test_bad_inputs() -> None:
 
 
 def test_load_errors_are_user_facing(tmp_path) -> None:
-    with pytest.raises(SimGRError, match="not found"):
+    with pytest.raises(IndexFormatError, match="not found"):
         ItemIndex.load(tmp_path / "missing.faiss")
     junk = tmp_path / "junk.faiss"
     junk.write_bytes(b"not an index")
-    with pytest.raises(SimGRError, match="junk.faiss"):
+    with pytest.raises(IndexFormatError, match="junk.faiss"):
         ItemIndex.load(junk)
     plain = tmp_path / "plain.faiss"
     faiss.write_index(faiss.IndexFlatIP(4), str(plain))
-    with pytest.raises(SimGRError, match="IndexIDMap2"):
+    with pytest.raises(IndexFormatError, match="IndexIDMap2"):
         ItemIndex.load(plain)

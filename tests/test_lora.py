@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.backbone import build_preset_tokenizer
-from model.bundle import Bundle
 from model.config import ModelConfig, PromptConfig
-from model.export import write_bundle
-from model.factory import build_model
-from model.prompt import collate
-from model.synthetic import random_sids
-from model.windows import make_windows
+from model.data.synthetic import random_sids
+from model.export.bundle import Bundle
+from model.export.export import write_bundle
+from model.network.assembly import build_model
+from model.network.backbone import build_preset_tokenizer
+from model.network.prompt import collate
+from model.network.windows import make_windows
 
 
 def save_checkpoint(kind: str, path: Path) -> Path:

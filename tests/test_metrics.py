@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from model.metrics import category_entropy, coverage, entropy, hit_ranks, hit_rate, ndcg, ranking_metrics
+from model.evaluation.metrics import (
+    category_entropy,
+    coverage,
+    entropy,
+    hit_ranks,
+    hit_rate,
+    ndcg,
+    ranking_metrics,
+)
 
 
 def test_hand_computed_hr_and_ndcg() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from model.data import Dataset
+from model.data.dataset import Dataset
+from model.data.prepare import prepare_dataset
+from model.data.sources.amazon2018 import Rating, k_core
 from model.errors import SimGRError
-from model.prepare import prepare_dataset
-from model.sources.amazon2018 import Rating, k_core
 
 CORE = ["U1", "U2", "U3", "U4", "U5"]
 RATINGS = [  # (item, user, rating, timestamp), in file order

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from model.config import DataConfig
-from model.data import Dataset
+from model.data.dataset import Dataset
+from model.data.prepare import prepare_dataset
+from model.data.sources import movielens100k
 from model.errors import SimGRError
-from model.prepare import prepare_dataset
-from model.sources import movielens100k
 
 INTER = """user_id:token\titem_id:token\trating:float\ttimestamp:float
 a\ti1\t5\t300

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from model.config import PromptConfig
-from model.prompt import PromptVocab, build_prompt, collate
-from model.windows import make_windows, window_spans
+from model.network.prompt import PromptVocab, build_prompt, collate
+from model.network.windows import make_windows, window_spans
 
 
 def vocab(layout: str, max_history: int = 20) -> PromptVocab:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from model.config import RQVAEConfig
-from model.rqvae import RQVAE, kmeans, train_rqvae
-from model.semantic_ids import utilization
+from model.semantic_ids.assign import utilization
+from model.semantic_ids.rqvae import RQVAE, kmeans, train_rqvae
 
 SMALL = RQVAEConfig(hidden_dims=(64,), code_dim=8, codebook_sizes=(16, 8), epochs=0, batch_size=128,
                     kmeans_iters=20, dead_code_after=5, seed=0)

@@ -11,7 +11,7 @@ import pytest
 
 from model.config import RQVAEConfig
 from model.errors import SimGRError
-from model.semantic_ids import (
+from model.semantic_ids.assign import (
     build_semantic_ids,
     codes_to_tokens,
     collision_stats,
@@ -22,7 +22,7 @@ from model.semantic_ids import (
     utilization,
     write_semantic_ids,
 )
-from model.text_encoder import TextEncoder
+from model.semantic_ids.text_encoder import TextEncoder
 
 TEXTS = [
     "Fender acoustic guitar strings, phosphor bronze, light gauge",

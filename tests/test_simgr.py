@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.aggregators import AGGREGATORS, make_aggregator
 from model.config import ModelConfig, PromptConfig
-from model.factory import build_model
-from model.prompt import build_prompt, collate
-from model.simgr import full_softmax_loss
-from model.synthetic import random_sids
-from model.windows import make_windows
+from model.data.synthetic import random_sids
+from model.network.aggregators import AGGREGATORS, make_aggregator
+from model.network.assembly import build_model
+from model.network.model import full_softmax_loss
+from model.network.prompt import build_prompt, collate
+from model.network.windows import make_windows
 
 HISTORIES = [[1], [2, 3, 4, 5, 6, 7], [8, 9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from model.bundle import Bundle
-from model.metrics import METRIC_KEYS
-from service.cli import main
+from model.evaluation.metrics import METRIC_KEYS
+from model.export.bundle import Bundle
+from service.cli.main import main
 
 TINY = ["--backbone", "tiny", "--batch-size", "16", "--micro-batch-size", "16", "--lr", "0.01"]
 
@@ -93,7 +93,7 @@ def test_ddp_two_gloo_processes(synthetic_data_dir: Path, tmp_path: Path) -> Non
     run = tmp_path / "run"
     env = {**os.environ, "SIMGR_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(_free_port()), "-m", "service.cli", "train", "--data", str(synthetic_data_dir),
+           "--master_port", str(_free_port()), "-m", "service.cli.main", "train", "--data", str(synthetic_data_dir),
            "--out", str(run), "--epochs", "2", "--backbone", "tiny", "--batch-size", "16",
            "--micro-batch-size", "8", "--lr", "0.01"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -105,7 +105,7 @@ def test_ddp_two_gloo_processes(synthetic_data_dir: Path, tmp_path: Path) -> Non
 
 
 def test_lr_schedule_known_answers() -> None:
-    from model.train import lr_factor
+    from model.training.train import lr_factor
 
     assert lr_factor(step=0, total=100, warmup=10) == pytest.approx(0.1)
     assert lr_factor(step=10, total=100, warmup=10) == pytest.approx(1.0)
@@ -122,7 +122,7 @@ def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_data_dir: Path, t
 
     run = tmp_path / "run"
     env = {**os.environ, "SIMGR_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "service.cli", "train", "--data", str(synthetic_data_dir), "--out", str(run),
+    cmd = [sys.executable, "-m", "service.cli.main", "train", "--data", str(synthetic_data_dir), "--out", str(run),
            "--epochs", "400", "--patience", "1000", *TINY]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

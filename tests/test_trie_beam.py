@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.baselines.autoregressive import ARModel, collate_sequences, prompt_batches, rank_beam
+from model.baselines.beam import beam_search, exact_leaf_scores, target_token_ranks
+from model.baselines.latte import aggregate_paths, rank_latte
+from model.baselines.trie import SIDTrie
 from model.config import BaselineConfig, ModelConfig, PromptConfig, TrainConfig
-from model.methods.baselines.autoregressive import ARModel, collate_sequences, prompt_batches, rank_beam
-from model.methods.baselines.beam import beam_search, exact_leaf_scores, target_token_ranks
-from model.methods.baselines.latte import aggregate_paths, rank_latte
-from model.methods.baselines.trie import SIDTrie
-from model.prompt import build_prompt
-from model.run import RunConfig, build_from_config
+from model.network.prompt import build_prompt
+from model.training.run import RunConfig, build_from_config
 
 HISTORIES = [[0, 1, 2], [5], [7, 3, 9, 11, 4]]
 

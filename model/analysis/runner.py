@@ -18,9 +18,9 @@ import torch
 
 from model.analysis.config import CompareConfig, compare_config_json, load_compare_config
 from model.config import BaselineConfig, ModelConfig, PromptConfig, TrainConfig
-from model.data import Dataset
-from model.metrics import entropy, ranking_metrics
-from model.run import LoadedRun, RunConfig, load_run
+from model.data.dataset import Dataset
+from model.evaluation.metrics import entropy, ranking_metrics
+from model.training.run import LoadedRun, RunConfig, load_run
 
 log = logging.getLogger(__name__)
 GENERATIVE = ("autoregressive", "latte")
@@ -69,7 +69,7 @@ class Context:
 
     def run(self, data_dir: str, method: str, *, preset: str | None = None, aggregator: str = "mean") -> LoadedRun:
         """Train (unless cached) and load the best checkpoint of one model."""
-        from model.train import train
+        from model.training.train import train
 
         cfg = self.cfg
         preset = preset or cfg.preset
@@ -101,8 +101,8 @@ class Context:
 
 def rank_top(run: LoadedRun, histories: list[list[int]], *, beam: int | None = None) -> np.ndarray:
     """(U, TOP) lists; AR/Latte at the given beam, the others by their own exact ranking."""
-    from model.methods.baselines.autoregressive import rank_beam
-    from model.methods.baselines.latte import rank_latte
+    from model.baselines.autoregressive import rank_beam
+    from model.baselines.latte import rank_latte
 
     beam = beam or run.cfg.baseline.beam_size
     if run.cfg.method == "autoregressive":
@@ -151,8 +151,8 @@ def evaluate(ctx: Context, data_dir: str, method: str, *, beam: int | None = Non
 
 def table1(ctx: Context, data_dir: str) -> dict[str, Any]:
     """Beam size vs exact global search for the autoregressive model (+ SimGR's one forward)."""
-    from model.methods.baselines.autoregressive import ARModel, prompt_batches
-    from model.methods.baselines.beam import exact_leaf_scores, target_token_ranks
+    from model.baselines.autoregressive import ARModel, prompt_batches
+    from model.baselines.beam import exact_leaf_scores, target_token_ranks
 
     cfg = ctx.cfg
     hist, targets = ctx.sample(data_dir)

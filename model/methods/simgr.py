@@ -8,34 +8,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.evaluate import rank_users
-from model.factory import Built, build_model
-from model.methods import register
-from model.prompt import PromptBatch, collate
-from model.windows import Window, make_windows
+from model.network.assembly import Assembled, build_model
+from model.network.prompt import PromptBatch, collate
+from model.network.ranking import rank_users
+from model.network.windows import Window, make_windows
 
 
 class SimGRMethod:
     name = "simgr"
 
-    def build(self, cfg: Any, sids: Sequence[Sequence[str]]) -> Built:
+    def build(self, cfg: Any, sids: Sequence[Sequence[str]]) -> Assembled:
         return build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout,
                            input_dropout=cfg.train.input_dropout, seed=cfg.train.seed)
 
-    def examples(self, sequence: Sequence[int], built: Built, *, stride: int) -> list[Window]:
+    def examples(self, sequence: Sequence[int], built: Assembled, *, stride: int) -> list[Window]:
         return make_windows(sequence, built.vocab, stride=stride)
 
     def n_targets(self, example: Window) -> int:
         return len(example.targets)
 
-    def collate(self, examples: Sequence[Window], built: Built) -> PromptBatch:
+    def collate(self, examples: Sequence[Window], built: Assembled) -> PromptBatch:
         return collate([w.prompt for w in examples], pad_id=built.vocab.pad_id,
                        targets=[w.targets for w in examples])
 
-    def rank(self, built: Built, histories: Sequence[Sequence[int]], *, k: int, batch_size: int,
+    def rank(self, built: Assembled, histories: Sequence[Sequence[int]], *, k: int, batch_size: int,
              device: torch.device | str, desc: str = "rank") -> np.ndarray:
         return rank_users(built.model, built.vocab, histories, k=k, batch_size=batch_size, device=device,
                           desc=desc)
-
-
-register(SimGRMethod())

@@ -23,7 +23,7 @@ def bundle_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     try:
         return Path(request.getfixturevalue("tiny_bundle_dir"))
     except pytest.FixtureLookupError:
-        from model.synthetic import make_random_bundle
+        from model.export.synthetic import make_random_bundle
 
         return make_random_bundle(tmp_path_factory.mktemp("svc_bundle") / "tiny", n_items=200, seed=0)
 
@@ -31,7 +31,7 @@ def bundle_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 @pytest.fixture(scope="session")
 def bundle_dir_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second tiny bundle with other weights (another model_version), for reloads."""
-    from model.synthetic import make_random_bundle
+    from model.export.synthetic import make_random_bundle
 
     return make_random_bundle(tmp_path_factory.mktemp("svc_bundle_v2") / "tiny", n_items=200, seed=1)
 

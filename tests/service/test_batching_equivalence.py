@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from svc_helpers import make_settings, serve
 
-from model.bundle import Bundle
+from model.export.bundle import Bundle
 from service.app import create_app
 
 pytestmark = pytest.mark.anyio

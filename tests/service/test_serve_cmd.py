@@ -17,7 +17,7 @@ import pytest
 from svc_helpers import free_port
 
 from model.errors import SimGRError
-from service import serve_cmd
+from service.cli import serve as serve_cmd
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +76,7 @@ def test_broken_bundle_is_a_user_error_at_startup(bundle_dir: Path, tmp_path: Pa
         serve_cmd.run(args)
 
 
-SERVE = "import sys; from service.cli import main; sys.exit(main(['serve', *sys.argv[1:]]))"  # the real CLI
+SERVE = "import sys; from service.cli.main import main; sys.exit(main(['serve', *sys.argv[1:]]))"  # the real CLI
 
 
 def test_sigterm_finishes_in_flight_requests(bundle_dir: Path) -> None:

@@ -1,0 +1,1 @@
+"""Baselines behind the `Method` interface: SASRec, autoregressive (TIGER/LC-Rec), RPG-style parallel, Latte."""

@@ -1,0 +1,1 @@
+"""Source readers for `simgr prepare --source NAME`, one module per raw layout; `registry` names them."""

@@ -1,0 +1,1 @@
+"""Stage 4, evaluation: full-ranking metrics over every item."""

@@ -1,0 +1,40 @@
+"""Full-ranking evaluation: every user is scored against every item (no candidate sampling)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.evaluation.metrics import METRIC_KEYS, category_entropy, ranking_metrics
+from model.methods.base import Method
+from model.network.assembly import Assembled
+
+
+def evaluate_model(method: Method, built: Assembled, histories: Sequence[Sequence[int]], targets: Sequence[int],
+                   *, batch_size: int = 256, device: torch.device | str = "cpu",
+                   item_category: Sequence[str | None] | None = None, desc: str = "eval") -> dict[str, Any]:
+    """The metrics of ``METRIC_KEYS`` (plus ``entropy_category@10`` when categories are given)."""
+    t0 = time.perf_counter()
+    topk = method.rank(built, histories, k=10, batch_size=batch_size, device=device, desc=desc)
+    n_items = built.vocab.n_items
+    metrics: dict[str, Any] = ranking_metrics(topk, np.asarray(targets), n_items=n_items)
+    metrics.update(n_users=len(histories), n_items=n_items, seconds=round(time.perf_counter() - t0, 3))
+    if item_category is not None:
+        metrics["entropy_category@10"] = category_entropy(topk, 10, item_category)
+    return metrics
+
+
+def write_metrics(metrics: dict[str, Any], run_dir: Path, split: str) -> Path:
+    """metrics_<split>.json holds exactly METRIC_KEYS; extra diversity numbers go to diversity_<split>.json."""
+    path = run_dir / f"metrics_{split}.json"
+    path.write_text(json.dumps({k: metrics[k] for k in METRIC_KEYS}, indent=2) + "\n")
+    extra = {k: v for k, v in metrics.items() if k not in METRIC_KEYS}
+    if extra:
+        (run_dir / f"diversity_{split}.json").write_text(json.dumps(extra, indent=2) + "\n")
+    return path

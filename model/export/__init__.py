@@ -1,0 +1,1 @@
+"""Stage 6, export: the serving bundle (network + catalogue), written and checked."""

@@ -1,0 +1,122 @@
+"""The export bundle: everything the online service needs, loaded without recomputing anything.
+
+ARTIFACT_DIR/
+  manifest.json          format version, model version hash, backbone, D, tau, prompt settings, metrics...
+  model/backbone/        the merged decoder (safetensors) + its tokenizer
+  model/aggregator.safetensors  aggregator weights (absent for the parameter-free mean)
+  model/simgr.json       ModelConfig + PromptConfig
+  items.jsonl            {"idx", "item_id", "sid", "title"} in index order
+  item_embeddings.npy    (N, D) float32, exactly the vectors in the index
+  index.faiss            FAISS inner-product index, ids = item idx
+  popularity.json        item ids, most popular first (cold start)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.config import ModelConfig, PromptConfig, from_dict
+from model.data.jsonio import iter_jsonl, read_json
+from model.errors import SimGRError
+from model.network.model import SimGR
+from model.network.prompt import PromptVocab, build_prompt, collate
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+_MISSING = "missing from the bundle"
+
+
+def _read_items(path: Path) -> list[dict[str, Any]]:
+    items = []
+    for n, item in iter_jsonl(path, missing=_MISSING):
+        if not isinstance(item.get("item_id"), str) or not isinstance(item.get("sid"), list):
+            raise SimGRError(f"{path}:{n}: not an item record with item_id and sid")
+        items.append(item)
+    if not items:
+        raise SimGRError(f"{path}: no items")
+    return items
+
+
+class Bundle:
+    """A loaded bundle. ``encode_users`` is the only compute: one batched forward pass."""
+
+    def __init__(self, *, root: Path, manifest: dict[str, Any], model: SimGR, vocab: PromptVocab,
+                 items: list[dict[str, Any]], embeddings: np.ndarray, popularity: list[int],
+                 device: torch.device) -> None:
+        self.root, self.manifest, self.model, self.vocab = root, manifest, model, vocab
+        self.device = device
+        self.model_version: str = manifest["model_version"]
+        self.item_ids: list[str] = [str(it["item_id"]) for it in items]
+        self.titles: list[str | None] = [it.get("title") for it in items]
+        self.item_lookup: dict[str, int] = {iid: i for i, iid in enumerate(self.item_ids)}
+        self.embeddings = embeddings  # (N, D) float32
+        self.popularity = popularity
+        self.n_items, self.dim = embeddings.shape
+        self.max_history: int = vocab.cfg.max_history
+        self._table = torch.from_numpy(embeddings).to(device)  # item inputs for the ``items`` layout
+
+    @classmethod
+    def load(cls, root: str | Path, *, device: str = "cpu") -> Bundle:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        root = Path(root)
+        if not root.is_dir():
+            raise SimGRError(f"{root}: bundle directory not found; run `simgr export` first")
+        manifest = read_json(root / "manifest.json", missing=_MISSING)
+        if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+            got = manifest.get("format_version") if isinstance(manifest, dict) else None
+            raise SimGRError(f"{root}/manifest.json: unsupported format_version {got!r}")
+        if not isinstance(manifest.get("model_version"), str):
+            raise SimGRError(f"{root}/manifest.json: model_version missing")
+        spec = read_json(root / "model" / "simgr.json", missing=_MISSING)
+        try:
+            mcfg, pcfg = from_dict(ModelConfig, spec["model"]), from_dict(PromptConfig, spec["prompt"])
+        except (KeyError, TypeError) as e:
+            raise SimGRError(f"{root}/model/simgr.json: malformed ({e})") from None
+        items = _read_items(root / "items.jsonl")
+        try:
+            embeddings = np.load(root / "item_embeddings.npy").astype(np.float32, copy=False)
+        except FileNotFoundError:
+            raise SimGRError(f"{root}/item_embeddings.npy: missing from the bundle") from None
+        if embeddings.shape[0] != len(items):
+            raise SimGRError(f"{root}: {len(items)} items but {embeddings.shape[0]} embeddings")
+        bdir = root / "model" / "backbone"
+        hf_logging.disable_progress_bar()  # no per-load weight bars in server logs
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(bdir, local_files_only=True)
+            backbone = AutoModel.from_pretrained(bdir, local_files_only=True, attn_implementation="sdpa")
+        except (OSError, ValueError) as e:
+            raise SimGRError(f"{bdir}: cannot load the model ({e})") from None
+        vocab = PromptVocab.from_tokenizer(tokenizer, [it["sid"] for it in items], pcfg)
+        model = SimGR(backbone=backbone, sid_token_ids=torch.tensor(vocab.sid_token_ids), cfg=mcfg, prompt=pcfg)
+        agg = root / "model" / "aggregator.safetensors"
+        if agg.is_file():
+            from safetensors.torch import load_file
+
+            model.aggregator.load_state_dict(load_file(str(agg)))
+        dev = torch.device(device)
+        model = model.to(dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32).eval()
+        lookup = {str(it["item_id"]): i for i, it in enumerate(items)}
+        popularity = [lookup[i] for i in read_json(root / "popularity.json", missing=_MISSING) if i in lookup]
+        log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(items), embeddings.shape[1],
+                 manifest["model_version"])
+        return cls(root=root, manifest=manifest, model=model, vocab=vocab, items=items,
+                   embeddings=embeddings, popularity=popularity, device=dev)
+
+    @torch.inference_mode()
+    def encode_users(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """(B, D) float32 user embeddings; histories are item indices, oldest first, each non-empty."""
+        prompts = [build_prompt(h, self.vocab) for h in histories]
+        batch = collate(prompts, pad_id=self.vocab.pad_id).to(self.device)
+        h = self.model.user_embeddings(batch, self._table)  # (B, D)
+        return h.float().cpu().numpy()

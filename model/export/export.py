@@ -1,0 +1,140 @@
+"""Export: write a serving bundle from a trained run (layout in model/export/bundle.py) and check that it
+serves exactly what it claims."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from index.item_index import ItemIndex
+from model.network.backbone import merge_lora
+from model.config import to_dict
+from model.errors import SimGRError
+from model.export.bundle import FORMAT_VERSION, Bundle
+from model.network.model import SimGR
+from model.training.run import load_run
+
+log = logging.getLogger(__name__)
+
+_PACKAGES = ("torch", "transformers", "peft", "faiss-cpu", "numpy", "tokenizers", "simgr")
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _hash_files(paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[str],
+                 sids: Sequence[Sequence[str]], titles: Sequence[str | None], popularity: Sequence[int],
+                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity and the manifest."""
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "model").mkdir(parents=True)
+    model = model.cpu().float().eval()
+    model.backbone = merge_lora(model.backbone)
+    bdir = out / "model" / "backbone"
+    model.backbone.save_pretrained(bdir, safe_serialization=True)  # type: ignore[operator]
+    tokenizer.save_pretrained(bdir)
+    if len(model.aggregator.state_dict()):
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in model.aggregator.state_dict().items()},
+                  str(out / "model" / "aggregator.safetensors"))
+    (out / "model" / "simgr.json").write_text(json.dumps(
+        {"model": to_dict(model.cfg), "prompt": to_dict(model.prompt_cfg)}, indent=2) + "\n")
+    with torch.inference_mode():
+        emb = model.item_embeddings().float().numpy()  # (N, D)
+    np.save(out / "item_embeddings.npy", emb)
+    with open(out / "items.jsonl", "w") as f:
+        for i, (iid, sid, title) in enumerate(zip(item_ids, sids, titles, strict=True)):
+            f.write(json.dumps({"idx": i, "item_id": iid, "sid": list(sid), "title": title}) + "\n")
+    ItemIndex.build(emb).save(out / "index.faiss")
+    (out / "popularity.json").write_text(json.dumps([item_ids[i] for i in popularity]) + "\n")
+    weights = sorted(bdir.glob("*.safetensors")) + sorted((out / "model").glob("*.safetensors"))
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model_version": _hash_files([*weights, out / "items.jsonl", out / "model" / "simgr.json"]),
+        "backbone": model.cfg.backbone, "dim": int(emb.shape[1]), "tau": model.cfg.tau,
+        "normalize": model.cfg.normalize, "aggregator": model.cfg.aggregator,
+        "prompt": to_dict(model.prompt_cfg), "n_items": int(emb.shape[0]),
+        "metrics": metrics or {}, "packages": _versions(),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {}),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def check_bundle(root: Path, histories: Sequence[Sequence[int]], *, k: int = 10, atol: float = 1e-5) -> int:
+    """Load the bundle as the service does and compare FAISS top-k with exact torch top-k for each
+    history. Ties at the k-th score may swap; anything else raises. Returns the number of users checked."""
+    bundle = Bundle.load(root)
+    index = ItemIndex.load(root / "index.faiss")
+    if index.ntotal != bundle.n_items:
+        raise SimGRError(f"{root}: index holds {index.ntotal} items, bundle has {bundle.n_items}")
+    q = bundle.encode_users(histories)  # (U, D)
+    k = min(k, bundle.n_items)
+    _, faiss_ids = index.search(q, k)
+    exact = torch.from_numpy(q) @ torch.from_numpy(bundle.embeddings).T  # (U, N)
+    top = exact.topk(k, dim=-1)
+    for u in range(len(histories)):
+        a, b = set(faiss_ids[u].tolist()), set(top.indices[u].tolist())
+        if a == b:
+            continue
+        kth = float(top.values[u, -1])
+        odd = [i for i in a ^ b if abs(float(exact[u, i]) - kth) > atol]
+        if odd:
+            raise SimGRError(f"{root}: FAISS top-{k} differs from exact top-{k} for check user {u} "
+                             f"(items {sorted(odd)[:5]}); the bundle is inconsistent")
+    return len(histories)
+
+
+def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0) -> dict[str, Any]:
+    """Best checkpoint of ``run_dir`` -> bundle at ``out``; fails loudly if FAISS != exact top-10."""
+    run = load_run(run_dir, checkpoint="best")
+    if run.cfg.method != "simgr":
+        raise SimGRError(f"{run_dir}: a {run.cfg.method!r} run; only SimGR runs export a serving bundle")
+    if out.resolve() == run_dir.resolve():
+        raise SimGRError(f"{out}: export into the run directory itself would overwrite it")
+    metrics = {}
+    for split in ("test", "valid"):
+        path = run_dir / f"metrics_{split}.json"
+        if path.is_file():
+            metrics[split] = json.loads(path.read_text())
+    items = run.data.items
+    popularity = np.argsort(-run.data.popularity(), kind="stable").tolist()
+    manifest = write_bundle(out, model=run.built.model, tokenizer=run.built.tokenizer,
+                            item_ids=[it.item_id for it in items], sids=run.sids,
+                            titles=[it.title for it in items], popularity=popularity, metrics=metrics,
+                            extra={"dataset": run.data.info.get("name"), "run": str(run_dir)})
+    hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
+    rng = np.random.default_rng(seed)
+    sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
+    checked = check_bundle(out, sample)
+    log.info("export check: FAISS top-10 == exact top-10 for %d users", checked)
+    return {"bundle": str(out), "model_version": manifest["model_version"], "n_items": manifest["n_items"],
+            "dim": manifest["dim"], "checked_users": checked}

@@ -1,0 +1,64 @@
+"""Random-init bundles for tests, benchmarks and the smoke test (no training, no downloads).
+
+    python -m model.export.synthetic --out DIR [--items 500] [--preset tiny] [--layers 4 --dim 256] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from model.config import ModelConfig, PromptConfig
+from model.data.synthetic import random_sids
+from model.export.export import write_bundle
+from model.network.assembly import build_model
+from model.network.backbone import PRESETS
+
+
+def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str = "tiny", seed: int = 0,
+                       layers: int | None = None, dim: int | None = None, layout: str = "items") -> Path:
+    """Export a random-init SimGR bundle with ``n_items`` items named item-0..item-{n-1}."""
+    out = Path(out_dir)
+    if layers or dim:  # a custom-size Qwen3 preset, e.g. sized for a serving benchmark
+        base = PRESETS[preset]
+        d = dim or base.hidden_size
+        PRESETS["custom"] = dataclasses.replace(
+            base, hidden_size=d, num_hidden_layers=layers or base.num_hidden_layers,
+            num_attention_heads=max(1, d // 64), num_key_value_heads=max(1, d // 128), intermediate_size=4 * d)
+        preset = "custom"
+    sids = random_sids(n_items, seed=seed)
+    mcfg, pcfg = ModelConfig(backbone=preset), PromptConfig(layout=layout)  # type: ignore[arg-type]
+    built = build_model(mcfg, pcfg, sids, seed=seed)
+    item_ids = [f"item-{i}" for i in range(n_items)]
+    titles = [f"Item {i}" for i in range(n_items)]
+    popularity = np.random.default_rng(seed).permutation(n_items).tolist()
+    write_bundle(out, model=built.model, tokenizer=built.tokenizer, item_ids=item_ids, sids=sids,
+                 titles=titles, popularity=popularity, extra={"synthetic": True})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--items", type=int, default=500)
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    p.add_argument("--layers", type=int)
+    p.add_argument("--dim", type=int)
+    p.add_argument("--layout", default="items", choices=["items", "tokens"])
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    out = make_random_bundle(a.out, n_items=a.items, preset=a.preset, seed=a.seed, layers=a.layers, dim=a.dim,
+                             layout=a.layout)
+    sys.stdout.write(json.dumps({"bundle": str(out)}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

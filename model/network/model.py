@@ -1,0 +1,105 @@
+"""SimGR: Simply Generative Recommendation (arXiv 2602.07847).
+
+    h(C)  = final-layer hidden state of the last prompt position                       (B, D)
+    e_i   = aggregate(input-embedding rows of item i's semantic-ID tokens)             (N, D)
+    p(i|C) = softmax_i(<h, e_i> / tau) over ALL items; trained with full-softmax cross-entropy.
+
+Inference is one forward pass plus an exact top-K over every item: no beam search, no decoding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from model.config import ModelConfig, PromptConfig
+from model.network.aggregators import make_aggregator
+from model.network.prompt import PromptBatch
+
+
+class SimGR(nn.Module):
+    def __init__(self, *, backbone: nn.Module, sid_token_ids: torch.Tensor, cfg: ModelConfig,
+                 prompt: PromptConfig, input_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.input_dropout = nn.Dropout(input_dropout)  # on the input vectors, training only
+        self.backbone = backbone
+        self.cfg = cfg
+        self.prompt_cfg = prompt
+        self.sid_token_ids: torch.Tensor
+        self.register_buffer("sid_token_ids", sid_token_ids.long(), persistent=False)  # (N, L)
+        dim = int(backbone.get_input_embeddings().weight.shape[1])  # type: ignore[operator,index]
+        self.aggregator = make_aggregator(cfg.aggregator, dim=dim, levels=int(sid_token_ids.shape[1]))
+
+    @property
+    def n_items(self) -> int:
+        return int(self.sid_token_ids.shape[0])
+
+    def input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()  # type: ignore[operator,no-any-return]
+
+    def item_embeddings(self) -> torch.Tensor:
+        """(N, D) item table used for scoring (and as item inputs in the ``items`` layout)."""
+        rows = self.input_embeddings()(self.sid_token_ids)  # (N, L, D); peft-safe: goes through forward
+        e = self.aggregator(rows)  # (N, D)
+        return F.normalize(e, dim=-1) if self.cfg.normalize else e
+
+    def hidden_states(self, batch: PromptBatch, item_table: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, D) final-layer hidden states for a right-padded prompt batch."""
+        embeds = self.input_embeddings()(batch.input_ids)  # (B, T, D)
+        slots = batch.item_slots >= 0
+        if bool(slots.any()):
+            assert item_table is not None, "layout 'items' needs the item table"
+            embeds = embeds.masked_scatter(slots.unsqueeze(-1),
+                                           item_table[batch.item_slots[slots]].to(embeds.dtype))
+        out = self.backbone(inputs_embeds=self.input_dropout(embeds), attention_mask=batch.attention_mask)
+        return out.last_hidden_state  # type: ignore[no-any-return]
+
+    def user_embeddings(self, batch: PromptBatch, item_table: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) user embeddings h(C), normalised like the item table."""
+        if item_table is None and self.prompt_cfg.layout == "items":
+            item_table = self.item_embeddings()
+        return self._at_last(self.hidden_states(batch, item_table), batch)
+
+    def _score_space(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., D) hidden states -> the space scored against the item table (fp32, L2-normalised if set)."""
+        return F.normalize(h.float(), dim=-1) if self.cfg.normalize else h.float()
+
+    def _at_last(self, hidden: torch.Tensor, batch: PromptBatch) -> torch.Tensor:
+        """(B, T, D) -> (B, D) at each prompt's last real position: the user embedding."""
+        return self._score_space(hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.last])
+
+    def forward(self, batch: PromptBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns (user embeddings (B, D), loss). The loss is the mean full-softmax cross-entropy over
+        every target position in ``batch.targets`` (one per history prefix), None without targets."""
+        item_table = self.item_embeddings()  # (N, D)
+        hidden = self.hidden_states(batch, item_table)  # (B, T, D)
+        h_last = self._at_last(hidden, batch)  # (B, D)
+        if batch.targets is None:
+            return h_last, None
+        at = batch.targets >= 0  # (B, T)
+        h = self._score_space(hidden[at])  # (M, D), one row per history prefix
+        loss = full_softmax_loss(h, item_table.float(), batch.targets[at], tau=self.cfg.tau,
+                                 chunk=self.cfg.loss_chunk_items)
+        return h_last, loss
+
+
+def _chunk_lse(h: torch.Tensor, items: torch.Tensor, tau: float) -> torch.Tensor:
+    return torch.logsumexp(h @ items.T / tau, dim=-1)  # (M,)
+
+
+def full_softmax_loss(h: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *, tau: float,
+                      chunk: int) -> torch.Tensor:
+    """mean_m [ logsumexp_i(<h_m, e_i>/tau) - <h_m, e_{t_m}>/tau ] over ALL items.
+
+    h (M, D), items (N, D), targets (M,). Catalogs larger than ``chunk`` are processed chunk by chunk with
+    activation checkpointing, so memory is O(M * chunk) instead of O(M * N)."""
+    pos = (h * items[targets]).sum(-1) / tau  # (M,)
+    if items.shape[0] <= chunk:
+        lse = _chunk_lse(h, items, tau)
+    else:
+        parts = [checkpoint(_chunk_lse, h, items[s:s + chunk], tau, use_reentrant=False)
+                 for s in range(0, items.shape[0], chunk)]
+        lse = torch.logsumexp(torch.stack(parts, dim=-1), dim=-1)  # type: ignore[arg-type]
+    return (lse - pos).mean()

@@ -1,0 +1,1 @@
+"""Stage 2, semantic IDs: item text -> MiniLM embeddings -> RQ-VAE codes -> unique IDs."""

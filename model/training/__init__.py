@@ -1,0 +1,1 @@
+"""Stage 5, training: run directories, the training loop, the method registry."""

@@ -1,0 +1,247 @@
+"""`simgr` command line: prepare -> semantic-ids -> train -> evaluate -> export -> serve, and `demo`.
+
+Every subcommand is a thin wrapper over a library function; user errors (SimGRError) print one line,
+``simgr: error: ...``, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from index import IndexFormatError
+from model.config import BaselineConfig, DataConfig, ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
+from model.errors import SimGRError
+
+log = logging.getLogger("simgr")
+
+# training fields a resumed run may change (the rest come from the run's saved config.json)
+_RESUME_OVERRIDES = ("epochs", "patience", "time_budget_min", "eval_every")
+
+# dataclass field -> flag name, where the flag's public spelling differs from the field
+_FLAG_ALIASES = {"layout": "input-layout"}
+
+
+def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per config field, typed from its default; unset flags keep the dataclass default."""
+    group = p.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + _FLAG_ALIASES.get(f.name, f.name.replace("_", "-"))
+        default = f.default
+        kw: dict[str, Any] = {"dest": f"{cls.__name__}.{f.name}", "default": argparse.SUPPRESS,
+                              "help": f"(default: {default})"}
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif isinstance(default, tuple):
+            elem = type(default[0]) if default else str
+            group.add_argument(flag, type=lambda s, t=elem: tuple(t(x) for x in s.split(",") if x), **kw)
+        else:
+            group.add_argument(flag, type=type(default), **kw)
+
+
+def _dataclass_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
+    prefix = cls.__name__ + "."
+    values = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
+    return cls(**{**values, **fixed})
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    """The command's result as ONE JSON line on stdout (its last line)."""
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_prepare(a: argparse.Namespace) -> int:
+    from model.data.prepare import prepare_dataset
+
+    cfg = _dataclass_from_args(DataConfig, a)
+    _emit(prepare_dataset(source=a.source, input_path=a.input, out_dir=a.out, cfg=cfg))
+    return 0
+
+
+def cmd_semantic_ids(a: argparse.Namespace) -> int:
+    from model.semantic_ids.assign import build_semantic_ids
+
+    cfg = _dataclass_from_args(RQVAEConfig, a)
+    given = a.given
+    info_path, given_path = a.data / "dataset.json", a.data / "given_sids.json"
+    if given is None and given_path.is_file() and info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if not info.get("has_text"):  # nothing to embed: the dataset's own IDs are the only sensible ones
+            log.info("no item text in %s; using its given semantic IDs (%s)", a.data, given_path)
+            given = given_path
+    _emit(build_semantic_ids(data_dir=a.data, cfg=cfg, given=given, encoder_dir=a.encoder, device=a.device))
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from model.training.run import RunConfig, load_run_config
+    from model.training.train import train
+
+    cfg = RunConfig(data_dir=str(a.data), method=a.method, model=_dataclass_from_args(ModelConfig, a),
+                    prompt=_dataclass_from_args(PromptConfig, a), train=_dataclass_from_args(TrainConfig, a),
+                    baseline=_dataclass_from_args(BaselineConfig, a))
+    if a.resume and (a.out / "checkpoints" / "last.pt").is_file():
+        # the saved config wins, except for how long to go on, which a resumed run may change
+        saved = load_run_config(a.out)
+        given = {k.split(".", 1)[1]: v for k, v in vars(a).items() if k.startswith("TrainConfig.")}
+        extendable = {k: v for k, v in given.items() if k in _RESUME_OVERRIDES}
+        resumed = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **extendable))
+        if dataclasses.replace(cfg, train=resumed.train).to_json() != resumed.to_json():
+            log.warning("resuming %s with its saved config; only %s may change on resume", a.out,
+                        ", ".join(_RESUME_OVERRIDES))
+        cfg = resumed
+    summary = train(cfg, a.out, resume=a.resume)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one result line
+        _emit(summary)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from model.evaluation.evaluate import evaluate_model, write_metrics
+    from model.training.run import load_run
+
+    run = load_run(a.run, checkpoint=a.checkpoint)
+    hist, targets = run.data.eval_examples(a.split, max_history=run.cfg.prompt.max_history)
+    cats = [it.categories[-1] if it.categories else None for it in run.data.items]
+    m = evaluate_model(run.method, run.built, hist, targets, batch_size=a.batch_size,
+                       item_category=cats if any(cats) else None, desc=a.split)
+    write_metrics(m, a.run, a.split)
+    _emit({k: m[k] for k in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "coverage@10", "entropy@10",
+                             "n_users", "n_items", "seconds")})
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from model.export.export import export_run
+
+    _emit(export_run(a.run, a.out, check_users=a.check_users))
+    return 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from model.analysis.runner import run_compare
+
+    _emit(run_compare(a.config))
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from service.cli.demo import run_demo
+
+    return run_demo(a)
+
+
+def _method_names() -> list[str]:
+    from model.training.registry import method_names
+
+    return method_names()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="simgr", description="SimGR: LLM-based generative recommendation.")
+    # dest differs from `serve --log-level` (a Settings field), so the two never overwrite each other
+    p.add_argument("--log-level", dest="cli_log_level", default=os.environ.get("SIMGR_LOG_LEVEL", "INFO"),
+                   help="logging level of the offline commands (default: $SIMGR_LOG_LEVEL or INFO)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("prepare", help="normalize a dataset: ids, leave-one-out split, summary")
+    s.add_argument("--source", required=True, choices=["lcrec", "recbole", "amazon2018", "movielens100k"])
+    s.add_argument("--input", type=Path, help="input file/folder (optional for movielens100k)")
+    s.add_argument("--out", required=True, type=Path, help="dataset directory to write")
+    _add_dataclass_flags(s, DataConfig)
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("semantic-ids", help="item text -> RQ-VAE semantic IDs (or take given ones)")
+    s.add_argument("--data", required=True, type=Path)
+    s.add_argument("--given", type=Path, help="precomputed X.index.json instead of training an RQ-VAE "
+                   "(default for datasets without item text: their given_sids.json)")
+    s.add_argument("--encoder", type=Path, help="local sentence-encoder folder (default: all-MiniLM-L6-v2)")
+    s.add_argument("--device", default="cpu")
+    _add_dataclass_flags(s, RQVAEConfig)
+    s.set_defaults(func=cmd_semantic_ids)
+
+    s = sub.add_parser("train", help="train SimGR on a prepared dataset")
+    s.add_argument("--data", required=True, type=Path)
+    s.add_argument("--out", required=True, type=Path, help="run directory")
+    s.add_argument("--method", default="simgr", choices=_method_names(), help="simgr (default) or a baseline")
+    s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from RUN_DIR/checkpoints/last.pt when present (default: on)")
+    for cls in (ModelConfig, PromptConfig, TrainConfig, BaselineConfig):
+        _add_dataclass_flags(s, cls)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="full-ranking metrics of a run")
+    s.add_argument("--run", required=True, type=Path)
+    s.add_argument("--split", default="test", choices=["test", "valid"])
+    s.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    s.add_argument("--batch-size", type=int, default=256)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("export", help="write the serving bundle of a run")
+    s.add_argument("--run", required=True, type=Path)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
+    s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
+    s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("demo", help="end to end on MovieLens-100k: prepare, IDs, train, evaluate, export")
+    s.add_argument("--workdir", type=Path, default=Path("demo"))
+    s.add_argument("--preset", default="small")
+    s.add_argument("--time-budget-min", type=float, default=8.0)
+    s.add_argument("--serve", action=argparse.BooleanOptionalAction, default=False,
+                   help="serve the bundle at the end")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_demo)
+
+    _add_serve(sub)
+    return p
+
+
+def _add_serve(sub: Any) -> None:
+    try:
+        from service.cli import serve as serve_cmd
+    except ImportError:  # the service layer is optional for offline-only installs
+        return
+    s = sub.add_parser("serve", help="serve a bundle over HTTP")
+    serve_cmd.add_arguments(s)
+    s.set_defaults(func=lambda a: serve_cmd.run(a))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.cli_log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (SimGRError, IndexFormatError) as e:
+        sys.stderr.write(f"simgr: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("simgr: interrupted\n")
+        return 130
+
+
+def _quiet_libraries() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its AVX probing is INFO-level noise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
