@@ -24,13 +24,11 @@ import torch
 from model.config import ModelConfig, PromptConfig, from_dict
 from model.data.jsonio import iter_jsonl, read_json
 from model.errors import SimGRError
+from model.export.manifest import BundleManifest
 from model.network.model import SimGR
 from model.network.prompt import PromptVocab, build_prompt, collate
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-
 
 _MISSING = "missing from the bundle"
 
@@ -49,12 +47,12 @@ def _read_items(path: Path) -> list[dict[str, Any]]:
 class Bundle:
     """A loaded bundle. ``encode_users`` is the only compute: one batched forward pass."""
 
-    def __init__(self, *, root: Path, manifest: dict[str, Any], model: SimGR, vocab: PromptVocab,
+    def __init__(self, *, root: Path, manifest: BundleManifest, model: SimGR, vocab: PromptVocab,
                  items: list[dict[str, Any]], embeddings: np.ndarray, popularity: list[int],
                  device: torch.device) -> None:
         self.root, self.manifest, self.model, self.vocab = root, manifest, model, vocab
         self.device = device
-        self.model_version: str = manifest["model_version"]
+        self.model_version: str = manifest.model_version
         self.item_ids: list[str] = [str(it["item_id"]) for it in items]
         self.titles: list[str | None] = [it.get("title") for it in items]
         self.item_lookup: dict[str, int] = {iid: i for i, iid in enumerate(self.item_ids)}
@@ -72,12 +70,7 @@ class Bundle:
         root = Path(root)
         if not root.is_dir():
             raise SimGRError(f"{root}: bundle directory not found; run `simgr export` first")
-        manifest = read_json(root / "manifest.json", missing=_MISSING)
-        if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-            got = manifest.get("format_version") if isinstance(manifest, dict) else None
-            raise SimGRError(f"{root}/manifest.json: unsupported format_version {got!r}")
-        if not isinstance(manifest.get("model_version"), str):
-            raise SimGRError(f"{root}/manifest.json: model_version missing")
+        manifest = BundleManifest.read(root / "manifest.json")
         spec = read_json(root / "model" / "simgr.json", missing=_MISSING)
         try:
             mcfg, pcfg = from_dict(ModelConfig, spec["model"]), from_dict(PromptConfig, spec["prompt"])
@@ -109,7 +102,7 @@ class Bundle:
         lookup = {str(it["item_id"]): i for i, it in enumerate(items)}
         popularity = [lookup[i] for i in read_json(root / "popularity.json", missing=_MISSING) if i in lookup]
         log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(items), embeddings.shape[1],
-                 manifest["model_version"])
+                 manifest.model_version)
         return cls(root=root, manifest=manifest, model=model, vocab=vocab, items=items,
                    embeddings=embeddings, popularity=popularity, device=dev)
 

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from index.item_index import ItemIndex
-from model.network.backbone import merge_lora
 from model.config import to_dict
 from model.errors import SimGRError
-from model.export.bundle import FORMAT_VERSION, Bundle
+from model.export.bundle import Bundle
+from model.export.manifest import BundleManifest
+from model.network.backbone import merge_lora
 from model.network.model import SimGR
 from model.training.run import load_run
 
@@ -50,7 +51,7 @@ def _hash_files(paths: Sequence[Path]) -> str:
 
 def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[str],
                  sids: Sequence[Sequence[str]], titles: Sequence[str | None], popularity: Sequence[int],
-                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> BundleManifest:
     """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity and the manifest."""
     if out.exists():
         shutil.rmtree(out)
@@ -76,16 +77,15 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
     ItemIndex.build(emb).save(out / "index.faiss")
     (out / "popularity.json").write_text(json.dumps([item_ids[i] for i in popularity]) + "\n")
     weights = sorted(bdir.glob("*.safetensors")) + sorted((out / "model").glob("*.safetensors"))
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "model_version": _hash_files([*weights, out / "items.jsonl", out / "model" / "simgr.json"]),
-        "backbone": model.cfg.backbone, "dim": int(emb.shape[1]), "tau": model.cfg.tau,
-        "normalize": model.cfg.normalize, "aggregator": model.cfg.aggregator,
-        "prompt": to_dict(model.prompt_cfg), "n_items": int(emb.shape[0]),
-        "metrics": metrics or {}, "packages": _versions(),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {}),
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest = BundleManifest(
+        model_version=_hash_files([*weights, out / "items.jsonl", out / "model" / "simgr.json"]),
+        backbone=model.cfg.backbone, dim=int(emb.shape[1]), tau=model.cfg.tau,
+        normalize=model.cfg.normalize, aggregator=model.cfg.aggregator,
+        prompt=to_dict(model.prompt_cfg), n_items=int(emb.shape[0]),
+        metrics=metrics or {}, packages=_versions(),
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {}),
+    )
+    manifest.write(out / "manifest.json")
     return manifest
 
 
@@ -136,5 +136,5 @@ def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 
     sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
     checked = check_bundle(out, sample)
     log.info("export check: FAISS top-10 == exact top-10 for %d users", checked)
-    return {"bundle": str(out), "model_version": manifest["model_version"], "n_items": manifest["n_items"],
-            "dim": manifest["dim"], "checked_users": checked}
+    return {"bundle": str(out), "model_version": manifest.model_version, "n_items": manifest.n_items,
+            "dim": manifest.dim, "checked_users": checked}
