@@ -208,7 +208,8 @@ class Server:
         env |= {"SIMGR_NO_PROGRESS": "1", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         cmd = [sys.executable, "-c", SERVE, "--artifacts", str(artifacts), "--port", str(self.port),
                "--log-level", "warning", *flags]
-        self.log = tempfile.NamedTemporaryFile(prefix="simgr_bench_server_", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in __exit__, after the server stops)
+            prefix="simgr_bench_server_", suffix=".log", delete=False)
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self) -> Server:

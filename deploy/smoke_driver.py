@@ -92,7 +92,7 @@ def get_json(base: str, path: str, *, key: bool = True) -> dict[str, Any]:
     return json.loads(text)
 
 
-def traffic(base: str, bundle: str, n: str, redis_port: str) -> None:
+def traffic(base: str, bundle: str, n: str, redis_port: str) -> None:  # noqa: C901
     """Send the smoke traffic with checks on every answer; print how many data requests were sent."""
     ready = get_json(base, "/readyz", key=False)
     if ready.get("redis") != "ok":

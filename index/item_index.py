@@ -146,7 +146,7 @@ class ItemIndex:
 
     # search
 
-    def search(
+    def search(  # noqa: C901
         self,
         queries: np.ndarray,
         k: int,

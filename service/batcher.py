@@ -148,7 +148,7 @@ class Batcher(Generic[P, R]):
             self._set_queue_gauge()
             await self._run(batch)
 
-    async def _run(self, batch: list[_Job[P, R]]) -> None:
+    async def _run(self, batch: list[_Job[P, R]]) -> None:  # noqa: C901
         now = time.monotonic()
         live = []
         for job in batch:

@@ -27,7 +27,8 @@ def test_registry_lists_every_method() -> None:
 def test_run_config_round_trips_the_baseline_section() -> None:
     cfg = RunConfig(data_dir="x", method="latte", baseline=BaselineConfig(beam_size=7, latte_agg="sum"))
     again = RunConfig.from_json(json.loads(json.dumps(cfg.to_json())))
-    assert again == cfg and again.baseline.beam_size == 7
+    assert again == cfg
+    assert again.baseline.beam_size == 7
     assert RunConfig.from_json({"data_dir": "x"}).baseline == BaselineConfig()  # old runs still load
 
 
@@ -60,7 +61,8 @@ def test_one_epoch_lowers_the_loss(synthetic_data_dir: Path, name: str) -> None:
         opt.step()
     assert probe_loss() < 0.9 * before
     top = method.rank(built, [[0, 1, 2], [5, 6]], k=10, batch_size=8, device="cpu")
-    assert top.shape == (2, 10) and ((top >= 0) & (top < 30)).all()
+    assert top.shape == (2, 10)
+    assert ((top >= 0) & (top < 30)).all()
     assert all(len(set(row.tolist())) == 10 for row in top)  # distinct items
 
 
@@ -105,9 +107,11 @@ def test_cli_trains_and_evaluates_a_baseline(synthetic_data_dir: Path, tmp_path:
                  "--backbone", "tiny", "--epochs", "2", "--batch-size", "16", "--micro-batch-size", "16",
                  "--lr", "0.01", "--beam-size", "12"]) == 0
     saved = json.loads((run / "config.json").read_text())
-    assert saved["method"] == name and saved["baseline"]["beam_size"] == 12
+    assert saved["method"] == name
+    assert saved["baseline"]["beam_size"] == 12
     capsys.readouterr()
     assert main(["evaluate", "--run", str(run), "--split", "test"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert metrics["n_users"] == 48 and 0.0 <= metrics["ndcg@10"] <= 1.0
+    assert metrics["n_users"] == 48
+    assert 0.0 <= metrics["ndcg@10"] <= 1.0
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "b")]) == 2  # only SimGR exports

@@ -17,7 +17,9 @@ from model.export.export import check_bundle
 
 def test_round_trip_is_exact(tiny_bundle_dir: Path) -> None:
     b = Bundle.load(tiny_bundle_dir)
-    assert b.n_items == 200 and b.item_ids[5] == "item-5" and b.titles[5] == "Item 5"
+    assert b.n_items == 200
+    assert b.item_ids[5] == "item-5"
+    assert b.titles[5] == "Item 5"
     index = ItemIndex.load(tiny_bundle_dir / "index.faiss")
     assert index.ntotal == 200
     # the vectors in the index are exactly item_embeddings.npy

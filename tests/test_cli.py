@@ -39,7 +39,8 @@ def test_semantic_ids_default_to_given_ids_without_text(tmp_path: Path, capsys: 
     capsys.readouterr()
     assert main(["semantic-ids", "--data", str(data)]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["source"] == "given" and report["n_levels"] == 3
+    assert report["source"] == "given"
+    assert report["n_levels"] == 3
     written = json.loads((data / "semantic_ids.json").read_text())
     assert written["1"] == ["<a_1>", "<b_1>", "<c_0>"]
     assert len({tuple(v) for v in written.values()}) == 6  # unique after dedup

@@ -99,29 +99,34 @@ def test_dataset_load_round_trip(tiny: tuple[dict, Path]) -> None:
     assert (ds.n_users, ds.n_items, ds.info) == (3, 8, info)
     assert ds.user_ids == ["u1", "u3", "u4"]
     assert ds.item_ids == ["10", "11", "12", "13", "14", "15", "16", "17"]
-    assert ds.items[0].categories == ("Music", "Guitars") and ds.items[1].text is None
+    assert ds.items[0].categories == ("Music", "Guitars")
+    assert ds.items[1].text is None
     assert ds.sequences == [[0, 1, 2, 3, 4], [5, 0, 6], [1, 1, 7, 0]]
     assert ds.train_sequences() == [[0, 1, 2], [5], [1, 1]]
     assert ds.eval_examples("valid") == ([[0, 1, 2], [5], [1, 1]], [3, 0, 7])
     assert ds.eval_examples("test", max_history=2) == ([[2, 3], [5, 0], [1, 7]], [4, 6, 0])
     pop = ds.popularity()
-    assert pop.dtype == np.int64 and pop.tolist() == [1, 3, 1, 0, 0, 1, 0, 0]  # train part only
-    with pytest.raises(ValueError):
+    assert pop.dtype == np.int64
+    assert pop.tolist() == [1, 3, 1, 0, 0, 1, 0, 0]
+    with pytest.raises(ValueError, match="split"):
         ds.eval_examples("train")  # type: ignore[arg-type]
 
 
 def test_index_record_docstring_example() -> None:
     record = SourceRecord(name="x", origin="x", sequences={"u1": ["b", "a", "b"], "u2": ["c"], "u3": ["a", "c", "d"]})
     got = index_record(record)
-    assert got.user_ids == ["u1", "u3"] and got.item_ids == ["b", "a", "c", "d"]
+    assert got.user_ids == ["u1", "u3"]
+    assert got.item_ids == ["b", "a", "c", "d"]
     assert got.sequences == [[0, 1, 0], [1, 2, 3]]
 
 
 def test_text_helpers() -> None:
     assert clean_text(["Nice &amp; <b>loud</b>", " amp "], max_chars=2000) == "Nice & loud amp"
     assert clean_text("size < 5 and > 2 <!-- x -->mm", max_chars=2000) == "size < 5 and > 2 mm"
-    assert clean_text("abcd", max_chars=4) == "" and clean_text(None, max_chars=4) == ""
-    assert truncate("one two three", 9) == "one two" and truncate("abcdefgh", 4) == "abcd"
+    assert clean_text("abcd", max_chars=4) == ""
+    assert clean_text(None, max_chars=4) == ""
+    assert truncate("one two three", 9) == "one two"
+    assert truncate("abcdefgh", 4) == "abcd"
     assert compose_text(title=None, max_chars=100) is None
     assert compose_text(title="T.", categories=("a", "b"), description="D", max_chars=100) == "T. Categories: a, b. D."
 
@@ -130,7 +135,9 @@ def test_reprepare_without_sids_removes_stale_file(tmp_path: Path) -> None:
     out = tmp_path / "data"
     prepare_dataset(source="lcrec", input_path=write_lcrec(tmp_path / "a", sids=SIDS), out_dir=out)
     info = prepare_dataset(source="lcrec", input_path=write_lcrec(tmp_path / "b", items=False), out_dir=out)
-    assert not info["has_given_sids"] and not info["has_text"] and not info["has_categories"]
+    assert not info["has_given_sids"]
+    assert not info["has_text"]
+    assert not info["has_categories"]
     assert not (out / "given_sids.json").exists()
     assert Dataset.load(out).items[0].title is None
 
@@ -138,7 +145,7 @@ def test_reprepare_without_sids_removes_stale_file(tmp_path: Path) -> None:
 # ---- bad input -------------------------------------------------------------------------------
 
 def test_unknown_source(tmp_path: Path) -> None:
-    with pytest.raises(SimGRError, match="unknown source 'nope'.*lcrec"):
+    with pytest.raises(SimGRError, match=r"unknown source 'nope'.*lcrec"):
         prepare_dataset(source="nope", input_path=tmp_path, out_dir=tmp_path / "out")
 
 
@@ -165,10 +172,10 @@ def test_lcrec_bad_side_files(tmp_path: Path) -> None:
     with pytest.raises(SimGRError, match=r"Tiny.inter.json: the given semantic IDs miss 7 of 8 items"):
         prepare_dataset(source="lcrec", input_path=raw, out_dir=tmp_path / "out")
     (raw / "Tiny.index.json").write_text('{"10": "<a_1>"}')
-    with pytest.raises(SimGRError, match="Tiny.index.json: item '10' must map to a non-empty list"):
+    with pytest.raises(SimGRError, match=r"Tiny.index.json: item '10' must map to a non-empty list"):
         prepare_dataset(source="lcrec", input_path=raw, out_dir=tmp_path / "out")
     (raw / "Tiny.item.json").write_text('{"10": {"title": "x"},')
-    with pytest.raises(SimGRError, match="Tiny.item.json: malformed JSON"):
+    with pytest.raises(SimGRError, match=r"Tiny.item.json: malformed JSON"):
         prepare_dataset(source="lcrec", input_path=raw, out_dir=tmp_path / "out")
 
 
@@ -181,13 +188,13 @@ def test_dataset_load_errors(tiny: tuple[dict, Path], tmp_path: Path) -> None:
     with pytest.raises(SimGRError, match=r"sequences.jsonl: line 2: item indices must be integers in \[0, 8\)"):
         Dataset.load(out)
     (out / "sequences.jsonl").write_text(lines[0] + "\n{not json\n")
-    with pytest.raises(SimGRError, match="sequences.jsonl: malformed JSON on line 2"):
+    with pytest.raises(SimGRError, match=r"sequences.jsonl: malformed JSON on line 2"):
         Dataset.load(out)
     (out / "sequences.jsonl").write_text(lines[0] + "\n")
-    with pytest.raises(SimGRError, match="dataset.json: n_users is 3 but the files hold 1"):
+    with pytest.raises(SimGRError, match=r"dataset.json: n_users is 3 but the files hold 1"):
         Dataset.load(out)
     (out / "items.jsonl").unlink()
-    with pytest.raises(SimGRError, match="items.jsonl: missing"):
+    with pytest.raises(SimGRError, match=r"items.jsonl: missing"):
         Dataset.load(out)
 
 
@@ -208,7 +215,9 @@ def test_real_lcrec(name: str, tmp_path: Path) -> None:
     info = prepare_dataset(source="lcrec", input_path=raw, out_dir=tmp_path / "data", cfg=DataConfig())
     assert (info["name"], info["n_users"], info["n_items"], info["n_interactions"]) == (name, n_users, n_items, n_inter)
     assert info["n_train_samples"] == n_inter - 3 * n_users  # every user has >= 5 items
-    assert info["has_text"] is has_text and info["has_categories"] is has_text and info["has_given_sids"]
+    assert info["has_text"] is has_text
+    assert info["has_categories"] is has_text
+    assert info["has_given_sids"]
     ds = Dataset.load(tmp_path / "data")
     assert ds.item_ids == [str(i) for i in range(n_items)]  # LC-Rec ids are already first-appearance order
     raw_inter = json.loads((raw / f"{name}.inter.json").read_text())
@@ -216,10 +225,12 @@ def test_real_lcrec(name: str, tmp_path: Path) -> None:
     assert [ds.item_ids[i] for i in ds.sequences[-1]] == [str(i) for i in raw_inter[user]]
     histories, targets = ds.eval_examples("test")
     test_rows = read_jsonl(tmp_path / "data" / "split" / "test.jsonl")
-    assert [r["history"] for r in test_rows] == histories and [r["target"] for r in test_rows] == targets
+    assert [r["history"] for r in test_rows] == histories
+    assert [r["target"] for r in test_rows] == targets
     assert int(ds.popularity().sum()) == n_inter - 2 * n_users
     given = json.loads((tmp_path / "data" / "given_sids.json").read_text())
-    assert len(given) == n_items and {len(t) for t in given.values()} == {4}
+    assert len(given) == n_items
+    assert {len(t) for t in given.values()} == {4}
     if has_text:
         assert all(item.text and item.title for item in ds.items)
         assert sum(not item.categories for item in ds.items) == 131  # blank in Scientific.item.json

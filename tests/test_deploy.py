@@ -96,9 +96,11 @@ def test_compose_has_the_four_services_with_healthy_ordering(compose: dict) -> N
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
     for name in ("api", "redis"):
         test = services[name]["healthcheck"]["test"]
-        assert test[0] == "CMD" and len(test) > 1
+        assert test[0] == "CMD"
+        assert len(test) > 1
     assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
-    assert "/readyz" in " ".join(api["healthcheck"]["test"]) and f":{API_PORT}/" in " ".join(api["healthcheck"]["test"])
+    assert "/readyz" in " ".join(api["healthcheck"]["test"])
+    assert f":{API_PORT}/" in " ".join(api["healthcheck"]["test"])
     published = {name: [str(p).rsplit(":", 1)[1] for p in s["ports"]] for name, s in services.items() if "ports" in s}
     assert published == {"api": [str(API_PORT)], "prometheus": ["9090"], "grafana": ["3000"]}  # redis stays internal
 
@@ -106,7 +108,8 @@ def test_compose_has_the_four_services_with_healthy_ordering(compose: dict) -> N
 def test_compose_mounts_bundle_read_only_and_declares_volumes(compose: dict) -> None:
     services = compose["services"]
     (bundle,) = [v for v in services["api"]["volumes"] if isinstance(v, dict) and v["target"] == "/artifacts"]
-    assert bundle["type"] == "bind" and bundle["read_only"] is True
+    assert bundle["type"] == "bind"
+    assert bundle["read_only"] is True
     assert bundle["source"] == "${SIMGR_ARTIFACTS_HOST:-./artifacts}"
     assert services["api"]["environment"]["SIMGR_ARTIFACTS"] == "/artifacts"
 
@@ -139,7 +142,8 @@ def test_compose_redis_uses_aof_and_api_points_at_it(compose: dict) -> None:
 def test_compose_env_defaults_are_the_service_defaults(compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     env = compose["services"]["api"]["environment"]
     fixed = {"SIMGR_ARTIFACTS", "SIMGR_HOST", "SIMGR_PORT", "SIMGR_REDIS_URL"}  # set on purpose for the container
-    assert env["SIMGR_HOST"] == "0.0.0.0" and int(env["SIMGR_PORT"]) == API_PORT
+    assert env["SIMGR_HOST"] == "0.0.0.0"
+    assert int(env["SIMGR_PORT"]) == API_PORT
     assert set(env) <= {f"SIMGR_{name.upper()}" for name in Settings.model_fields}
     for key in list(env):
         if key.startswith("SIMGR_"):
@@ -177,7 +181,8 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboard(compose: di
     mounts = {v.split(":")[0]: v.split(":")[1] for v in grafana["volumes"] if v.startswith("./")}
     assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
     (ds,) = load_yaml(DEPLOY / "grafana/provisioning/datasources/datasource.yml")["datasources"]
-    assert ds["type"] == "prometheus" and ds["url"] == "http://prometheus:9090"
+    assert ds["type"] == "prometheus"
+    assert ds["url"] == "http://prometheus:9090"
     (provider,) = load_yaml(DEPLOY / "grafana/provisioning/dashboards/dashboards.yml")["providers"]
     assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
     dash = json.loads(DASHBOARD.read_text())
@@ -214,7 +219,8 @@ def test_dashboard_shows_the_required_signals() -> None:
         assert any(e.startswith(f"histogram_quantile({phi},") and "simgr_request_duration_seconds_bucket" in e
                    for e in exprs), phi
     assert re.search(r"rate\(simgr_requests_total\[", joined)
-    assert "simgr_batch_size_bucket" in joined and "simgr_queue_size" in joined
+    assert "simgr_batch_size_bucket" in joined
+    assert "simgr_queue_size" in joined
     assert "by (error_type) (rate(simgr_request_failures_total" in joined
     assert "by (reason) (rate(simgr_fallback_total" in joined
 
@@ -244,19 +250,25 @@ def dockerignored(path: str) -> bool:
 def test_dockerfile_is_multistage_nonroot_with_healthcheck() -> None:
     ins = dockerfile_instructions()
     froms = [arg for op, arg in ins if op == "FROM"]
-    assert len(froms) >= 2 and froms[0] == "${BASE_IMAGE} AS builder" and froms[-1].startswith("${BASE_IMAGE} AS ")
+    assert len(froms) >= 2
+    assert froms[0] == "${BASE_IMAGE} AS builder"
+    assert froms[-1].startswith("${BASE_IMAGE} AS ")
     args = dict(a.split("=", 1) for op, a in ins if op == "ARG" and "=" in a)
     assert args["BASE_IMAGE"] == "python:3.11-slim"  # the CUDA build swaps it (see the Dockerfile header)
-    assert args["TORCH_INDEX_URL"].endswith("/whl/cpu") and args["EXTRAS"] == '""'
+    assert args["TORCH_INDEX_URL"].endswith("/whl/cpu")
+    assert args["EXTRAS"] == '""'
     torch_spec = next(d for d in pyproject()["project"]["dependencies"] if d.startswith("torch"))
     assert SpecifierSet(torch_spec.removeprefix("torch")).contains(args["TORCH_VERSION"])
     assert "gpu" in pyproject()["project"]["optional-dependencies"]
     runtime = ins[max(i for i, (op, _) in enumerate(ins) if op == "FROM"):]
     assert ("COPY", "--from=builder /opt/venv /opt/venv") in runtime
     users = [a for op, a in runtime if op == "USER"]
-    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    assert users
+    assert users[-1].split(":")[0] not in {"root", "0"}
     (health,) = [a for op, a in runtime if op == "HEALTHCHECK"]
-    assert "/healthz" in health and f":{API_PORT}/" in health and "urllib" in health
+    assert "/healthz" in health
+    assert f":{API_PORT}/" in health
+    assert "urllib" in health
     assert ("EXPOSE", str(API_PORT)) in runtime
     cmd = json.loads(next(a for op, a in runtime if op == "CMD"))
     assert cmd[:4] == ["simgr", "serve", "--artifacts", "/artifacts"]
@@ -304,14 +316,18 @@ def test_smoke_script_parses_and_answers_help() -> None:
     out = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     out = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0 and "--artifacts DIR" in out.stdout
+    assert out.returncode == 0
+    assert "--artifacts DIR" in out.stdout
     out = subprocess.run(["bash", str(script), "--no-such-flag"], capture_output=True, text=True, timeout=30)
-    assert out.returncode != 0 and "unknown argument" in out.stderr
+    assert out.returncode != 0
+    assert "unknown argument" in out.stderr
     driver = [sys.executable, str(DEPLOY / "smoke_driver.py")]
     ports = subprocess.run([*driver, "free-ports", "3"], capture_output=True, text=True, check=True).stdout.split()
-    assert len(set(ports)) == 3 and all(1024 <= int(p) < 65536 for p in ports)
+    assert len(set(ports)) == 3
+    assert all(1024 <= int(p) < 65536 for p in ports)
     out = subprocess.run([*driver, "no-such-command"], capture_output=True, text=True)
-    assert out.returncode == 1 and "smoke: FAIL: usage" in out.stderr
+    assert out.returncode == 1
+    assert "smoke: FAIL: usage" in out.stderr
     if shutil.which("shellcheck"):
         out = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
         assert out.returncode == 0, out.stdout

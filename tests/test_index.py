@@ -23,8 +23,10 @@ def test_known_answer() -> None:
     scores, ids = index.search(np.array([[1.0, 0.2]], dtype=np.float32), 3)
     assert ids.tolist() == [[0, 2, 1]]
     np.testing.assert_allclose(scores, [[1.0, 0.6, 0.2]], atol=1e-6)
-    assert scores.dtype == np.float32 and ids.dtype == np.int64
-    assert index.ntotal == 4 and index.dim == 2
+    assert scores.dtype == np.float32
+    assert ids.dtype == np.int64
+    assert index.ntotal == 4
+    assert index.dim == 2
 
 
 @settings(max_examples=25, deadline=None)
@@ -36,7 +38,8 @@ def test_matches_numpy_reference(n: int, d: int, b: int, k: int, seed: int) -> N
     np.testing.assert_allclose(scores, ref_s, rtol=1e-5, atol=1e-5)
     # ids agree wherever scores are not tied
     assert ((ids == ref_i) | np.isclose(scores, ref_s, atol=1e-5)).all()
-    assert (ids[:, min(k, n):] == -1).all() and np.isneginf(scores[:, min(k, n):]).all()
+    assert (ids[:, min(k, n):] == -1).all()
+    assert np.isneginf(scores[:, min(k, n):]).all()
 
 
 @settings(max_examples=25, deadline=None)
@@ -52,7 +55,7 @@ def test_exclude_gives_exactly_k(seed: int, k: int, n_excl: int) -> None:
         assert len(got) == min(k, len(keep))
         assert not set(got.tolist()) & ex
         # the survivors are the exact top among the remaining items
-        ref_s, ref_pos = exact_topk(qrow[None, :], emb[keep], k)
+        ref_s, _ref_pos = exact_topk(qrow[None, :], emb[keep], k)
         np.testing.assert_allclose(srow, ref_s[0], rtol=1e-5, atol=1e-5)
 
 
@@ -71,7 +74,8 @@ def test_allow_restricts_and_combines_with_exclude() -> None:
     allow = [{1, 2, 3, 4, 5, 6}, None, {7, 999}]  # 999 is unknown and ignored
     excl = [{1, 2}, set(), set()]
     scores, ids = ItemIndex.build(emb).search(q, 5, exclude=excl, allow=allow)
-    assert sorted(ids[0][:4].tolist()) == [3, 4, 5, 6] and ids[0][4] == -1
+    assert sorted(ids[0][:4].tolist()) == [3, 4, 5, 6]
+    assert ids[0][4] == -1
     ref = sorted([3, 4, 5, 6], key=lambda i: -float(emb[i] @ q[0]))
     assert ids[0][:4].tolist() == ref
     assert ids[1].tolist() == exact_topk(q[1:2], emb, 5)[1][0].tolist()
@@ -92,12 +96,13 @@ def test_custom_ids_and_save_load_round_trip(tmp_path) -> None:
     path = tmp_path / "index.faiss"
     index.save(path)
     loaded = ItemIndex.load(path)
-    assert loaded.ntotal == 20 and loaded.dim == 5
+    assert loaded.ntotal == 20
+    assert loaded.dim == 5
     s1, i1 = index.search(q, 7, exclude=[{119}, set(), set(), set()], allow=[None, {100, 101}, None, None])
     s2, i2 = loaded.search(q, 7, exclude=[{119}, set(), set(), set()], allow=[None, {100, 101}, None, None])
     np.testing.assert_array_equal(i1, i2)
     np.testing.assert_array_equal(s1, s2)
-    ref_s, ref_pos = exact_topk(q, emb, 7)
+    _ref_s, ref_pos = exact_topk(q, emb, 7)
     np.testing.assert_array_equal(i1[2], ids[ref_pos[2]])
     assert 119 not in i1[0]
 
@@ -124,7 +129,7 @@ def test_load_errors_are_user_facing(tmp_path) -> None:
         ItemIndex.load(tmp_path / "missing.faiss")
     junk = tmp_path / "junk.faiss"
     junk.write_bytes(b"not an index")
-    with pytest.raises(IndexFormatError, match="junk.faiss"):
+    with pytest.raises(IndexFormatError, match=r"junk.faiss"):
         ItemIndex.load(junk)
     plain = tmp_path / "plain.faiss"
     faiss.write_index(faiss.IndexFlatIP(4), str(plain))

@@ -87,15 +87,19 @@ def test_amazon2018_five_core(tmp_path: Path, layout: str) -> None:
     assert (info["name"], info["n_users"], info["n_items"], info["n_interactions"], info["n_train_samples"]) == (
         "Toy_Shop", 5, 5, 25, 10)
     ds = Dataset.load(tmp_path / "data")
-    assert ds.user_ids == EXPECTED_USERS and ds.item_ids == EXPECTED_ITEMS
+    assert ds.user_ids == EXPECTED_USERS
+    assert ds.item_ids == EXPECTED_ITEMS
     got = {u: [ds.item_ids[i] for i in seq] for u, seq in zip(ds.user_ids, ds.sequences, strict=True)}
     assert got == EXPECTED_SEQS
     by_id = {item.item_id: item for item in ds.items}
     assert by_id["B001"].title == "Guitar & Strap"
     assert by_id["B001"].text == "Guitar & Strap. Brand: Acme. Categories: Musical Instruments, Straps. Soft leather."
     assert by_id["B001"].categories == ("Musical Instruments", "Straps")
-    assert by_id["B002"].text == "Tuner." and by_id["B003"].title == "Capo"
-    assert info["has_text"] and info["has_categories"] and not info["has_given_sids"]
+    assert by_id["B002"].text == "Tuner."
+    assert by_id["B003"].title == "Capo"
+    assert info["has_text"]
+    assert info["has_categories"]
+    assert not info["has_given_sids"]
 
 
 def test_k_core_docstring_example() -> None:
@@ -109,17 +113,17 @@ def test_amazon2018_bad_input(tmp_path: Path) -> None:
     csv_path = write_amazon(tmp_path / "raw")
     meta = csv_path.parent / "meta_Toy_Shop.json"
     meta.write_text(META_LINES[0] + "\n{'asin': 'B002', oops\n")
-    with pytest.raises(SimGRError, match="meta_Toy_Shop.json: line 2 is neither JSON nor a Python literal"):
+    with pytest.raises(SimGRError, match=r"meta_Toy_Shop.json: line 2 is neither JSON nor a Python literal"):
         prepare_dataset(source="amazon2018", input_path=csv_path, out_dir=tmp_path / "data")
     meta.unlink()
     with pytest.raises(SimGRError, match=r"raw: no meta file \(meta_\*.json.gz\) found"):
         prepare_dataset(source="amazon2018", input_path=csv_path.parent, out_dir=tmp_path / "data")
     meta.write_text("\n".join(META_LINES) + "\n")
     csv_path.write_text("B001,U1,5,100\nB002,U1,5,yesterday\n")
-    with pytest.raises(SimGRError, match="Toy_Shop.csv: line 2: timestamp 'yesterday' is not a number"):
+    with pytest.raises(SimGRError, match=r"Toy_Shop.csv: line 2: timestamp 'yesterday' is not a number"):
         prepare_dataset(source="amazon2018", input_path=csv_path, out_dir=tmp_path / "data")
     csv_path.write_text("B001,U1,5,100\n")  # nothing survives the 5-core
-    with pytest.raises(SimGRError, match="Toy_Shop.csv: no user has >= 3 interactions"):
+    with pytest.raises(SimGRError, match=r"Toy_Shop.csv: no user has >= 3 interactions"):
         prepare_dataset(source="amazon2018", input_path=csv_path, out_dir=tmp_path / "data")
-    with pytest.raises(SimGRError, match="expected a folder or a ratings .csv"):
+    with pytest.raises(SimGRError, match=r"expected a folder or a ratings .csv"):
         prepare_dataset(source="amazon2018", input_path=meta, out_dir=tmp_path / "data")

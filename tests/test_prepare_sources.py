@@ -36,11 +36,13 @@ def test_recbole_sorted_by_time_ties_in_file_order(tmp_path: Path) -> None:
     assert (info["name"], info["n_users"], info["n_items"], info["n_interactions"]) == ("tiny", 2, 3, 6)
     ds = Dataset.load(tmp_path / "data")
     # a: i2 (100), i3 (100, later line), i1 (300); b: i2 (40), i3 (50), i1 (60); c has 1 rating: dropped
-    assert ds.user_ids == ["a", "b"] and ds.item_ids == ["i2", "i3", "i1"]
+    assert ds.user_ids == ["a", "b"]
+    assert ds.item_ids == ["i2", "i3", "i1"]
     assert ds.sequences == [[0, 1, 2], [0, 1, 2]]
     toy = ds.items[2]
     assert (toy.title, toy.text) == ("Toy Story", "Toy Story (1995). Categories: Animation, Children's, Comedy.")
-    assert toy.categories == ("Animation", "Children's", "Comedy") and ds.items[1].text is None
+    assert toy.categories == ("Animation", "Children's", "Comedy")
+    assert ds.items[1].text is None
     # the .inter file itself is accepted too, and the .item beside it is found
     again = prepare_dataset(source="recbole", input_path=tmp_path / "tiny.inter", out_dir=tmp_path / "d2")
     assert again == info
@@ -91,7 +93,8 @@ def test_movielens_grouplens_folder_and_zip(tmp_path: Path) -> None:
     assert ds.item_ids == ["30", "10", "20"]  # time order: 940, 949, 950
     toy, unknown, heat = ds.items[1], ds.items[2], ds.items[0]
     assert (toy.title, toy.text) == ("Toy Story", "Toy Story (1995). Categories: Animation, Children's, Comedy.")
-    assert heat.categories == ("Action", "Crime", "Thriller") and unknown.categories == ("unknown",)
+    assert heat.categories == ("Action", "Crime", "Thriller")
+    assert unknown.categories == ("unknown",)
     # the same files zipped as GroupLens ships them: parsed alike, but refused unless the MD5 matches
     archive = tmp_path / "ml-100k.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -99,7 +102,7 @@ def test_movielens_grouplens_folder_and_zip(tmp_path: Path) -> None:
         zf.writestr("ml-100k/u.item", U_ITEM)
     record = movielens100k.read_grouplens_zip(archive, DataConfig(), verify=False)
     assert record.sequences == {"1": ["30", "10", "20"], "2": ["10"]}
-    with pytest.raises(SimGRError, match="ml-100k.zip: MD5 .* does not match"):
+    with pytest.raises(SimGRError, match=r"ml-100k.zip: MD5 .* does not match"):
         prepare_dataset(source="movielens100k", input_path=archive, out_dir=tmp_path / "d2")
 
 
@@ -108,9 +111,9 @@ def test_movielens_bad_wheel(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr(f"{movielens100k.WHEEL_DIR}/ml-100k.inter", INTER)
         zf.writestr(f"{movielens100k.WHEEL_DIR}/ml-100k.item", ITEM)
-    with pytest.raises(SimGRError, match="ml-100k.inter has SHA-256 .*, expected 4edb74e2"):
+    with pytest.raises(SimGRError, match=r"ml-100k.inter has SHA-256 .*, expected 4edb74e2"):
         prepare_dataset(source="movielens100k", input_path=wheel, out_dir=tmp_path / "d")
-    with pytest.raises(SimGRError, match="no ml-100k.inter or u.data"):
+    with pytest.raises(SimGRError, match=r"no ml-100k.inter or u.data"):
         prepare_dataset(source="movielens100k", input_path=tmp_path, out_dir=tmp_path / "d")
 
 
@@ -132,10 +135,13 @@ def test_movielens_real_fetch(ml_cache: Path, tmp_path: Path) -> None:
         raise
     assert (info["n_users"], info["n_items"], info["n_interactions"], info["n_train_samples"]) == (
         943, 1682, 100_000, 100_000 - 3 * 943)
-    assert info["has_text"] and info["has_categories"] and not info["has_given_sids"]
+    assert info["has_text"]
+    assert info["has_categories"]
+    assert not info["has_given_sids"]
     ds = Dataset.load(tmp_path / "d")
     toy = ds.items[ds.item_ids.index("1")]
-    assert toy.title == "Toy Story" and toy.categories == ("Animation", "Children's", "Comedy")
+    assert toy.title == "Toy Story"
+    assert toy.categories == ("Animation", "Children's", "Comedy")
     assert ds.user_ids[0] == "196"  # first user of u.data / ml-100k.inter
 
     # second run reads the verified cache; a corrupted cache is refetched, not trusted

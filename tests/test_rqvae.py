@@ -45,7 +45,8 @@ def test_forward_shapes_and_decode_of_encode() -> None:
     out = rq(x)
     assert out.recon.shape == (10, 16)
     assert out.quantized.shape == (10, 4)
-    assert out.codes.shape == (10, 3) and out.codes.dtype == torch.int64
+    assert out.codes.shape == (10, 3)
+    assert out.codes.dtype == torch.int64
     assert (out.codes < torch.tensor([8, 6, 5])).all()
     assert out.loss.ndim == 0
     assert torch.allclose(out.loss, out.recon_loss + out.commit_loss)
@@ -53,7 +54,8 @@ def test_forward_shapes_and_decode_of_encode() -> None:
     assert torch.allclose(rq.decode_codes(out.codes), out.recon, atol=1e-5)
     out.loss.backward()  # straight-through: the encoder gets a gradient through the argmin
     grad = next(rq.encoder.parameters()).grad
-    assert grad is not None and grad.abs().sum() > 0
+    assert grad is not None
+    assert grad.abs().sum() > 0
 
 
 def test_training_improves_reconstruction() -> None:

@@ -52,7 +52,9 @@ def make_data_dir(root: Path, texts: Sequence[str | None], titles: Sequence[str 
 
 def test_collision_stats_known_answer() -> None:
     s = collision_stats(np.array([[1, 2], [1, 2], [3, 4]]))
-    assert s.collision_rate == pytest.approx(2 / 3) and s.max_group == 2 and s.n_colliding_tuples == 1
+    assert s.collision_rate == pytest.approx(2 / 3)
+    assert s.max_group == 2
+    assert s.n_colliding_tuples == 1
     assert collision_stats(np.array([[1, 2], [2, 1]])) == (0.0, 1, 0)
 
 
@@ -81,7 +83,7 @@ def test_tokens_codes_round_trip_and_format() -> None:
 @pytest.mark.parametrize("bad", [[["<b_1>", "<b_2>"]], [["<a_1>", "b_2"]], [["<a_1>", "<b_-2>"]],
                                  [["<a_1>", "<b_2>"], ["<a_1>"]], [["<a_1>", 7]]])
 def test_tokens_to_codes_rejects_malformed(bad: list[list[str]]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"row \d"):
         tokens_to_codes(bad)
 
 
@@ -153,9 +155,12 @@ def test_given_ids_keep_length_and_become_unique(tmp_path: Path) -> None:
     }
     (tmp_path / "X.index.json").write_text(json.dumps(given))
     report = build_semantic_ids(data_dir=data, given=tmp_path / "X.index.json")
-    assert report["source"] == "given" and report["n_levels"] == 4 and report["n_items"] == 5
+    assert report["source"] == "given"
+    assert report["n_levels"] == 4
+    assert report["n_items"] == 5
     assert report["collision_rate_before_dedup"] == pytest.approx(3 / 5)
-    assert report["max_collision_group"] == 3 and report["collision_rate_after_dedup"] == 0.0
+    assert report["max_collision_group"] == 3
+    assert report["collision_rate_after_dedup"] == 0.0
     assert report["recon_loss"] is None
     sids = load_semantic_ids(data, [f"i{i}" for i in range(5)])
     assert [s[-1] for s in sids] == ["<d_5>", "<d_1>", "<d_9>", "<d_2>", "<d_0>"]
@@ -171,7 +176,7 @@ def test_given_ids_missing_items_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_missing_items_file(tmp_path: Path) -> None:
-    with pytest.raises(SimGRError, match="items.jsonl"):
+    with pytest.raises(SimGRError, match=r"items.jsonl"):
         build_semantic_ids(data_dir=tmp_path)
 
 
@@ -184,8 +189,9 @@ def encoder() -> TextEncoder:
 
 
 def test_text_encoder_unit_vectors_and_similarity(encoder: TextEncoder) -> None:
-    emb = encoder.encode(TEXTS[:2] + [TEXTS[4]])
-    assert emb.shape == (3, 384) and emb.dtype == np.float32
+    emb = encoder.encode([*TEXTS[:2], TEXTS[4]])
+    assert emb.shape == (3, 384)
+    assert emb.dtype == np.float32
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2  # two guitar-string texts vs centrifuge tubes
     # batching and length-sorting do not change a text's vector
@@ -198,8 +204,11 @@ def test_build_rqvae_end_to_end(tmp_path: Path) -> None:
     data = make_data_dir(tmp_path, texts, titles=[None] * 8 + ["Guitar capo", None])  # i9: falls back to id
     cfg = RQVAEConfig(hidden_dims=(64,), code_dim=8, codebook_sizes=(4, 2), epochs=5, kmeans_iters=5)
     report = build_semantic_ids(data_dir=data, cfg=cfg)
-    assert report["source"] == "rqvae" and report["n_levels"] == 3 and report["n_items"] == 10
-    assert report["items_without_text"] == 1 and report["recon_loss"] > 0
+    assert report["source"] == "rqvae"
+    assert report["n_levels"] == 3
+    assert report["n_items"] == 10
+    assert report["items_without_text"] == 1
+    assert report["recon_loss"] > 0
     assert len(report["utilization_per_level"]) == 2
     assert report["collision_rate_before_dedup"] > 0  # 10 items into 4 x 2 tuples must collide
     ids = [f"i{i}" for i in range(10)]

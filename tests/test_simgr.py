@@ -39,9 +39,12 @@ def test_forward_returns_loss_only_with_targets() -> None:
     windows = make_windows([1, 2, 3, 4], built.vocab, stride=10)
     batch = collate([w.prompt for w in windows], pad_id=built.vocab.pad_id, targets=[w.targets for w in windows])
     h, loss = built.model(batch)
-    assert h.shape == (1, 32) and loss is not None and loss.ndim == 0
+    assert h.shape == (1, 32)
+    assert loss is not None
+    assert loss.ndim == 0
     h2, none = built.model(batch._replace(targets=None))
-    assert none is None and torch.allclose(h, h2)
+    assert none is None
+    assert torch.allclose(h, h2)
 
 
 def test_full_softmax_loss_equals_cross_entropy_and_chunking_is_exact() -> None:
@@ -68,7 +71,8 @@ def test_aggregators_start_at_the_mean_and_learn(name: str) -> None:
     assert out.shape == (5, 8)
     assert torch.allclose(out, x.mean(1), atol=1e-5)
     out.pow(2).sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert x.grad is not None
+    assert x.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("layout", ["items", "tokens"])

@@ -35,13 +35,16 @@ def test_train_evaluate_export(synthetic_data_dir: Path, tmp_path: Path, capsys:
     assert len(log) == summary["epochs"] == 6
     assert log[-1]["train_loss"] < log[0]["train_loss"]
     assert summary["best_valid_ndcg@10"] > 0.5  # the walk-in-order rule is learnable
-    assert (run / "checkpoints" / "best.pt").is_file() and (run / "config.json").is_file()
+    assert (run / "checkpoints" / "best.pt").is_file()
+    assert (run / "config.json").is_file()
 
     assert main(["evaluate", "--run", str(run), "--split", "test"]) == 0
     printed = last_json(capsys.readouterr().out)
     saved = json.loads((run / "metrics_test.json").read_text())
-    assert list(saved) == list(METRIC_KEYS) and printed == saved
-    assert saved["n_users"] == 48 and saved["n_items"] == 30
+    assert list(saved) == list(METRIC_KEYS)
+    assert printed == saved
+    assert saved["n_users"] == 48
+    assert saved["n_items"] == 30
 
     assert main(["export", "--run", str(run), "--out", str(bundle)]) == 0
     result = last_json(capsys.readouterr().out)
@@ -52,7 +55,8 @@ def test_train_evaluate_export(synthetic_data_dir: Path, tmp_path: Path, capsys:
         assert key in manifest
     assert manifest["metrics"]["test"] == saved
     loaded = Bundle.load(bundle)
-    assert loaded.item_ids[0] == "i0" and loaded.embeddings.shape == (30, 32)
+    assert loaded.item_ids[0] == "i0"
+    assert loaded.embeddings.shape == (30, 32)
 
 
 def test_resume_continues_where_it_stopped(synthetic_data_dir: Path, tmp_path: Path) -> None:
@@ -71,14 +75,17 @@ def test_time_budget_stops_cleanly(synthetic_data_dir: Path, tmp_path: Path, cap
     assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), *TINY, "--epochs", "50",
                  "--time-budget-min", "0.00001"]) == 0
     summary = last_json(capsys.readouterr().out)
-    assert summary["out_of_time"] is True and summary["epochs"] == 1
+    assert summary["out_of_time"] is True
+    assert summary["epochs"] == 1
     assert (run / "checkpoints" / "best.pt").is_file()
 
 
 def test_bad_input_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("simgr: error:") and "nope" in err[0]
+    assert len(err) == 1
+    assert err[0].startswith("simgr: error:")
+    assert "nope" in err[0]
     assert main(["evaluate", "--run", str(tmp_path)]) == 2
     assert "config.json" in capsys.readouterr().err
 
@@ -99,9 +106,11 @@ def test_ddp_two_gloo_processes(synthetic_data_dir: Path, tmp_path: Path) -> Non
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
-    assert len(results) == 1 and results[0]["epochs"] == 2  # rank 0 reports once
+    assert len(results) == 1
+    assert results[0]["epochs"] == 2
     assert "world 2" in proc.stderr
-    assert len(log_lines(run)) == 2 and (run / "checkpoints" / "best.pt").is_file()
+    assert len(log_lines(run)) == 2
+    assert (run / "checkpoints" / "best.pt").is_file()
 
 
 def test_lr_schedule_known_answers() -> None:

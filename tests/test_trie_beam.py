@@ -24,13 +24,18 @@ def test_trie_contains_exactly_the_valid_sids() -> None:
     seqs = [[5, 7, 1], [5, 8, 1], [6, 7, 2], [5, 7, 3]]
     trie = SIDTrie(seqs, items=[0, 1, 2, 3])
     assert trie.sequences() == {tuple(s) for s in seqs}
-    assert trie.allowed([]) == [5, 6] and trie.allowed([5]) == [7, 8] and trie.allowed([5, 7]) == [1, 3]
-    assert trie.allowed([6, 8]) == [] and trie.allowed([5, 7, 1]) == []
+    assert trie.allowed([]) == [5, 6]
+    assert trie.allowed([5]) == [7, 8]
+    assert trie.allowed([5, 7]) == [1, 3]
+    assert trie.allowed([6, 8]) == []
+    assert trie.allowed([5, 7, 1]) == []
     assert [trie.item_of(s) for s in seqs] == [0, 1, 2, 3]
-    assert trie.item_of([6, 7, 1]) == -1 and trie.item_of([5, 7]) == -1  # level-wise valid, not an item
+    assert trie.item_of([6, 7, 1]) == -1
+    assert trie.item_of([5, 7]) == -1
     assert [trie.n_nodes(d) for d in range(4)] == [1, 2, 3, 4]
     e = trie.expand(1, torch.tensor([0, 1]))  # nodes (5,) and (6,)
-    assert e.row.tolist() == [0, 0, 1] and e.token.tolist() == [7, 8, 7]
+    assert e.row.tolist() == [0, 0, 1]
+    assert e.token.tolist() == [7, 8, 7]
     with pytest.raises(ValueError, match="duplicate"):
         SIDTrie([[1, 2], [1, 2]])
 
@@ -86,10 +91,13 @@ def test_small_beam_is_a_valid_subset_and_ranks_match(synthetic_data_dir: Path) 
     for u in range(3):  # beam scores are true sequence log-probs of the items found
         torch.testing.assert_close(beams.scores[u], exact[u, beams.leaves[u]], atol=1e-4, rtol=1e-4)
     top = rank_beam(built, HISTORIES, k=4, beam=4)
-    assert top.shape == (3, 4) and (top >= 0).all() and (top < 30).all()
+    assert top.shape == (3, 4)
+    assert (top >= 0).all()
+    assert (top < 30).all()
     targets = torch.tensor([built.vocab.sid_token_ids[i] for i in (3, 6, 5)])
     ranks = target_token_ranks(model, state, model.trie, targets)
-    assert ranks.shape == (3, 4) and (ranks >= 0).all()
+    assert ranks.shape == (3, 4)
+    assert (ranks >= 0).all()
     # greedy decoding (beam 1) picks the rank-0 allowed token at every step, by definition
     greedy = beam_search(model, state, model.trie, beam=1).leaves[:, 0]
     greedy_seqs = model.trie.prefixes[model.trie.depth][greedy]  # (3, L)
@@ -99,11 +107,14 @@ def test_small_beam_is_a_valid_subset_and_ranks_match(synthetic_data_dir: Path) 
 def test_latte_aggregation_and_dedup(synthetic_data_dir: Path) -> None:
     items, scores = torch.tensor([4, 2, 4, -1]), torch.tensor([-1.0, -2.0, -3.0, float("-inf")])
     uniq, agg = aggregate_paths(items, scores, "max")
-    assert uniq.tolist() == [2, 4] and agg.tolist() == [-2.0, -1.0]
+    assert uniq.tolist() == [2, 4]
+    assert agg.tolist() == [-2.0, -1.0]
     _, agg = aggregate_paths(items, scores, "sum")
     assert agg[1].item() == pytest.approx(math.log(math.exp(-1) + math.exp(-3)), abs=1e-6)
     built, model = _built(synthetic_data_dir, "latte")
-    assert model.trie.depth == 5 and model.trie.n_leaves == 3 * 30  # [latent, 4 SID levels], M paths per item
+    assert model.trie.depth == 5
+    assert model.trie.n_leaves == 3 * 30
     top = rank_latte(built, HISTORIES, k=10, beam=2)  # beam 2 < K: doubles until 10 distinct items
     for row in top:
-        assert len(set(row.tolist())) == 10 and (row >= 0).all()
+        assert len(set(row.tolist())) == 10
+        assert (row >= 0).all()

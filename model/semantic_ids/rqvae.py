@@ -20,6 +20,7 @@ Training recipe (see ``train_rqvae``):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from typing import NamedTuple
@@ -77,7 +78,7 @@ def kmeans(x: Tensor, k: int, *, iters: int, generator: torch.Generator) -> Tens
 def mlp(dims: list[int]) -> nn.Sequential:
     """Linear layers with ReLU between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(dims)):
         layers.append(nn.Linear(a, b))
         if i < len(dims) - 2:
             layers.append(nn.ReLU())

@@ -31,10 +31,10 @@ from model.training.registry import get_method
 class RunConfig:
     data_dir: str  # the prepared dataset (with semantic_ids.json)
     method: str = "simgr"  # simgr, or a baseline registered in model/methods
-    model: ModelConfig = ModelConfig()
-    prompt: PromptConfig = PromptConfig()
-    train: TrainConfig = TrainConfig()
-    baseline: BaselineConfig = BaselineConfig()  # baseline-only settings (beam size, Latte, SASRec)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    prompt: PromptConfig = dataclasses.field(default_factory=PromptConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)  # baseline-only settings (beam size, Latte, SASRec)
 
     def to_json(self) -> dict[str, Any]:
         return {"data_dir": self.data_dir, "method": self.method, "model": to_dict(self.model), "prompt": to_dict(self.prompt),

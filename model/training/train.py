@@ -70,7 +70,7 @@ def _broadcast(value: float, device: torch.device) -> float:
     return float(t.item())
 
 
-def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, Any]:
+def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, Any]:  # noqa: C901
     """Train SimGR on ``cfg.data_dir`` into ``run_dir``; returns the summary (also in train_log.jsonl)."""
     rank, world, device = _dist_setup()
     tc = cfg.train

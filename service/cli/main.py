@@ -43,9 +43,18 @@ def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, *, skip: tuple[s
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(default, tuple):
             elem = type(default[0]) if default else str
-            group.add_argument(flag, type=lambda s, t=elem: tuple(t(x) for x in s.split(",") if x), **kw)
+            group.add_argument(flag, type=_tuple_of(elem), **kw)
         else:
             group.add_argument(flag, type=type(default), **kw)
+
+
+def _tuple_of(elem: type) -> Callable[[str], tuple[Any, ...]]:
+    """argparse type for a comma-separated tuple flag: ``"a,b"`` -> ``(elem("a"), elem("b"))``."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        return tuple(elem(x) for x in text.split(",") if x)
+
+    return parse
 
 
 def _dataclass_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:

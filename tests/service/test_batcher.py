@@ -59,7 +59,8 @@ async def test_single_request_flushes_after_max_wait() -> None:
         result, _ = await asyncio.wait_for(b.submit(3, timeout_s=5), timeout=5)
     finally:
         await b.stop()
-    assert result == 9 and rec.batches == [[3]]
+    assert result == 9
+    assert rec.batches == [[3]]
 
 
 async def test_full_queue_answers_overloaded_with_retry_after() -> None:
@@ -73,7 +74,8 @@ async def test_full_queue_answers_overloaded_with_retry_after() -> None:
         await asyncio.sleep(0.01)  # two wait: the queue is full
         with pytest.raises(ServiceError) as err:
             await b.submit(99, timeout_s=10)
-        assert err.value.error_type == "overloaded" and err.value.status == 429
+        assert err.value.error_type == "overloaded"
+        assert err.value.status == 429
         assert err.value.headers["Retry-After"] == "3"
         assert [r for r, _ in await asyncio.gather(*tasks)] == [0, 1, 4]
     finally:
@@ -89,7 +91,8 @@ async def test_deadline_drops_queued_work() -> None:
         await asyncio.sleep(0.05)
         with pytest.raises(ServiceError) as err:
             await b.submit(2, timeout_s=0.05)  # waits behind a 300 ms batch
-        assert err.value.error_type == "timeout" and err.value.status == 503
+        assert err.value.error_type == "timeout"
+        assert err.value.status == 503
         assert (await first)[0] == 1
     finally:
         await b.stop()

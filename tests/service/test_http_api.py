@@ -47,7 +47,9 @@ async def test_recommend_known_answer(client: httpx.AsyncClient, bundle: Bundle)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model_version"] == bundle.model_version
-    assert body["history_used"] == history and body["unknown_items"] == [] and body["fallback"] is None
+    assert body["history_used"] == history
+    assert body["unknown_items"] == []
+    assert body["fallback"] is None
     assert [it["rank"] for it in body["items"]] == list(range(1, 8))
     hist_idx = [bundle.item_lookup[i] for i in history]
     ref = exact_top(bundle, hist_idx, 7, drop=set(hist_idx))
@@ -60,12 +62,14 @@ async def test_recommend_known_answer(client: httpx.AsyncClient, bundle: Bundle)
 async def test_filters(client: httpx.AsyncClient, bundle: Bundle) -> None:
     history = ["item-1", "item-2", "item-3"]
     seen = await client.post("/recommend", json={"history": history, "k": 200, "exclude_seen": False})
-    assert len(ids(seen)) == 200 and set(history) <= set(ids(seen))  # nothing filtered: the whole catalogue
+    assert len(ids(seen)) == 200
+    assert set(history) <= set(ids(seen))
     hist_idx = [bundle.item_lookup[i] for i in history]
     assert ids(seen)[:10] == [i for i, _ in exact_top(bundle, hist_idx, 10)]
 
     unseen = await client.post("/recommend", json={"history": history, "k": 200})
-    assert len(ids(unseen)) == 197 and not set(history) & set(ids(unseen))  # exactly what remains
+    assert len(ids(unseen)) == 197
+    assert not set(history) & set(ids(unseen))
 
     top5 = ids(unseen)[:5]
     excl = await client.post("/recommend", json={"history": history, "k": 10, "exclude": top5[:3]})
@@ -74,7 +78,8 @@ async def test_filters(client: httpx.AsyncClient, bundle: Bundle) -> None:
     allow = ["item-10", "item-11", "item-12", "item-13", "item-1", "nope"]
     r = await client.post("/recommend", json={"history": history, "k": 3, "allow": allow})
     got = ids(r)
-    assert len(got) == 3 and set(got) <= {"item-10", "item-11", "item-12", "item-13"}
+    assert len(got) == 3
+    assert set(got) <= {"item-10", "item-11", "item-12", "item-13"}
     assert got == [i for i in ids(unseen) if i in allow][:3]
     assert r.json()["unknown_items"] == ["nope"]
 
@@ -91,20 +96,27 @@ async def test_cold_start_and_unknown_ids(client: httpx.AsyncClient, bundle_dir:
     popular = json.loads((bundle_dir / "popularity.json").read_text())
     r = await client.post("/recommend", json={"k": 5})
     body = r.json()
-    assert r.status_code == 200 and body["fallback"] == "popular" and body["history_used"] == []
-    assert ids(r) == popular[:5] and all(it["score"] is None for it in body["items"])
+    assert r.status_code == 200
+    assert body["fallback"] == "popular"
+    assert body["history_used"] == []
+    assert ids(r) == popular[:5]
+    assert all(it["score"] is None for it in body["items"])
 
     r = await client.post("/recommend", json={"history": ["ghost-1", "ghost-2", "ghost-1"], "k": 4})
     body = r.json()
-    assert r.status_code == 200 and body["fallback"] == "popular"
-    assert body["unknown_items"] == ["ghost-1", "ghost-2"] and ids(r) == popular[:4]
+    assert r.status_code == 200
+    assert body["fallback"] == "popular"
+    assert body["unknown_items"] == ["ghost-1", "ghost-2"]
+    assert ids(r) == popular[:4]
 
     r = await client.post("/recommend", json={"k": 3, "exclude": popular[:2], "allow": popular[1:6]})
     assert ids(r) == popular[2:5]  # filters apply to the fallback too
 
     r = await client.post("/recommend", json={"history": ["ghost", "item-5"], "k": 3})
     body = r.json()
-    assert body["fallback"] is None and body["history_used"] == ["item-5"] and body["unknown_items"] == ["ghost"]
+    assert body["fallback"] is None
+    assert body["history_used"] == ["item-5"]
+    assert body["unknown_items"] == ["ghost"]
 
 
 async def test_sessions_across_requests_real_redis(bundle_dir: Path, redis_url: str, redis_prefix: str) -> None:
@@ -139,9 +151,11 @@ async def test_sessions_across_requests_real_redis(bundle_dir: Path, redis_url: 
 async def test_memory_store_is_default_and_reported(client: httpx.AsyncClient, bundle: Bundle) -> None:
     info = (await client.get("/info")).json()
     assert info["session_store"] == "memory"
-    assert info["n_items"] == bundle.n_items and info["dim"] == bundle.dim
+    assert info["n_items"] == bundle.n_items
+    assert info["dim"] == bundle.dim
     assert info["model_version"] == bundle.model_version
-    assert info["batching"]["max_batch_size"] == 32 and info["batching"]["max_wait_ms"] == 2.0
+    assert info["batching"]["max_batch_size"] == 32
+    assert info["batching"]["max_wait_ms"] == 2.0
     await client.post("/events", json={"user_id": "u", "item_ids": ["item-4"]})
     r = await client.post("/recommend", json={"user_id": "u", "k": 2})
     assert r.json()["history_used"] == ["item-4"]
@@ -160,7 +174,8 @@ async def test_headers_on_every_response(client: httpx.AsyncClient) -> None:
         for h in ("x-queue-time", "x-inference-time", "x-search-time", "x-total-time"):
             assert float(r.headers[h]) >= 0
     r = await client.post("/recommend", json={"history": ["item-1"]}, headers={"X-Request-ID": "trace-abc.123"})
-    assert r.headers["x-request-id"] == "trace-abc.123" and r.json()["request_id"] == "trace-abc.123"
+    assert r.headers["x-request-id"] == "trace-abc.123"
+    assert r.json()["request_id"] == "trace-abc.123"
     assert float(r.headers["x-inference-time"]) > 0
     r = await client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
     assert r.headers["x-request-id"] != "bad id\twith spaces"
@@ -170,7 +185,8 @@ async def test_health_ready_and_metrics(client: httpx.AsyncClient, bundle: Bundl
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["model_version"] == bundle.model_version and ready.json()["redis"] == "disabled"
+    assert ready.json()["model_version"] == bundle.model_version
+    assert ready.json()["redis"] == "disabled"
     for _ in range(3):
         await client.post("/recommend", json={"history": ["item-1"], "k": 3})
     await client.post("/recommend", json={"k": 3})

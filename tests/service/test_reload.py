@@ -51,7 +51,8 @@ async def test_reload_under_load_has_zero_failures(bundle_dir: Path, bundle_dir_
             stop.set()
             await asyncio.gather(*clients)
             info = (await c.get("/info")).json()
-    assert len(statuses) > 20 and set(statuses) == {200}
+    assert len(statuses) > 20
+    assert set(statuses) == {200}
     assert versions == {v1, v2}
     assert info["model_version"] == v2
 
@@ -70,10 +71,12 @@ async def test_bad_bundle_keeps_old_model(bundle_dir: Path, tmp_path: Path) -> N
     async with serve(app) as c:
         for target in (tmp_path / "missing", broken, incomplete, tmp_path / "broken" / "manifest.json"):
             r = await c.post("/admin/reload", json={"artifacts": str(target)})
-            assert r.status_code == 422 and r.json()["error_type"] == "bad_bundle", r.text
+            assert r.status_code == 422, r.text
+            assert r.json()["error_type"] == "bad_bundle", r.text
             assert version(bundle_dir) in r.json()["error"]  # says what keeps serving
         r = await c.post("/recommend", json={"history": ["item-1"]})
-        assert r.status_code == 200 and r.json()["model_version"] == version(bundle_dir)
+        assert r.status_code == 200
+        assert r.json()["model_version"] == version(bundle_dir)
         metrics = (await c.get("/metrics")).text
         assert 'simgr_reloads_total{outcome="rejected"} 4.0' in metrics
 
@@ -98,13 +101,16 @@ async def test_crashing_loader_is_reload_failed_and_concurrent_reload_is_409() -
         first = asyncio.ensure_future(c.post("/admin/reload"))
         await asyncio.sleep(0.1)
         second = await c.post("/admin/reload")
-        assert second.status_code == 409 and second.json()["error_type"] == "reload_in_progress"
+        assert second.status_code == 409
+        assert second.json()["error_type"] == "reload_in_progress"
         gate.set()
         r = await first
-        assert r.status_code == 500 and r.json()["error_type"] == "reload_failed"
+        assert r.status_code == 500
+        assert r.json()["error_type"] == "reload_failed"
         assert (await c.post("/recommend", json={"history": ["item-1"]})).status_code == 200
         ok = await c.post("/admin/reload")
-        assert ok.status_code == 200 and ok.json()["model_version"] != ok.json()["previous_version"]
+        assert ok.status_code == 200
+        assert ok.json()["model_version"] != ok.json()["previous_version"]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")

@@ -42,10 +42,15 @@ def test_flag_beats_env_beats_default(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("SIMGR_WARMUP", "false")
     monkeypatch.setenv("SIMGR_API_KEYS", "key-one-123, key-two-456")
     s = serve_cmd.settings_from_args(parser().parse_args([]))
-    assert s.max_batch_size == 7 and s.warmup is False and s.api_keys == ("key-one-123", "key-two-456")
+    assert s.max_batch_size == 7
+    assert s.warmup is False
+    assert s.api_keys == ("key-one-123", "key-two-456")
     s = serve_cmd.settings_from_args(parser().parse_args(["--max-batch-size", "9", "--warmup", "--artifacts",
                                                           str(tmp_path), "--encoder", "noop"]))
-    assert s.max_batch_size == 9 and s.warmup is True and s.artifacts == tmp_path and s.encoder == "noop"
+    assert s.max_batch_size == 9
+    assert s.warmup is True
+    assert s.artifacts == tmp_path
+    assert s.encoder == "noop"
     assert "key-one" not in repr(s)  # keys never in reprs / logs
 
 
@@ -72,7 +77,7 @@ def test_broken_bundle_is_a_user_error_at_startup(bundle_dir: Path, tmp_path: Pa
     del manifest["model_version"]
     (broken / "manifest.json").write_text(json.dumps(manifest))
     args = parser().parse_args(["--artifacts", str(broken), "--port", str(free_port()), "--log-level", "error"])
-    with pytest.raises(SimGRError, match="cannot serve: .*broken"):
+    with pytest.raises(SimGRError, match=r"cannot serve: .*broken"):
         serve_cmd.run(args)
 
 
@@ -94,7 +99,8 @@ def test_sigterm_finishes_in_flight_requests(bundle_dir: Path) -> None:
                     break
             except httpx.HTTPError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "the server did not answer in time"
             time.sleep(0.1)
 
         async def in_flight() -> list[httpx.Response]:
@@ -110,7 +116,8 @@ def test_sigterm_finishes_in_flight_requests(bundle_dir: Path) -> None:
         # uvicorn re-raises the captured SIGTERM after its graceful shutdown, so -15 is a clean stop
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
         out = proc.stdout.read().decode() if proc.stdout else ""
-        assert "Traceback" not in out and "ERROR" not in out, out
+        assert "Traceback" not in out, out
+        assert "ERROR" not in out, out
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -65,7 +65,8 @@ async def test_memory_store_lru_cap_and_ttl() -> None:
     await store.append("c", ["5"], max_items=2)
     assert await store.get("b", max_items=2) == []
     assert await store.get("a", max_items=2) == ["2", "3"]
-    assert await store.delete("a") is True and await store.delete("a") is False
+    assert await store.delete("a") is True
+    assert await store.delete("a") is False
     short = MemorySessionStore(max_users=10, ttl_s=0.05)
     await short.append("u", ["x"], max_items=5)
     time.sleep(0.1)
