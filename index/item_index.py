@@ -122,11 +122,14 @@ class ItemIndex:
                            ids=None if index._identity else index._ids, codes=index._codes, dead=index._dead)
 
     @classmethod
-    def load(cls, directory: str | Path, *, expect: IndexSpec | None = None, use_gpu: bool = False) -> ItemIndex:
+    def load(cls, directory: str | Path, *, expect: IndexSpec | None = None, matrix: np.ndarray | None = None,
+             use_gpu: bool = False) -> ItemIndex:
         """Read a directory written by :meth:`save` (the matrix is memory-mapped, not copied).
 
-        ``expect`` (the bundle manifest's record) must match what the directory holds, else IndexFormatError."""
-        backend, spec, matrix, ids, codes, dead = read_index(Path(directory), expect=expect, use_gpu=use_gpu)
+        ``expect`` (the bundle manifest's record) must match what the directory holds, else IndexFormatError.
+        ``matrix``: the caller's own map of ``item_embeddings.npy``, shared instead of mapping it twice."""
+        backend, spec, matrix, ids, codes, dead = read_index(Path(directory), expect=expect, use_gpu=use_gpu,
+                                                             matrix=matrix)
         index = cls(backend, matrix=matrix, ids=ids, spec=spec, codes=codes)
         index._dead = dead
         return index
@@ -207,6 +210,7 @@ class ItemIndex:
             if codes is None or codes.shape != (emb.shape[0], self._codes.codes.shape[1]):
                 raise ValueError("a sid-exact index needs the (M, L) codes of added items")
             self._codes = SidCodes(tables=self._codes.tables, normalize=self._codes.normalize,
+                                   level_tokens=self._codes.level_tokens,
                                    codes=np.concatenate([self._codes.codes, codes.astype(np.int32)]))
         self._extra = np.concatenate([self._extra, emb])
         self._ids = np.concatenate([self._ids, new_ids])

@@ -62,6 +62,17 @@ class SidCodes:
     tables: list[np.ndarray] = field(default_factory=list)  # L x (K_l, D) float32 token embeddings
     codes: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.int32))  # (N, L) int32
     normalize: bool = True  # whether item embeddings are L2-normalised
+    level_tokens: list[np.ndarray] = field(default_factory=list)  # L x (K_l,) vocabulary id of each code
+
+    def encode(self, tokens: np.ndarray) -> np.ndarray:
+        """(M, L) vocabulary token ids -> (M, L) codes; ValueError for a token no indexed item used."""
+        out = np.empty(tokens.shape, dtype=np.int32)
+        for lvl, known in enumerate(self.level_tokens):
+            pos = np.minimum(np.searchsorted(known, tokens[:, lvl]), len(known) - 1)
+            if (known[pos] != tokens[:, lvl]).any():
+                raise ValueError(f"level {lvl}: a code no indexed item uses; rebuild the sid-exact index")
+            out[:, lvl] = pos
+        return out
 
     def inverse_norms(self) -> np.ndarray:
         """(N,) float32 inverse norms of the code means (1 when embeddings are not normalised)."""

@@ -39,7 +39,7 @@ _FAISS_TYPES = {"hnsw": faiss.IndexHNSW, "ivf": faiss.IndexIVFFlat, "ivfpq": fai
 
 
 def _rerank(factory: str) -> int:
-    return 4 if "PQ" in factory or "SQ" in factory else 1  # coarse codes: re-score more candidates
+    return 16 if "PQ" in factory or "SQ" in factory else 1  # coarse codes: re-score many more candidates
 
 
 def _train_faiss(emb: np.ndarray, factory: str, *, ef_construction: int, seed: int) -> Any:
@@ -47,6 +47,8 @@ def _train_faiss(emb: np.ndarray, factory: str, *, ef_construction: int, seed: i
     inner = faiss.downcast_index(index)
     if isinstance(inner, faiss.IndexHNSW):
         inner.hnsw.efConstruction = ef_construction
+    if hasattr(inner, "do_polysemous_training"):
+        inner.do_polysemous_training = False  # Hamming-filter training we never search with; slow
     if not index.is_trained:
         ivf = faiss.try_extract_index_ivf(index)
         per = 39 * int(ivf.nlist) if ivf is not None else 50_000
@@ -99,6 +101,7 @@ def write_index(root: Path, *, backend: Backend, spec: IndexSpec, matrix: np.nda
     if isinstance(backend, SidSearch):
         assert codes is not None
         arrays: dict[str, np.ndarray] = {f"table_{i}": t for i, t in enumerate(codes.tables)}
+        arrays |= {f"tokens_{i}": t for i, t in enumerate(codes.level_tokens)}
         arrays |= {"codes": codes.codes.astype(np.int32), "normalize": np.array(codes.normalize)}
         np.savez(root / SID_FILE, **arrays)  # type: ignore[arg-type]
     elif isinstance(backend, FaissSearch):
@@ -148,7 +151,8 @@ def _read_codes(path: Path, n: int) -> SidCodes:
     try:
         with np.load(path) as z:
             tables = [z[f"table_{i}"] for i in range(sum(1 for k in z.files if k.startswith("table_")))]
-            codes = SidCodes(tables=tables, codes=z["codes"], normalize=bool(z["normalize"]))
+            tokens = [z[f"tokens_{i}"] for i in range(len(tables)) if f"tokens_{i}" in z.files]
+            codes = SidCodes(tables=tables, codes=z["codes"], normalize=bool(z["normalize"]), level_tokens=tokens)
     except (OSError, KeyError, ValueError) as e:
         raise IndexFormatError(f"{path}: not a semantic-ID code file ({e})") from None
     if codes.codes.shape != (n, len(tables)):
@@ -156,16 +160,17 @@ def _read_codes(path: Path, n: int) -> SidCodes:
     return codes
 
 
-def read_index(root: Path, *, expect: IndexSpec | None, use_gpu: bool) -> tuple[
+def read_index(root: Path, *, expect: IndexSpec | None, use_gpu: bool, matrix: np.ndarray | None) -> tuple[
         Backend, IndexSpec, np.ndarray, np.ndarray | None, SidCodes | None, np.ndarray]:
     """Backend, spec, memory-mapped matrix, ids (None: rows), sid codes and retired rows of ``root``."""
     if not root.is_dir():
         raise IndexFormatError(f"{root}: index directory not found")
     spec = _read_spec(root, expect)
-    try:
-        matrix = np.load(root / MATRIX_FILE, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise IndexFormatError(f"{root / MATRIX_FILE}: cannot read the item matrix ({e})") from None
+    if matrix is None:
+        try:
+            matrix = np.load(root / MATRIX_FILE, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise IndexFormatError(f"{root / MATRIX_FILE}: cannot read the item matrix ({e})") from None
     n, d = matrix.shape if matrix.ndim == 2 else (0, 0)
     if matrix.dtype != np.float32 or n == 0 or (spec.n_items and (n, d) != (spec.n_items, spec.dim)):
         raise IndexFormatError(f"{root / MATRIX_FILE}: a {matrix.dtype} matrix of shape {matrix.shape}, the "

@@ -39,10 +39,13 @@ class ModelState:
 
     @classmethod
     def build(cls, model: UserEncoder, *, artifacts: Path | None, use_gpu: bool = False) -> ModelState:
-        """Pair ``model`` with its index: the bundle's index.faiss when present, else built from embeddings."""
-        index_file = artifacts / "index.faiss" if artifacts is not None else None
-        if index_file is not None and index_file.is_file():
-            index = ItemIndex.load(index_file, use_gpu=use_gpu)
+        """Pair ``model`` with its index: the bundle's (type and file checked against its manifest, the item
+        matrix shared with the model, not copied), or a flat index over the model's embeddings."""
+        if artifacts is not None and (artifacts / "manifest.json").is_file():
+            from model.export.manifest import BundleManifest
+
+            expect = BundleManifest.read(artifacts / "manifest.json").index
+            index = ItemIndex.load(artifacts, expect=expect, matrix=model.embeddings, use_gpu=use_gpu)
         else:
             index = ItemIndex.build(model.embeddings)
         if index.ntotal != model.n_items or index.dim != model.dim:

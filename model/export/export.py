@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from index.item_index import ItemIndex
+from index import IndexChoice, ItemIndex
 from model.config import to_dict
 from model.errors import SimGRError
 from model.export.bundle import Bundle
+from model.export.indexing import install_index, user_queries
 from model.export.manifest import BundleManifest
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
@@ -70,11 +71,10 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
         {"model": to_dict(model.cfg), "prompt": to_dict(model.prompt_cfg)}, indent=2) + "\n")
     with torch.inference_mode():
         emb = model.item_embeddings().float().numpy()  # (N, D)
-    np.save(out / "item_embeddings.npy", emb)
     with open(out / "items.jsonl", "w") as f:
         for i, (iid, sid, title) in enumerate(zip(item_ids, sids, titles, strict=True)):
             f.write(json.dumps({"idx": i, "item_id": iid, "sid": list(sid), "title": title}) + "\n")
-    ItemIndex.build(emb).save(out / "index.faiss")
+    index_spec = ItemIndex.build(emb).save(out)  # item_embeddings.npy + a flat index until export tunes one
     (out / "popularity.json").write_text(json.dumps([item_ids[i] for i in popularity]) + "\n")
     weights = sorted(bdir.glob("*.safetensors")) + sorted((out / "model").glob("*.safetensors"))
     manifest = BundleManifest(
@@ -83,38 +83,43 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
         normalize=model.cfg.normalize, aggregator=model.cfg.aggregator,
         prompt=to_dict(model.prompt_cfg), n_items=int(emb.shape[0]),
         metrics=metrics or {}, packages=_versions(),
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {}),
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), index=index_spec, **(extra or {}),
     )
     manifest.write(out / "manifest.json")
     return manifest
 
 
 def check_bundle(root: Path, histories: Sequence[Sequence[int]], *, k: int = 10, atol: float = 1e-5) -> int:
-    """Load the bundle as the service does and compare FAISS top-k with exact torch top-k for each
-    history. Ties at the k-th score may swap; anything else raises. Returns the number of users checked."""
+    """Load the bundle as the service does; for an exact index compare its top-k with exact torch top-k for
+    each history (ties at the k-th score may swap; anything else raises). An approximate index was measured
+    against exact search when it was tuned. Returns the number of users checked."""
     bundle = Bundle.load(root)
-    index = ItemIndex.load(root / "index.faiss")
+    index = ItemIndex.load(root, expect=bundle.manifest.index, matrix=bundle.embeddings)
     if index.ntotal != bundle.n_items:
         raise SimGRError(f"{root}: index holds {index.ntotal} items, bundle has {bundle.n_items}")
+    if not index.exact:
+        return 0
     q = bundle.encode_users(histories)  # (U, D)
     k = min(k, bundle.n_items)
-    _, faiss_ids = index.search(q, k)
-    exact = torch.from_numpy(q) @ torch.from_numpy(bundle.embeddings).T  # (U, N)
+    _, found = index.search(q, k)
+    exact = torch.from_numpy(q) @ torch.from_numpy(np.array(bundle.embeddings)).T  # (U, N)
     top = exact.topk(k, dim=-1)
     for u in range(len(histories)):
-        a, b = set(faiss_ids[u].tolist()), set(top.indices[u].tolist())
+        a, b = set(found[u].tolist()), set(top.indices[u].tolist())
         if a == b:
             continue
         kth = float(top.values[u, -1])
         odd = [i for i in a ^ b if abs(float(exact[u, i]) - kth) > atol]
         if odd:
-            raise SimGRError(f"{root}: FAISS top-{k} differs from exact top-{k} for check user {u} "
+            raise SimGRError(f"{root}: index top-{k} differs from exact top-{k} for check user {u} "
                              f"(items {sorted(odd)[:5]}); the bundle is inconsistent")
     return len(histories)
 
 
-def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0) -> dict[str, Any]:
-    """Best checkpoint of ``run_dir`` -> bundle at ``out``; fails loudly if FAISS != exact top-10."""
+def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0,
+               index: IndexChoice | None = None, recall_queries: int = 1000) -> dict[str, Any]:
+    """Best checkpoint of ``run_dir`` -> bundle at ``out`` with the chosen item index, tuned on validation
+    users. Written next to ``out`` and moved in place only when complete: a failure leaves ``out`` as it was."""
     run = load_run(run_dir, checkpoint="best")
     if run.cfg.method != "simgr":
         raise SimGRError(f"{run_dir}: a {run.cfg.method!r} run; only SimGR runs export a serving bundle")
@@ -127,14 +132,27 @@ def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 
             metrics[split] = json.loads(path.read_text())
     items = run.data.items
     popularity = np.argsort(-run.data.popularity(), kind="stable").tolist()
-    manifest = write_bundle(out, model=run.built.model, tokenizer=run.built.tokenizer,
-                            item_ids=[it.item_id for it in items], sids=run.sids,
-                            titles=[it.title for it in items], popularity=popularity, metrics=metrics,
-                            extra={"dataset": run.data.info.get("name"), "run": str(run_dir)})
-    hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
-    rng = np.random.default_rng(seed)
-    sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
-    checked = check_bundle(out, sample)
-    log.info("export check: FAISS top-10 == exact top-10 for %d users", checked)
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        write_bundle(tmp, model=run.built.model, tokenizer=run.built.tokenizer,
+                     item_ids=[it.item_id for it in items], sids=run.sids, titles=[it.title for it in items],
+                     popularity=popularity, metrics=metrics,
+                     extra={"dataset": run.data.info.get("name"), "run": str(run_dir)})
+        valid, _ = run.data.eval_examples("valid", max_history=run.cfg.prompt.max_history)
+        bundle = Bundle.load(tmp)
+        spec = install_index(tmp, bundle, index or IndexChoice(), user_queries(bundle, valid, limit=recall_queries))
+        del bundle
+        hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
+        rng = np.random.default_rng(seed)
+        sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
+        checked = check_bundle(tmp, sample)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    log.info("export check: index top-10 == exact top-10 for %d users", checked)
+    manifest = BundleManifest.read(out / "manifest.json")
     return {"bundle": str(out), "model_version": manifest.model_version, "n_items": manifest.n_items,
-            "dim": manifest.dim, "checked_users": checked}
+            "dim": manifest.dim, "checked_users": checked, "index": spec.model_dump(exclude_none=True)}

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from index.spec import IndexSpec
 from model.data.jsonio import read_json
 from model.errors import SimGRError
 
@@ -35,6 +36,7 @@ class BundleManifest(BaseModel):
     dataset: str | None = None  # dataset name from dataset.json
     run: str | None = None  # run directory the bundle was exported from
     synthetic: bool = False  # a random-init bundle for tests and benchmarks
+    index: IndexSpec = Field(default_factory=IndexSpec)  # item index type, parameters, measured recall@10
 
     def write(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n")

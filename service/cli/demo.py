@@ -26,7 +26,7 @@ def _show_users(bundle_dir: Path, data_dir: Path, users: list[int]) -> None:
     from model.export.bundle import Bundle
 
     bundle, data = Bundle.load(bundle_dir), Dataset.load(data_dir)
-    index = ItemIndex.load(bundle_dir / "index.faiss")
+    index = ItemIndex.load(bundle_dir, expect=bundle.manifest.index, matrix=bundle.embeddings)
     hist, _ = data.eval_examples("test", max_history=bundle.max_history)
     for u in users:
         h = hist[u]
