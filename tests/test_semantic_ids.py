@@ -37,7 +37,7 @@ TEXTS = [
 
 
 def make_data_dir(root: Path, texts: Sequence[str | None], titles: Sequence[str | None] | None = None) -> Path:
-    """A dataset dir in the CONTRACTS.md format (items.jsonl + dataset.json), item_ids 'i0', 'i1', ..."""
+    """A dataset dir as `simgr prepare` writes it (items.jsonl + dataset.json), item_ids 'i0', 'i1', ..."""
     root.mkdir(parents=True, exist_ok=True)
     titles = titles or [None] * len(texts)
     with (root / "items.jsonl").open("w") as f:

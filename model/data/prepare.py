@@ -10,7 +10,7 @@ Index order (deterministic):
 - item idx: order of first appearance when scanning kept users in idx order, each oldest first.
 Items never interacted with by a kept user are not in the dataset.
 
-Layout written (see CONTRACTS): dataset.json, items.jsonl, sequences.jsonl, item_map.json,
+Layout written (read back by model/data/dataset.py): dataset.json, items.jsonl, sequences.jsonl, item_map.json,
 user_map.json, split/{train,valid,test}.jsonl, and given_sids.json when the source ships SIDs.
 dataset.json is written last, so a directory without it is an unfinished one.
 """
