@@ -1,6 +1,8 @@
 """Reading the project's own JSON / JSON-lines files with one-line, file-naming errors (SimGRError).
 
 ``missing`` is what the error says after the path when the file does not exist, e.g. how to create it.
+``read_validated`` is the reader of every file with a schema: parse, then validate with pydantic
+(``model.config.from_dict``), so an error names the file, the field and the problem.
 """
 
 from __future__ import annotations
@@ -8,9 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from model.config import from_dict
 from model.errors import SimGRError
+
+T = TypeVar("T")
 
 
 def read_json(path: Path, *, missing: str = "missing") -> Any:
@@ -22,6 +27,11 @@ def read_json(path: Path, *, missing: str = "missing") -> Any:
         raise SimGRError(f"{path}: cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
         raise SimGRError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def read_validated(path: Path, cls: type[T], *, what: str, missing: str = "missing") -> T:
+    """The JSON file at ``path`` as a ``cls`` (a pydantic model or config dataclass)."""
+    return from_dict(cls, read_json(path, missing=missing), origin=path, what=what)
 
 
 def iter_jsonl(path: Path, *, missing: str = "missing") -> Iterator[tuple[int, dict[str, Any]]]:

@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.config import ModelConfig, PromptConfig, from_dict
-from model.data.jsonio import iter_jsonl, read_json
+from model.data.jsonio import iter_jsonl, read_json, read_validated
 from model.errors import SimGRError
-from model.export.manifest import BundleManifest
+from model.export.manifest import BundleManifest, NetworkSpec
 from model.network.model import SimGR
 from model.network.prompt import PromptVocab, build_prompt, collate
 
@@ -71,11 +70,8 @@ class Bundle:
         if not root.is_dir():
             raise SimGRError(f"{root}: bundle directory not found; run `simgr export` first")
         manifest = BundleManifest.read(root / "manifest.json")
-        spec = read_json(root / "model" / "simgr.json", missing=_MISSING)
-        try:
-            mcfg, pcfg = from_dict(ModelConfig, spec["model"]), from_dict(PromptConfig, spec["prompt"])
-        except (KeyError, TypeError) as e:
-            raise SimGRError(f"{root}/model/simgr.json: malformed ({e})") from None
+        spec = read_validated(root / "model" / "simgr.json", NetworkSpec, what="network spec", missing=_MISSING)
+        mcfg, pcfg = spec.model, spec.prompt
         items = _read_items(root / "items.jsonl")
         try:
             embeddings = np.load(root / "item_embeddings.npy").astype(np.float32, copy=False)

@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from model.config import ModelConfig
