@@ -48,6 +48,14 @@ def from_dict(cls: type[T], data: Any, *, origin: str | Path, what: str) -> T:
         raise SimGRError(f"{origin}: {describe_errors(exc.errors(include_url=False), what=what)}") from None
 
 
+def from_json(cls: type[T], text: str | bytes, *, origin: str | Path, what: str) -> T:
+    """Like ``from_dict`` on JSON text, parsed and validated in one pass (one JSON-lines row, say)."""
+    try:
+        return _adapter(cls).validate_json(text)
+    except ValidationError as exc:
+        raise SimGRError(f"{origin}: {describe_errors(exc.errors(include_url=False), what=what)}") from None
+
+
 @with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataConfig:

@@ -27,6 +27,8 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], *, what: str) -> str:
     first = errors[0]
     loc = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
     kind = first.get("type")
+    if kind == "json_invalid":
+        return f"malformed JSON: {first.get('ctx', {}).get('error', 'decode error')}"
     if kind in _UNKNOWN:
         problem = f"unknown {what} field"
     elif kind in _MISSING:

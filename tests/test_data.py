@@ -188,7 +188,7 @@ def test_dataset_load_errors(tiny: tuple[dict, Path], tmp_path: Path) -> None:
     with pytest.raises(SimGRError, match=r"sequences.jsonl: line 2: item indices must be integers in \[0, 8\)"):
         Dataset.load(out)
     (out / "sequences.jsonl").write_text(lines[0] + "\n{not json\n")
-    with pytest.raises(SimGRError, match=r"sequences.jsonl: malformed JSON on line 2"):
+    with pytest.raises(SimGRError, match=r"sequences.jsonl: line 2: malformed JSON"):
         Dataset.load(out)
     (out / "sequences.jsonl").write_text(lines[0] + "\n")
     with pytest.raises(SimGRError, match=r"dataset.json: n_users is 3 but the files hold 1"):

@@ -10,15 +10,15 @@ Splits are derived from ``sequences.jsonl`` (the split/ files hold the same data
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, with_config
 
-from model.config import from_dict
-from model.data.jsonio import iter_jsonl, read_json
+from model.config import STRICT_FIELDS, from_dict
+from model.data.jsonio import iter_validated_jsonl, read_json
 from model.errors import SimGRError
 
 FORMAT_VERSION = 1  # dataset.json "format_version"; bump on layout changes
@@ -54,43 +54,47 @@ def read_info(root: Path) -> DatasetInfo:
     return from_dict(DatasetInfo, raw, origin=path, what="dataset.json")
 
 
-@dataclass(frozen=True)
+@with_config(STRICT_FIELDS)
+@dataclass(frozen=True, kw_only=True)
 class Item:
+    """One line of items.jsonl."""
+
     idx: int  # dense index 0..N-1
-    item_id: str  # the source's original id
-    title: str | None
-    text: str | None  # encoder text (title + brand + categories + description), None without metadata
-    categories: tuple[str, ...]
+    item_id: StrictStr  # the source's original id
+    title: str | None = None  # display title, None without metadata
+    text: str | None = None  # encoder text (title + brand + categories + description), None without metadata
+    categories: tuple[str, ...] = ()  # category path or genre set, outermost first
+
+
+@with_config(STRICT_FIELDS)
+@dataclass(frozen=True, kw_only=True)
+class _SequenceRow:
+    """One line of sequences.jsonl."""
+
+    user_id: StrictStr  # the source's original id
+    items: list[StrictInt] = field(default_factory=list)  # item indices, oldest first
 
 
 def load_items(path: Path) -> list[Item]:
     """items.jsonl -> items in idx order (SimGRError naming the file and line)."""
     items: list[Item] = []
-    for lineno, row in iter_jsonl(path, missing=_MISSING):
-        try:
-            idx, item_id = row["idx"], row["item_id"]
-            title, text, categories = row.get("title"), row.get("text"), row.get("categories") or []
-        except KeyError as exc:
-            raise SimGRError(f"{path}: line {lineno} has no {exc.args[0]!r} field") from None
-        if idx != len(items) or not isinstance(item_id, str):
-            raise SimGRError(f"{path}: line {lineno}: expected idx {len(items)} with a string item_id")
-        items.append(Item(idx=idx, item_id=item_id, title=title, text=text,
-                          categories=tuple(str(c) for c in categories)))
+    for lineno, item in iter_validated_jsonl(path, Item, what="items.jsonl", missing=_MISSING):
+        if item.idx != len(items):
+            raise SimGRError(f"{path}: line {lineno}: expected idx {len(items)}, got {item.idx}")
+        items.append(item)
     return items
 
 
 def _load_sequences(path: Path, n_items: int) -> tuple[list[str], list[list[int]]]:
     user_ids: list[str] = []
     sequences: list[list[int]] = []
-    for lineno, row in iter_jsonl(path, missing=_MISSING):
-        user_id, seq = row.get("user_id"), row.get("items")
-        if not isinstance(user_id, str) or not isinstance(seq, list):
-            raise SimGRError(f"{path}: line {lineno} needs a string user_id and a list of items")
+    for lineno, row in iter_validated_jsonl(path, _SequenceRow, what="sequences.jsonl", missing=_MISSING):
+        seq = row.items
         if len(seq) < MIN_INTERACTIONS:
-            raise SimGRError(f"{path}: line {lineno}: user {user_id!r} has {len(seq)} < {MIN_INTERACTIONS} items")
-        if not all(isinstance(i, int) and 0 <= i < n_items for i in seq):
+            raise SimGRError(f"{path}: line {lineno}: user {row.user_id!r} has {len(seq)} < {MIN_INTERACTIONS} items")
+        if not all(0 <= i < n_items for i in seq):
             raise SimGRError(f"{path}: line {lineno}: item indices must be integers in [0, {n_items})")
-        user_ids.append(user_id)
+        user_ids.append(row.user_id)
         sequences.append(seq)
     return user_ids, sequences
 

@@ -21,7 +21,7 @@ from model.config import to_dict
 from model.data.jsonio import read_json
 from model.errors import SimGRError
 from model.export.bundle import Bundle
-from model.export.manifest import BundleManifest, NetworkSpec
+from model.export.manifest import BundleItem, BundleManifest, NetworkSpec
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
 from model.training.run import load_run
@@ -74,7 +74,7 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
     np.save(out / "item_embeddings.npy", emb)
     with open(out / "items.jsonl", "w") as f:
         for i, (iid, sid, title) in enumerate(zip(item_ids, sids, titles, strict=True)):
-            f.write(json.dumps({"idx": i, "item_id": iid, "sid": list(sid), "title": title}) + "\n")
+            f.write(json.dumps(to_dict(BundleItem(idx=i, item_id=iid, sid=list(sid), title=title))) + "\n")
     ItemIndex.build(emb).save(out / "index.faiss")
     (out / "popularity.json").write_text(json.dumps([item_ids[i] for i in popularity]) + "\n")
     weights = sorted(bdir.glob("*.safetensors")) + sorted((out / "model").glob("*.safetensors"))

@@ -1,5 +1,5 @@
-"""``manifest.json`` and ``model/simgr.json`` of an export bundle: what was exported, from what, and how
-to rebuild the network.
+"""``manifest.json``, ``model/simgr.json`` and the ``items.jsonl`` rows of an export bundle: what was
+exported, from what, how to rebuild the network, and the catalogue in index order.
 
 Parsed with pydantic (``extra="forbid"``): a typo or a field from a newer format is an error that names
 the file and the field, never silently ignored.
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, with_config
 
 from model.config import STRICT_FIELDS, ModelConfig, PromptConfig, from_dict
 from model.data.jsonio import read_json
@@ -58,3 +58,14 @@ class NetworkSpec:
 
     model: ModelConfig  # backbone preset, aggregator, tau, normalisation
     prompt: PromptConfig  # instruction, history length, layout
+
+
+@with_config(STRICT_FIELDS)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BundleItem:
+    """One line of the bundle's ``items.jsonl``; line i is index id i."""
+
+    idx: Annotated[int, Field(ge=0)]  # the item's index id (its row in item_embeddings.npy)
+    item_id: StrictStr  # the catalogue's id, as requests name it
+    sid: Annotated[list[StrictStr], Field(min_length=1)]  # semantic-ID tokens
+    title: str | None = None  # display title
