@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
 
 from model.config import DataConfig
 from model.data.jsonio import read_validated
 from model.data.sources.files import require_input, require_one
-from model.data.sources.records import ItemMeta, SourceRecord
+from model.data.sources.records import ItemMeta, SidMap, SourceRecord
 from model.data.sources.text import meta_from_fields
 from model.errors import SimGRError
 from model.progress import progress
@@ -47,7 +47,6 @@ class LcrecItem(BaseModel):
 
 InterFile = dict[str, list[StrictInt | StrictStr]]  # X.inter.json: user -> item ids, oldest first
 ItemFile = dict[str, LcrecItem]  # X.item.json: item -> side information
-IndexFile = dict[str, Annotated[list[StrictStr], Field(min_length=1)]]  # X.index.json: item -> SID tokens
 
 
 def _inter_file(path: Path) -> Path:
@@ -70,7 +69,7 @@ def _read_items(path: Path, cfg: DataConfig) -> dict[str, ItemMeta]:
 
 
 def _read_given_sids(path: Path) -> dict[str, list[str]]:
-    return read_validated(path, IndexFile, what="LC-Rec index", missing=_NOT_FOUND)
+    return read_validated(path, SidMap, what="LC-Rec index", missing=_NOT_FOUND)
 
 
 def read(*, input_path: Path | None, cfg: DataConfig) -> SourceRecord:
