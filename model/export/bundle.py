@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import StrictStr
 
-from model.data.jsonio import iter_validated_jsonl, read_json, read_validated
+from model.data.jsonio import iter_validated_jsonl, read_validated
 from model.errors import SimGRError
 from model.export.manifest import BundleItem, BundleManifest, NetworkSpec
 from model.network.model import SimGR
@@ -95,7 +96,8 @@ class Bundle:
         dev = torch.device(device)
         model = model.to(dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32).eval()
         lookup = {it.item_id: i for i, it in enumerate(items)}
-        popularity = [lookup[i] for i in read_json(root / "popularity.json", missing=_MISSING) if i in lookup]
+        popular = read_validated(root / "popularity.json", list[StrictStr], what="popularity", missing=_MISSING)
+        popularity = [lookup[i] for i in popular if i in lookup]
         log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(items), embeddings.shape[1],
                  manifest.model_version)
         return cls(root=root, manifest=manifest, model=model, vocab=vocab, items=items,
