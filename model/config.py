@@ -88,7 +88,7 @@ class RQVAEConfig:
 @with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PromptConfig:
-    """How a history becomes the model input. Shared by training and serving (model/prompt.py)."""
+    """How a history becomes the model input. Shared by training and serving (model/network/prompt.py)."""
 
     instruction: str = "Here is the list of items the user interacted with, in order. Predict the next item:"
     max_history: int = 20  # last N items kept in the prompt
