@@ -114,9 +114,7 @@ def write_index(root: Path, *, backend: Backend, spec: IndexSpec, matrix: np.nda
 def _read_spec(root: Path, expect: IndexSpec | None) -> IndexSpec:
     path = root / SPEC_FILE
     if not path.is_file():
-        if expect is None:
-            raise IndexFormatError(f"{path}: not found")
-        return expect  # an older bundle: the manifest alone describes its (flat) index
+        raise IndexFormatError(f"{path}: missing from the bundle; run `simgr export` again to write it")
     try:
         spec = IndexSpec.model_validate_json(path.read_text())
     except (ValidationError, ValueError) as e:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import ItemIndex
+from index import IndexFormatError, ItemIndex
 from model.errors import SimGRError
 from service.encoder import UserEncoder
 
@@ -39,15 +39,22 @@ class ModelState:
 
     @classmethod
     def build(cls, model: UserEncoder, *, artifacts: Path | None, use_gpu: bool = False) -> ModelState:
-        """Pair ``model`` with its index: the bundle's (type and file checked against its manifest, the item
-        matrix shared with the model, not copied), or a flat index over the model's embeddings."""
-        if artifacts is not None and (artifacts / "manifest.json").is_file():
-            from model.export.manifest import BundleManifest
-
-            expect = BundleManifest.read(artifacts / "manifest.json").index
-            index = ItemIndex.load(artifacts, expect=expect, matrix=model.embeddings, use_gpu=use_gpu)
-        else:
+        """Pair ``model`` with its bundle's item index (type and files checked against the manifest; the item
+        matrix shared with the model, not copied). Export is the index's only writer: a bundle without one is
+        refused, never re-indexed here. Only an encoder with no bundle directory at all (``artifacts`` None,
+        an in-process encoder such as ``DummyEncoder``) gets a flat index built from its embeddings."""
+        if artifacts is None:
             index = ItemIndex.build(model.embeddings)
+        else:
+            expect = None
+            if (artifacts / "manifest.json").is_file():
+                from model.export.manifest import BundleManifest
+
+                expect = BundleManifest.read(artifacts / "manifest.json").index
+            try:
+                index = ItemIndex.load(artifacts, expect=expect, matrix=model.embeddings, use_gpu=use_gpu)
+            except IndexFormatError as e:
+                raise SimGRError(str(e)) from None
         if index.ntotal != model.n_items or index.dim != model.dim:
             raise SimGRError(
                 f"{artifacts}: index holds {index.ntotal} x {index.dim}, the model has {model.n_items} x {model.dim}"

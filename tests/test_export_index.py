@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import IndexFormatError, ItemIndex
+from index import ItemIndex
+from model.errors import SimGRError
 from model.export.bundle import Bundle
 from model.export.indexing import sid_codes
 from service.cli.main import main
@@ -119,5 +120,5 @@ def test_manifest_index_mismatch_is_refused(trained_run: Path, tmp_path: Path) -
     m["index"] = {**m["index"], "kind": "hnsw", "file": "index.faiss", "factory": "HNSW32,Flat"}
     (tampered / "manifest.json").write_text(json.dumps(m))
     bundle = Bundle.load(tampered)
-    with pytest.raises(IndexFormatError, match="manifest expects a hnsw index"):
+    with pytest.raises(SimGRError, match="manifest expects a hnsw index"):
         ModelState.build(bundle, artifacts=tampered)

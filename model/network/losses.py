@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -46,3 +47,9 @@ def sampled_softmax_loss(h: torch.Tensor, cand_rows: torch.Tensor, cand: Candida
     if correct:
         logits = logits - cand.log_count[None, :]
     return F.cross_entropy(logits, cand.labels)
+
+
+def log_prior(counts: np.ndarray) -> torch.Tensor:
+    """(N,) log p(item) from interaction counts (N,), +1 smoothing: the in-batch sampling distribution."""
+    p = (counts.astype(np.float64) + 1.0) / (counts.sum() + len(counts))
+    return torch.from_numpy(np.log(p)).float()

@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from index import IndexFormatError
-from model.config import BaselineConfig, DataConfig, ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
+from model.config import (
+    BaselineConfig,
+    DataConfig,
+    ModelConfig,
+    PromptConfig,
+    RQVAEConfig,
+    TrainConfig,
+    from_dict,
+)
 from model.errors import SimGRError
+from service.cli.export import add_export_parser
+from service.cli.export import emit as _emit
 
 log = logging.getLogger("simgr")
+T = TypeVar("T")
 
 # training fields a resumed run may change (the rest come from the run's saved config.json)
 _RESUME_OVERRIDES = ("epochs", "patience", "time_budget_min", "eval_every")
@@ -30,8 +41,10 @@ _FLAG_ALIASES = {"layout": "input-layout"}
 
 
 def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per config field, typed from its default; unset flags keep the dataclass default."""
+    """One ``--flag`` per config field, typed from its default (choices from a Literal annotation);
+    unset flags keep the dataclass default."""
     group = p.add_argument_group(cls.__name__)
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -39,6 +52,8 @@ def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, *, skip: tuple[s
         default = f.default
         kw: dict[str, Any] = {"dest": f"{cls.__name__}.{f.name}", "default": argparse.SUPPRESS,
                               "help": f"(default: {default})"}
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            kw["choices"] = typing.get_args(hints[f.name])
         if isinstance(default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(default, tuple):
@@ -57,16 +72,11 @@ def _tuple_of(elem: type) -> Callable[[str], tuple[Any, ...]]:
     return parse
 
 
-def _dataclass_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
+def _dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
+    """The config ``cls`` from the flags given, validated like a config file (SimGRError on a bad value)."""
     prefix = cls.__name__ + "."
     values = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
-    return cls(**{**values, **fixed})
-
-
-def _emit(obj: dict[str, Any]) -> None:
-    """The command's result as ONE JSON line on stdout (its last line)."""
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
+    return from_dict(cls, values, origin="command line", what=cls.__name__)
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
@@ -78,16 +88,16 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 
 
 def cmd_semantic_ids(a: argparse.Namespace) -> int:
+    from model.data.dataset import read_info
     from model.semantic_ids.assign import build_semantic_ids
 
     cfg = _dataclass_from_args(RQVAEConfig, a)
     given = a.given
-    info_path, given_path = a.data / "dataset.json", a.data / "given_sids.json"
-    if given is None and given_path.is_file() and info_path.is_file():
-        info = json.loads(info_path.read_text())
-        if not info.get("has_text"):  # nothing to embed: the dataset's own IDs are the only sensible ones
-            log.info("no item text in %s; using its given semantic IDs (%s)", a.data, given_path)
-            given = given_path
+    given_path = a.data / "given_sids.json"
+    no_text = given is None and given_path.is_file() and not read_info(a.data).has_text
+    if no_text:  # nothing to embed: the dataset's own IDs are the only sensible ones
+        log.info("no item text in %s; using its given semantic IDs (%s)", a.data, given_path)
+        given = given_path
     _emit(build_semantic_ids(data_dir=a.data, cfg=cfg, given=given, encoder_dir=a.encoder, device=a.device))
     return 0
 
@@ -130,42 +140,6 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(a: argparse.Namespace) -> int:
-    from index import IndexChoice
-    from model.export.export import export_run
-
-    if a.index_factory and a.index not in ("factory", "auto"):
-        raise SimGRError(f"--index-factory goes with --index factory, not --index {a.index}")
-    if not 0 < a.min_recall <= 1:
-        raise SimGRError(f"--min-recall must be in (0, 1], got {a.min_recall}")
-    if min(a.max_search, a.recall_queries, a.hnsw_m, a.ef_construction) < 1:
-        raise SimGRError("--max-search, --recall-queries, --hnsw-m and --ef-construction must be >= 1")
-    kind = "factory" if a.index_factory else a.index
-    if kind == "factory" and not a.index_factory:
-        raise SimGRError("--index factory needs --index-factory STRING (a FAISS factory string)")
-    choice = IndexChoice(kind=kind, factory=a.index_factory, min_recall=a.min_recall,  # type: ignore[arg-type]
-                         max_search=a.max_search, hnsw_m=a.hnsw_m, ef_construction=a.ef_construction, nlist=a.nlist)
-    _emit(export_run(a.run, a.out, check_users=a.check_users, index=choice, recall_queries=a.recall_queries))
-    return 0
-
-
-def _add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    s = sub.add_parser("export", help="write the serving bundle of a run")
-    s.add_argument("--run", required=True, type=Path)
-    s.add_argument("--out", required=True, type=Path)
-    s.add_argument("--check-users", type=int, default=256, help="users in the index-vs-exact check")
-    s.add_argument("--index", default="auto", choices=["flat", "sid-exact", "hnsw", "ivf", "ivfpq", "factory", "auto"],
-                   help="item index type; auto: sid-exact for the mean aggregator, else flat / HNSW / IVF-PQ by size")
-    s.add_argument("--index-factory", help="a FAISS factory string (implies --index factory)")
-    s.add_argument("--min-recall", type=float, default=0.98, help="recall@10 vs exact the tuned index must reach")
-    s.add_argument("--max-search", type=int, default=4096, help="largest efSearch / nprobe tried when tuning")
-    s.add_argument("--recall-queries", type=int, default=1000, help="validation users the recall is measured on")
-    s.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree")
-    s.add_argument("--ef-construction", type=int, default=200, help="HNSW build beam")
-    s.add_argument("--nlist", type=int, help="IVF lists (default about 4 sqrt(N))")
-    s.set_defaults(func=cmd_export)
-
-
 def cmd_compare(a: argparse.Namespace) -> int:
     from model.analysis.runner import run_compare
 
@@ -191,7 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", dest="cli_log_level", default=os.environ.get("SIMGR_LOG_LEVEL", "INFO"),
                    help="logging level of the offline commands (default: $SIMGR_LOG_LEVEL or INFO)")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_data_commands(sub)
+    _add_train(sub)
+    _add_run_commands(sub)
+    _add_demo(sub)
+    _add_serve(sub)
+    return p
 
+
+def _add_data_commands(sub: Any) -> None:
     s = sub.add_parser("prepare", help="normalize a dataset: ids, leave-one-out split, summary")
     s.add_argument("--source", required=True, choices=["lcrec", "recbole", "amazon2018", "movielens100k"])
     s.add_argument("--input", type=Path, help="input file/folder (optional for movielens100k)")
@@ -208,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_flags(s, RQVAEConfig)
     s.set_defaults(func=cmd_semantic_ids)
 
+
+def _add_train(sub: Any) -> None:
     s = sub.add_parser("train", help="train SimGR on a prepared dataset")
     s.add_argument("--data", required=True, type=Path)
     s.add_argument("--out", required=True, type=Path, help="run directory")
@@ -218,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dataclass_flags(s, cls)
     s.set_defaults(func=cmd_train)
 
+
+def _add_run_commands(sub: Any) -> None:
     s = sub.add_parser("evaluate", help="full-ranking metrics of a run")
     s.add_argument("--run", required=True, type=Path)
     s.add_argument("--split", default="test", choices=["test", "valid"])
@@ -225,12 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=256)
     s.set_defaults(func=cmd_evaluate)
 
-    _add_export_parser(sub)
+    add_export_parser(sub)
 
     s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
     s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
     s.set_defaults(func=cmd_compare)
 
+
+def _add_demo(sub: Any) -> None:
     s = sub.add_parser("demo", help="end to end on MovieLens-100k: prepare, IDs, train, evaluate, export")
     s.add_argument("--workdir", type=Path, default=Path("demo"))
     s.add_argument("--preset", default="small")
@@ -239,9 +227,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve the bundle at the end")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_demo)
-
-    _add_serve(sub)
-    return p
 
 
 def _add_serve(sub: Any) -> None:
