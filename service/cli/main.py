@@ -138,9 +138,10 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    from model.analysis.runner import run_compare
+    from model.analysis.compare import run_compare
 
-    _emit(run_compare(a.config))
+    only = tuple(m for m in (a.only or "").split(",") if m)
+    _emit(run_compare(a.config, seeds=a.seeds, only=only, report_only=a.report_only))
     return 0
 
 
@@ -202,9 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
-    s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
-    s.set_defaults(func=cmd_compare)
+    _add_compare(sub)
 
     s = sub.add_parser("demo", help="end to end on MovieLens-100k: prepare, IDs, train, evaluate, export")
     s.add_argument("--workdir", type=Path, default=Path("demo"))
@@ -217,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_serve(sub)
     return p
+
+
+def _add_compare(sub: Any) -> None:
+    s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
+    s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
+    s.add_argument("--seeds", type=int, help="training seeds per Table 3 cell (overrides the config's `seeds`)")
+    s.add_argument("--only", help="comma-separated methods: train only their missing run files, no report")
+    s.add_argument("--report-only", action="store_true", help="rebuild the report from the committed run "
+                   "files and results.json; train nothing")
+    s.set_defaults(func=cmd_compare)
 
 
 def _add_serve(sub: Any) -> None:
