@@ -220,14 +220,15 @@ class AutoregressiveMethod:
 
 @torch.inference_mode()
 def rank_beam(built: Assembled, histories: Sequence[Sequence[int]], *, k: int, beam: int, batch_size: int = 256,
-              device: torch.device | str = "cpu", desc: str = "beam") -> np.ndarray:
-    """(U, k) top-k items per user by constrained beam search of width ``beam``."""
+              device: torch.device | str = "cpu", desc: str = "beam", cache: bool = True) -> np.ndarray:
+    """(U, k) top-k items per user by constrained beam search of width ``beam`` (``cache``: extend each
+    beam's KV cache, the default; False re-feeds the prefix, the reference implementation)."""
     model = as_ar(built)
     model.eval()
     users_per_batch = max(1, min(batch_size, 4096 // max(1, beam)))
     out = np.empty((len(histories), k), dtype=np.int64)
     for s, batch in prompt_batches(built, histories, users_per_batch, device, desc):
-        beams = beam_search(model, model.prompt_state(batch), model.trie, beam=beam)
+        beams = beam_search(model, model.prompt_state(batch), model.trie, beam=beam, cache=cache)
         items = torch.where(beams.leaves >= 0, model.trie.leaf_item[beams.leaves.clamp(min=0)], -1)
         out[s:s + len(items)] = topk_from_beams(items, beams.scores, k)
     return out
