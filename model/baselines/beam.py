@@ -88,9 +88,9 @@ class _Cached:
                                                    self.token[s:s + self.chunk])
             parts.append(logp)
             pasts.append(new)
-        self.past = [(torch.cat([p[i][0] for p in pasts]), torch.cat([p[i][1] for p in pasts]))
-                     for i in range(len(pasts[0]))]
-        return torch.cat(parts)
+        self.past = pasts[0] if len(pasts) == 1 else [  # one chunk: no copy
+            (torch.cat([p[i][0] for p in pasts]), torch.cat([p[i][1] for p in pasts])) for i in range(len(pasts[0]))]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class Beams(NamedTuple):
