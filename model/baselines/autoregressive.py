@@ -54,7 +54,7 @@ class ARModel(nn.Module):
         return weight  # (V, D), tied LM head
 
     def logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(R, D) hidden states -> (R, V) next-token log-probs."""
+        """(..., D) hidden states -> (..., V) next-token log-probs."""
         return F.log_softmax(hidden.float() @ self.embedding_matrix().float().T, dim=-1)
 
     def _embeds(self, batch: PromptBatch | TreeBatch) -> torch.Tensor:
@@ -116,23 +116,18 @@ class ARModel(nn.Module):
                                     position_ids=pos, past_key_values=cache, use_cache=True)
         return self.logprobs(out.last_hidden_state[:, -1]).cpu()
 
-    def extend_logprobs(self, state: PromptState, users: torch.Tensor, past: list[KV] | None,
-                        tokens: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
-        """Feed ONE token per row on top of its cache: (R, V) next-token log-probs and the extended cache.
-        ``past``: per layer (R, H_kv, T + d, Dh), the prompt of user ``users[r]`` plus its d earlier tokens;
-        None at d = 0 (the prompt's own cache)."""
+    def tree_logprobs(self, cache: list[KV], mask: torch.Tensor, tokens: torch.Tensor,
+                      position_ids: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
+        """(B, Q, V) next-token log-probs of tokens (B, Q) fed on ``cache`` under ``mask`` (B, 1, Q, K + Q)
+        and the grown cache (model/baselines/beam.py, ``_Tree``)."""
         from transformers import DynamicCache
 
-        dev = state.mask.device
-        users, tokens = users.to(dev), tokens.to(dev)
-        kv = [(k[users], v[users]) for k, v in state.kv] if past is None else past
-        d = kv[0][0].shape[2] - state.mask.shape[1]
-        mask = torch.cat([state.mask[users], torch.ones(len(users), d + 1, dtype=torch.long, device=dev)], dim=1)
-        out = self.encoder.backbone(inputs_embeds=self.encoder.input_embeddings()(tokens[:, None]),
-                                    attention_mask=mask, position_ids=(state.length[users] + d)[:, None],
-                                    past_key_values=DynamicCache(ddp_cache_data=kv), use_cache=True)
+        dev = cache[0][0].device
+        out = self.encoder.backbone(inputs_embeds=self.encoder.input_embeddings()(tokens.to(dev)),
+                                    attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
+                                    past_key_values=DynamicCache(ddp_cache_data=cache), use_cache=True)
         new = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        return self.logprobs(out.last_hidden_state[:, -1]).cpu(), new
+        return self.logprobs(out.last_hidden_state).cpu(), new
 
 
 def build_ar(cfg: Any, sids: Sequence[Sequence[str]], *, latent_tokens: int = 0) -> Assembled:

@@ -2,9 +2,10 @@
 
 Everything is built on two primitives of the model: ``next_logprobs``, the log-softmax over the vocabulary
 of the next token after (prompt of user u) + (token prefix), computed on top of the prompt's KV cache, and
-``extend_logprobs``, the same for ONE new token on top of a cache that already holds the prefix. Beam
-search extends each beam's cache by one token per step (``cache=True``, the default) or re-feeds the
-whole prefix (``cache=False``, the reference); exact search and token ranks teacher-force prefixes. With a
+``tree_logprobs``, the same for the new tokens of all of a user's beams at once on top of one cache per
+user that already holds every earlier beam token (a tree mask keeps beams apart). Beam search extends
+that cache by one token per beam per step (``cache=True``, the default) or re-feeds each beam's whole
+prefix (``cache=False``, the reference); exact search and token ranks teacher-force prefixes. With a
 beam as large as the trie, beam search equals exact search.
 Scores are full-vocabulary log-probabilities (MiniOneRec's masked log-softmax): invalid tokens are
 never expanded, and the mass they would take is not renormalised away.
@@ -41,9 +42,10 @@ class SequenceScorer(Protocol):
         """(R, V) log p(next | prompt of user rows[r], prefix[r]) for prefix (R, d), d >= 0."""
         ...
 
-    def extend_logprobs(self, state: PromptState, users: torch.Tensor, past: list[KV] | None,
-                        tokens: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
-        """(R, V) log p(next | cache of row r, tokens[r]) and the cache extended by tokens (R,)."""
+    def tree_logprobs(self, cache: list[KV], mask: torch.Tensor, tokens: torch.Tensor,
+                      position_ids: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
+        """Feed tokens (B, Q) at position_ids (B, Q) on top of ``cache`` (per layer (B, H, K, Dh)) under the
+        attention mask (B, 1, Q, K + Q) bool: (B, Q, V) next-token log-probs and the cache grown by Q."""
         ...
 
 
@@ -61,36 +63,43 @@ class _Refeed:
         return _chunked_logprobs(self.model, self.state, user, self.prefix, self.chunk)
 
 
-class _Cached:
-    """Beam stepper that keeps each beam's KV cache (prompt + prefix) and feeds one new token per step."""
+class _Tree:
+    """Beam stepper over ONE KV cache per user: the prompt, then every token any of its beams has taken.
 
-    def __init__(self, model: SequenceScorer, state: PromptState, chunk: int) -> None:
-        self.model, self.state, self.chunk = model, state, chunk
-        self.past: list[KV] | None = None  # per layer (R', H_kv, T + d - 1, Dh) of the previous step's beams
-        self.parent = torch.zeros(0, dtype=torch.long)  # (R,) row of each beam's parent in self.past
-        self.token: torch.Tensor | None = None  # (R,) each beam's newest token, not yet in the cache
+    A step feeds each user's new beam tokens as Q query positions at once. A tree mask lets beam j attend
+    to the prompt, to the cached tokens of its own prefix and to itself, so it computes exactly what a
+    separate sequence per beam would. The prompt's keys and values are never copied per beam: the cache
+    grows by Q positions per step and no beam is ever reordered in it."""
+
+    def __init__(self, model: SequenceScorer, state: PromptState) -> None:
+        self.model, self.state = model, state
+        self.cache: list[KV] = list(state.kv)  # per layer (B, H_kv, K, Dh); K = T + tokens fed so far
+        self.anc = torch.zeros(int(state.length.shape[0]), 0, dtype=torch.long)  # (R, d) cache slots of a prefix
+        self.parent: torch.Tensor | None = None
+        self.token: torch.Tensor | None = None  # (R,) each live beam's newest token, not yet in the cache
 
     def advance(self, parent: torch.Tensor, token: torch.Tensor) -> None:
         self.parent, self.token = parent, token
 
-    def _past(self, s: int) -> list[KV] | None:
-        if self.past is None:  # depth 1: the prompt's cache, gathered by user in extend_logprobs
-            return None
-        idx = self.parent[s:s + self.chunk]
-        return [(k[idx.to(k.device)], v[idx.to(v.device)]) for k, v in self.past]
-
     def logprobs(self, user: torch.Tensor) -> torch.Tensor:
-        if self.token is None:
+        if self.token is None or self.parent is None:
             return self.state.last_logp[user]
-        parts, pasts = [], []
-        for s in range(0, len(user), self.chunk):
-            logp, new = self.model.extend_logprobs(self.state, user[s:s + self.chunk], self._past(s),
-                                                   self.token[s:s + self.chunk])
-            parts.append(logp)
-            pasts.append(new)
-        self.past = pasts[0] if len(pasts) == 1 else [  # one chunk: no copy
-            (torch.cat([p[i][0] for p in pasts]), torch.cat([p[i][1] for p in pasts])) for i in range(len(pasts[0]))]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        n_users, k_len = int(self.state.length.shape[0]), int(self.cache[0][0].shape[2])
+        counts = torch.bincount(user, minlength=n_users)
+        slot = torch.arange(len(user)) - (torch.cumsum(counts, 0) - counts)[user]  # (R,) beam's rank in its user
+        q = int(counts.max())
+        anc = self.anc[self.parent]  # (R, d - 1)
+        tokens = torch.zeros(n_users, q, dtype=torch.long)
+        tokens[user, slot] = self.token
+        mask = torch.zeros(n_users, q, k_len + q, dtype=torch.bool)
+        mask[:, :, :self.state.mask.shape[1]] = self.state.mask.bool().cpu()[:, None, :]
+        rows = torch.repeat_interleave(torch.arange(len(user)), anc.shape[1])
+        mask[user[rows], slot[rows], anc.reshape(-1)] = True
+        mask[:, torch.arange(q), k_len + torch.arange(q)] = True  # every query sees itself (padding too)
+        pos = (self.state.length.cpu() + anc.shape[1])[:, None].expand(n_users, q)  # (B, Q)
+        logp, self.cache = self.model.tree_logprobs(self.cache, mask[:, None], tokens, pos)  # (B, Q, V)
+        self.anc = torch.cat([anc, (k_len + slot)[:, None]], dim=1)
+        return logp[user, slot]
 
 
 class Beams(NamedTuple):
@@ -110,12 +119,13 @@ def beam_search(model: SequenceScorer, state: PromptState, trie: SIDTrie, *, bea
                 chunk: int = 4096, cache: bool = True) -> Beams:
     """Constrained beam search (LC-Rec/TIGER decoding, with a real trie): keep the ``beam`` best valid
     prefixes per user at every depth. Deterministic: ties break by trie edge order. ``cache``: extend
-    each beam's KV cache by one token per step (default) instead of re-feeding its prefix."""
+    one KV cache per user by its beams' new tokens each step (default; ``chunk`` unused) instead of
+    re-feeding each beam's prefix in row chunks of ``chunk``."""
     n_users = int(state.length.shape[0])
     user = torch.arange(n_users)  # (R,) the user of each live beam
     node = torch.zeros(n_users, dtype=torch.long)  # (R,) trie node at the current depth
     score = torch.zeros(n_users)  # (R,)
-    stepper = _Cached(model, state, chunk) if cache else _Refeed(model, state, chunk)
+    stepper = _Tree(model, state) if cache else _Refeed(model, state, chunk)
     for d in range(trie.depth):
         logp = stepper.logprobs(user).float()  # (R, V)
         e = trie.expand(d, node)
