@@ -21,6 +21,7 @@ import numpy as np
 from model.analysis.config import CompareConfig
 from model.config import BaselineConfig, ModelConfig, PromptConfig, TrainConfig
 from model.data.dataset import Dataset
+from model.data.jsonio import read_json
 from model.evaluation.metrics import entropy, ranking_metrics
 from model.training.run import LoadedRun, RunConfig, load_run
 
@@ -34,7 +35,7 @@ class Results:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        self.data: dict[str, Any] = read_json(path) if path.is_file() else {}
 
     def get(self, key: str, compute: Any) -> Any:
         if key not in self.data:
@@ -57,7 +58,7 @@ class Context:
         return self._data[data_dir]
 
     def name(self, data_dir: str) -> str:
-        return str(self.dataset(data_dir).info.get("name") or Path(data_dir).name)
+        return str(self.dataset(data_dir).info.name or Path(data_dir).name)
 
     def sample(self, data_dir: str) -> tuple[list[list[int]], np.ndarray]:
         """The fixed test-user sample: (histories, targets)."""
@@ -112,7 +113,7 @@ class Context:
                          train=train, baseline=baseline)
 
     def summary(self, data_dir: str, method: str, **where: Any) -> Any:
-        return json.loads((self.run_dir(data_dir, method, **where) / "summary.json").read_text())
+        return read_json(self.run_dir(data_dir, method, **where) / "summary.json")
 
 
 def hyper_tag(hyper: dict[str, float]) -> str:
