@@ -68,8 +68,15 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
 
     shutil.rmtree(tmp_path / "work")  # the report regenerates from the committed files alone
     report.unlink()
-    assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- compare:tiny:start -->\nold table\n<!-- compare:tiny:end -->\nrest\n")
+    assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only", "--readme", str(readme)]) == 0
     assert report.read_text() == text.replace("--seeds 2`", "--seeds 2 --report-only`")
+    table = readme.read_text()
+    assert table.startswith("intro\n<!-- compare:tiny:start -->\n| NDCG@10, converged | sasrec |")
+    assert table.endswith("<!-- compare:tiny:end -->\nrest\n")
+    assert "old table" not in table
+    assert " ± " in table.splitlines()[4]  # the synthetic row: two seeds
     (runs / "synthetic-parallel-budget-s0.json").unlink()
     capsys.readouterr()
     assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 2
@@ -86,3 +93,17 @@ def test_bad_compare_config_is_a_one_line_error(tmp_path: Path) -> None:
         load_compare_config(path)
     path.write_text(json.dumps({"eval_users": 5}))
     assert load_compare_config(path) == CompareConfig(eval_users=5)
+
+
+def test_bad_compare_flags_are_one_line_errors(synthetic_data_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    path = _config(tmp_path, synthetic_data_dir)
+    assert main(["compare", "--config", str(path), "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert main(["compare", "--config", str(path), "--only", "simgr,gpt5"]) == 2
+    assert "gpt5 not among the config's methods" in capsys.readouterr().err
+    assert main(["compare", "--config", str(path), "--report-only"]) == 2  # nothing trained: names the files
+    err = capsys.readouterr().err
+    assert err.startswith("simgr: error:")
+    assert "synthetic-simgr-converged-s0.json" in err
+    assert not (tmp_path / "work").exists()  # no training happened

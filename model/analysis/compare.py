@@ -4,6 +4,7 @@ from cached evaluations, and the report.
     simgr compare --config C.json [--seeds N]          # train what is missing, then write the report
     simgr compare --config C.json --only simgr,sasrec  # one sitting's share of the runs; no report
     simgr compare --config C.json --report-only        # the report from the committed files, no training
+    simgr compare --config C.json --readme README.md   # also rewrite the README's marked results table
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from model.analysis.config import CompareConfig, compare_config_json, load_compare_config
 from model.analysis.report import write_report
-from model.analysis.report_table3 import table3_sections
+from model.analysis.report_table3 import summary_table, table3_sections
 from model.analysis.runfiles import load_runs
 from model.analysis.runner import Context, evaluate
 from model.analysis.table1 import table1
@@ -51,8 +52,21 @@ def _committed_results(cfg: CompareConfig) -> dict[str, Any]:
     return data
 
 
+def update_readme(path: Path, name: str, table: str) -> None:
+    """Replace the block between ``<!-- compare:NAME:start -->`` and ``<!-- compare:NAME:end -->``."""
+    start, end = f"<!-- compare:{name}:start -->", f"<!-- compare:{name}:end -->"
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SimGRError(f"{path}: cannot read ({e.strerror})") from None
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise SimGRError(f"{path}: needs one '{start}' ... '{end}' block for the results table")
+    head, rest = text.split(start)
+    path.write_text(head + start + "\n" + table + end + rest.split(end, 1)[1])
+
+
 def run_compare(config_path: str | Path, *, seeds: int | None = None, only: tuple[str, ...] = (),
-                report_only: bool = False) -> dict[str, Any]:
+                report_only: bool = False, readme: Path | None = None) -> dict[str, Any]:
     cfg = load_compare_config(config_path)
     if seeds is not None:
         if seeds < 1:
@@ -72,6 +86,8 @@ def run_compare(config_path: str | Path, *, seeds: int | None = None, only: tupl
     if "table3" in cfg.analyses:
         runs = load_runs(cfg.report_dir / "runs", expected_keys(ctx))
         table3 = table3_sections(cfg, runs, main_dataset=ctx.name(cfg.datasets[0]))
+        if readme is not None:
+            update_readme(readme, cfg.name, summary_table(runs))
     out = _committed_results(cfg) if report_only else _other_analyses(ctx)
     cfg.report_dir.mkdir(parents=True, exist_ok=True)
     (cfg.report_dir / "compare_config.json").write_text(compare_config_json(cfg))

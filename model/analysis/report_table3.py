@@ -119,3 +119,14 @@ def table3_sections(cfg: CompareConfig, runs: Mapping[RunKey, RunResult], *, mai
                  "what each method can reach.\n"
                  + view_tables(runs, "budget", main_dataset=main_dataset))
     return text
+
+
+def summary_table(runs: Mapping[RunKey, RunResult]) -> str:
+    """The README's results table: test NDCG@10 (mean ± std, converged view) per dataset and method."""
+    grouped = group(runs, "converged")
+    methods = list(dict.fromkeys(m for ms in grouped.values() for m in ms))
+    rows = [[ds, *[cell(ms[m], "ndcg@10").text() if m in ms else "-" for m in methods]]
+            for ds, ms in grouped.items()]
+    rows.append(["paper (Instruments, Qwen3-4B)", *[f"{PAPER_NDCG10[m]:.4f}" if m in PAPER_NDCG10 else "-"
+                                                   for m in methods]])
+    return _md(["NDCG@10, converged", *methods], rows)

@@ -156,7 +156,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from model.analysis.compare import run_compare
 
     only = tuple(m for m in (a.only or "").split(",") if m)
-    _emit(run_compare(a.config, seeds=a.seeds, only=only, report_only=a.report_only))
+    _emit(run_compare(a.config, seeds=a.seeds, only=only, report_only=a.report_only, readme=a.readme))
     return 0
 
 
@@ -251,6 +251,8 @@ def _add_compare(sub: Any) -> None:
     s.add_argument("--only", help="comma-separated methods: train only their missing run files, no report")
     s.add_argument("--report-only", action="store_true", help="rebuild the report from the committed run "
                    "files and results.json; train nothing")
+    s.add_argument("--readme", type=Path, help="also rewrite this file's <!-- compare:NAME:start/end --> block "
+                   "with the Table 3 summary")
     s.set_defaults(func=cmd_compare)
 
 
