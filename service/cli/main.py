@@ -133,7 +133,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from model.export.export import export_run
 
-    _emit(export_run(a.run, a.out, check_users=a.check_users))
+    _emit(export_run(a.run, a.out, check_users=a.check_users, force=a.force))
     return 0
 
 
@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", required=True, type=Path)
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
+    s.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
