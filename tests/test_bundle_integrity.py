@@ -71,7 +71,7 @@ def test_large_files_are_hashed_only_in_full_mode(tiny_bundle_dir: Path, tmp_pat
     monkeypatch.setattr(integrity, "QUICK_HASH_LIMIT", 0)  # every file counts as large
     manifest = BundleManifest.read(root / "manifest.json")
     assert integrity.verify_bundle(root, manifest, "quick") == 1  # only index.faiss was hashed
-    with pytest.raises(SimGRError, match="model.safetensors: sha256 differs"):
+    with pytest.raises(SimGRError, match=r"model\.safetensors: sha256 differs"):
         Bundle.load(root, verify="full")
     assert integrity.verify_bundle(root, manifest, "off") == 0
 

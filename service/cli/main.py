@@ -196,13 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=256)
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("export", help="write the serving bundle of a run")
-    s.add_argument("--run", required=True, type=Path)
-    s.add_argument("--out", required=True, type=Path)
-    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
-    s.add_argument("--force", action="store_true",
-                   help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
-    s.set_defaults(func=cmd_export)
+    _add_export(sub)
 
     s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
     s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
@@ -221,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_export(sub: Any) -> None:
+    s = sub.add_parser("export", help="write the serving bundle of a run (staged beside --out, checked, renamed)")
+    s.add_argument("--run", required=True, type=Path)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
+    s.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
+    s.set_defaults(func=cmd_export)
+
+
 def _add_serve(sub: Any) -> None:
     try:
         from service.cli import serve as serve_cmd
@@ -229,6 +233,9 @@ def _add_serve(sub: Any) -> None:
     s = sub.add_parser("serve", help="serve a bundle over HTTP")
     serve_cmd.add_arguments(s)
     s.set_defaults(func=lambda a: serve_cmd.run(a))
+    from service.cli import rollout
+
+    rollout.add_parsers(sub, _emit)
 
 
 def main(argv: list[str] | None = None) -> int:
