@@ -4,9 +4,8 @@ stays up and reports redis: down."""
 
 from __future__ import annotations
 
-import re
-
 import asyncio
+import re
 from pathlib import Path
 
 import httpx
