@@ -68,6 +68,7 @@ class Recommender:
         self._canary: ModelState | None = None  # optional second bundle (SIMGR_CANARY_*, ROOT/CANARY)
         self._reload_lock = asyncio.Lock()
         self.load_error: str | None = None
+        self.serving_since = 0.0  # unix time the primary state was swapped in
         self.use_gpu = settings.resolved_device().startswith("cuda")
         self.batcher: Batcher[_Job, _JobResult] = Batcher(
             self._process,
@@ -129,7 +130,7 @@ class Recommender:
             self._canary = state
         else:
             self._state = state  # atomic: new requests use it, queued ones keep theirs
-            self.load_error = None
+            self.load_error, self.serving_since = None, time.time()
         self._publish_models()
         return state
 

@@ -112,6 +112,7 @@ class CanaryInfo(BaseModel):
 
 class InfoResponse(BaseModel):
     model_version: str
+    serving_since: float = Field(description="Unix time this model_version was swapped in (after load + warm-up).")
     n_items: int
     dim: int
     max_history: int

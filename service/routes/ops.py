@@ -56,6 +56,7 @@ async def info(rec: Rec) -> InfoResponse:
     canary = rec.canary
     return InfoResponse(
         model_version=state.model_version,
+        serving_since=rec.serving_since,
         n_items=state.model.n_items,
         dim=state.model.dim,
         max_history=state.model.max_history,
