@@ -134,3 +134,19 @@ def test_a_kill_during_export_leaves_the_old_bundle_intact(tmp_path: Path) -> No
     assert proc.returncode == -signal.SIGKILL
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert Bundle.load(out, verify="full").n_items == 40
+
+
+def test_seal_lists_files_written_after_the_manifest(tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    root = _copy(tiny_bundle_dir, tmp_path / "b")
+    before = BundleManifest.read(root / "manifest.json")
+    (root / "index.extra.bin").write_bytes(b"side file of another index type")
+    (root / "popularity.json").unlink()
+    sealed = integrity.seal_bundle(root)
+    assert "index.extra.bin" in sealed.files
+    assert "popularity.json" not in sealed.files
+    assert sealed.model_version == before.model_version
+    assert BundleManifest.read(root / "manifest.json") == sealed
+    integrity.verify_bundle(root, sealed, "full")
+    _flip_byte(root / "index.extra.bin")
+    with pytest.raises(SimGRError, match=r"index\.extra\.bin: sha256 differs"):
+        integrity.verify_bundle(root, sealed, "quick")  # index side files are hashed in quick mode

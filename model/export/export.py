@@ -20,7 +20,7 @@ from model.config import to_dict
 from model.errors import SimGRError
 from model.export.atomic import check_target, staged_dir
 from model.export.bundle import Bundle
-from model.export.integrity import digest_files
+from model.export.integrity import digest_files, seal_bundle
 from model.export.manifest import BundleManifest
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
@@ -138,6 +138,7 @@ def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 
                                 item_ids=[it.item_id for it in items], sids=run.sids,
                                 titles=[it.title for it in items], popularity=popularity, metrics=metrics,
                                 extra={"dataset": run.data.info.get("name"), "run": str(run_dir)})
+        manifest = seal_bundle(tmp)  # every file in the staged bundle, whoever wrote it
         checked = check_bundle(tmp, sample)
     log.info("export check: FAISS top-10 == exact top-10 for %d users", checked)
     return {"bundle": str(out), "model_version": manifest.model_version, "n_items": manifest.n_items,

@@ -73,3 +73,18 @@ def verify_bundle(root: Path, manifest: BundleManifest, mode: VerifyMode = "quic
     if extra:
         log.warning("%s: files not in the manifest are ignored: %s", root, sorted(extra)[:5])
     return hashed
+
+
+def seal_bundle(root: Path) -> BundleManifest:
+    """Make the manifest list exactly the files now in ``root``: digests for files written after it
+    (e.g. extra index files), none for files removed since. Files already listed are not re-hashed."""
+    path = root / MANIFEST
+    manifest = BundleManifest.read(path)
+    present = bundle_files(root)
+    if list(manifest.files) == present:
+        return manifest
+    files = {rel: manifest.files.get(rel) or FileDigest(sha256=sha256_file(root / rel), size=(root / rel).stat().st_size)
+             for rel in present}
+    sealed = manifest.model_copy(update={"files": files})
+    sealed.write(path)
+    return sealed

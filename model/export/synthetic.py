@@ -18,6 +18,7 @@ from model.config import ModelConfig, PromptConfig
 from model.data.synthetic import random_sids
 from model.export.atomic import staged_dir
 from model.export.export import check_bundle, write_bundle
+from model.export.integrity import seal_bundle
 from model.network.assembly import build_model
 from model.network.backbone import PRESETS
 
@@ -46,6 +47,7 @@ def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str =
     with staged_dir(out, force=force) as tmp:
         write_bundle(tmp, model=built.model, tokenizer=built.tokenizer, item_ids=item_ids, sids=sids,
                      titles=titles, popularity=popularity, extra={"synthetic": True})
+        seal_bundle(tmp)
         check_bundle(tmp, checks)
     return out
 
