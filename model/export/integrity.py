@@ -75,15 +75,17 @@ def verify_bundle(root: Path, manifest: BundleManifest, mode: VerifyMode = "quic
     return hashed
 
 
-def seal_bundle(root: Path) -> BundleManifest:
+def seal_bundle(root: Path, *, rehash: bool = False) -> BundleManifest:
     """Make the manifest list exactly the files now in ``root``: digests for files written after it
-    (e.g. extra index files), none for files removed since. Files already listed are not re-hashed."""
+    (e.g. extra index files), none for files removed since. Files already listed are re-hashed only
+    with ``rehash`` (a bundle deliberately rewritten in place, as the export-check tests do)."""
     path = root / MANIFEST
     manifest = BundleManifest.read(path)
     present = bundle_files(root)
-    if list(manifest.files) == present:
+    if list(manifest.files) == present and not rehash:
         return manifest
-    files = {rel: manifest.files.get(rel) or FileDigest(sha256=sha256_file(root / rel), size=(root / rel).stat().st_size)
+    old = {} if rehash else manifest.files
+    files = {rel: old.get(rel) or FileDigest(sha256=sha256_file(root / rel), size=(root / rel).stat().st_size)
              for rel in present}
     sealed = manifest.model_copy(update={"files": files})
     sealed.write(path)
