@@ -148,7 +148,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from model.export.export import export_run
 
-    _emit(export_run(a.run, a.out, check_users=a.check_users))
+    _emit(export_run(a.run, a.out, check_users=a.check_users, force=a.force))
     return 0
 
 
@@ -223,11 +223,7 @@ def _add_run_commands(sub: Any) -> None:
     s.add_argument("--batch-size", type=int, default=256)
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("export", help="write the serving bundle of a run")
-    s.add_argument("--run", required=True, type=Path)
-    s.add_argument("--out", required=True, type=Path)
-    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
-    s.set_defaults(func=cmd_export)
+    _add_export(sub)
 
     s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
     s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
@@ -245,6 +241,16 @@ def _add_demo(sub: Any) -> None:
     s.set_defaults(func=cmd_demo)
 
 
+def _add_export(sub: Any) -> None:
+    s = sub.add_parser("export", help="write the serving bundle of a run (staged beside --out, checked, renamed)")
+    s.add_argument("--run", required=True, type=Path)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
+    s.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
+    s.set_defaults(func=cmd_export)
+
+
 def _add_serve(sub: Any) -> None:
     try:
         from service.cli import serve as serve_cmd
@@ -253,6 +259,9 @@ def _add_serve(sub: Any) -> None:
     s = sub.add_parser("serve", help="serve a bundle over HTTP")
     serve_cmd.add_arguments(s)
     s.set_defaults(func=lambda a: serve_cmd.run(a))
+    from service.cli import rollout
+
+    rollout.add_parsers(sub, _emit)
 
 
 def main(argv: list[str] | None = None) -> int:
