@@ -148,15 +148,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from model.export.export import export_run
 
-    _emit(export_run(a.run, a.out, check_users=a.check_users))
-    return 0
-
-
-def cmd_compare(a: argparse.Namespace) -> int:
-    from model.analysis.compare import run_compare
-
-    only = tuple(m for m in (a.only or "").split(",") if m)
-    _emit(run_compare(a.config, seeds=a.seeds, only=only, report_only=a.report_only, readme=a.readme))
+    _emit(export_run(a.run, a.out, check_users=a.check_users, force=a.force))
     return 0
 
 
@@ -224,13 +216,11 @@ def _add_run_commands(sub: Any) -> None:
     s.add_argument("--batch-size", type=int, default=256)
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("export", help="write the serving bundle of a run")
-    s.add_argument("--run", required=True, type=Path)
-    s.add_argument("--out", required=True, type=Path)
-    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
-    s.set_defaults(func=cmd_export)
+    _add_export(sub)
 
-    _add_compare(sub)
+    from service.cli import compare as compare_cmd
+
+    compare_cmd.add_parser(sub, emit=_emit)
 
 
 def _add_demo(sub: Any) -> None:
@@ -244,16 +234,14 @@ def _add_demo(sub: Any) -> None:
     s.set_defaults(func=cmd_demo)
 
 
-def _add_compare(sub: Any) -> None:
-    s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
-    s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
-    s.add_argument("--seeds", type=int, help="training seeds per Table 3 cell (overrides the config's `seeds`)")
-    s.add_argument("--only", help="comma-separated methods: train only their missing run files, no report")
-    s.add_argument("--report-only", action="store_true", help="rebuild the report from the committed run "
-                   "files and results.json; train nothing")
-    s.add_argument("--readme", type=Path, help="also rewrite this file's <!-- compare:NAME:start/end --> block "
-                   "with the Table 3 summary")
-    s.set_defaults(func=cmd_compare)
+def _add_export(sub: Any) -> None:
+    s = sub.add_parser("export", help="write the serving bundle of a run (staged beside --out, checked, renamed)")
+    s.add_argument("--run", required=True, type=Path)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
+    s.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
+    s.set_defaults(func=cmd_export)
 
 
 def _add_serve(sub: Any) -> None:
@@ -264,6 +252,9 @@ def _add_serve(sub: Any) -> None:
     s = sub.add_parser("serve", help="serve a bundle over HTTP")
     serve_cmd.add_arguments(s)
     s.set_defaults(func=lambda a: serve_cmd.run(a))
+    from service.cli import rollout
+
+    rollout.add_parsers(sub, _emit)
 
 
 def main(argv: list[str] | None = None) -> int:
