@@ -76,8 +76,11 @@ def main() -> int:
             from model.export.indexing import install_index
 
             b = Bundle.load(bundle)
+            from model.export.integrity import seal_bundle
+
             install_index(bundle, b, IndexChoice(kind="sid-exact"), b.encode_users([[1, 2], [3, 4, 5]]))
             del b
+            seal_bundle(bundle, rehash=True)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1"}
         out = subprocess.run([sys.executable, __file__, "--worker", str(bundle), "--index", a.index], env=env,
                              capture_output=True, text=True, check=False)

@@ -19,7 +19,7 @@ EXACT_KINDS = ("flat", "sid-exact")
 SPEC_FILE = "index.json"
 MATRIX_FILE = "item_embeddings.npy"
 FAISS_FILE = "index.faiss"
-SID_FILE = "sid_codes.npz"
+SID_FILE = "index_sid_codes.npz"
 
 
 class IndexSpec(BaseModel):

@@ -1,7 +1,7 @@
 """Building index backends, and writing / reading an index directory.
 
 An index directory holds ``item_embeddings.npy`` (the one item matrix, memory-mapped on load), the
-index's own file (``index.faiss`` for FAISS types, ``sid_codes.npz`` for sid-exact, none for flat), and
+index's own file (``index.faiss`` for FAISS types, ``index_sid_codes.npz`` for sid-exact, none for flat), and
 ``index.json`` (``IndexSpec``). Reading checks the directory against the record the caller expects (the
 bundle manifest) and the files against the record, and refuses any mismatch with a clear error.
 """

@@ -97,7 +97,8 @@ def test_impossible_recall_target_fails_cleanly(trained_run: Path, tmp_path: Pat
     before = sorted(p.name for p in out.iterdir())
     manifest = (out / "manifest.json").read_text()
     capsys.readouterr()
-    code = _export(trained_run, out, "--index", "ivf", "--nlist", "64", "--min-recall", "1.0", "--max-search", "1")
+    code = _export(trained_run, out, "--index", "ivf", "--nlist", "64", "--min-recall", "1.0", "--max-search", "1",
+                   "--force")
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("simgr: error: export: no setting of the ivf index reaches recall@10 1.0")
@@ -106,7 +107,7 @@ def test_impossible_recall_target_fails_cleanly(trained_run: Path, tmp_path: Pat
     assert len(err.splitlines()) == 1
     assert sorted(p.name for p in out.iterdir()) == before  # the old bundle is untouched
     assert (out / "manifest.json").read_text() == manifest
-    assert not (tmp_path / "bundle.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no staged directory left behind
 
 
 def test_manifest_index_mismatch_is_refused(trained_run: Path, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +19,10 @@ from index import IndexChoice, IndexFormatError, ItemIndex, exact_topk
 from model.config import to_dict
 from model.data.jsonio import read_json
 from model.errors import SimGRError
+from model.export.atomic import check_target, staged_dir
 from model.export.bundle import Bundle
 from model.export.indexing import install_index, user_queries
+from model.export.integrity import digest_files, seal_bundle
 from model.export.manifest import BundleItem, BundleManifest, NetworkSpec
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
@@ -54,10 +55,9 @@ def _hash_files(paths: Sequence[Path]) -> str:
 def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[str],
                  sids: Sequence[Sequence[str]], titles: Sequence[str | None], popularity: Sequence[int],
                  metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> BundleManifest:
-    """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity and the manifest."""
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "model").mkdir(parents=True)
+    """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity and, last, the manifest
+    with the sha256 of every file written before it. ``out`` is new or empty (see ``staged_dir``)."""
+    (out / "model").mkdir(parents=True, exist_ok=True)
     model = model.cpu().float().eval()
     model.backbone = merge_lora(model.backbone)
     bdir = out / "model" / "backbone"
@@ -84,17 +84,19 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
         normalize=model.cfg.normalize, aggregator=model.cfg.aggregator,
         prompt=model.prompt_cfg, n_items=int(emb.shape[0]),
         metrics=metrics or {}, packages=_versions(),
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), index=index_spec, **(extra or {}),
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), index=index_spec, files=digest_files(out),
+        **(extra or {}),
     )
     manifest.write(out / "manifest.json")
     return manifest
 
 
 def check_bundle(root: Path, histories: Sequence[Sequence[int]], *, k: int = 10, atol: float = 1e-5) -> int:
-    """Load the bundle as the service does; for an exact index compare its top-k with the exact top-k over
-    its item_embeddings.npy for each history. Ties at the k-th score may swap; anything else raises. An
-    approximate index was measured against exact search when export tuned it. Returns the users checked."""
-    bundle = Bundle.load(root)
+    """Load the bundle as the service does (every digest checked); for an exact index compare its top-k with
+    the exact top-k over its item_embeddings.npy for each history. Ties at the k-th score may swap; anything
+    else raises. An approximate index was measured against exact search when export tuned it. Returns the
+    number of users checked."""
+    bundle = Bundle.load(root, verify="full")
     try:
         index = ItemIndex.load(root, expect=bundle.manifest.index, matrix=bundle.embeddings)
     except IndexFormatError as e:
@@ -127,15 +129,19 @@ def disagreements(found: np.ndarray, exact: np.ndarray, kth: float, embeddings: 
     known = [i for i in diff if 0 <= i < embeddings.shape[0]]
     scores = dict(zip(known, (embeddings[known] @ q).tolist(), strict=True))  # exact, disagreeing
     return [i for i in diff if i not in scores or abs(scores[i] - kth) > atol]
-def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0,
+
+
+def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0, force: bool = False,
                index: IndexChoice | None = None, recall_queries: int = 1000) -> dict[str, Any]:
     """Best checkpoint of ``run_dir`` -> bundle at ``out`` with the chosen item index, tuned on validation
-    users. Written next to ``out`` and moved in place only when complete: a failure leaves ``out`` as it was."""
+    users; written beside ``out``, checked (exact index == exact top-10, every digest) and only then renamed
+    into place, so a failure leaves ``out`` as it was; a non-empty ``out`` needs ``force``."""
     run = load_run(run_dir, checkpoint="best")
     if run.cfg.method != "simgr":
         raise SimGRError(f"{run_dir}: a {run.cfg.method!r} run; only SimGR runs export a serving bundle")
     if out.resolve() == run_dir.resolve():
         raise SimGRError(f"{out}: export into the run directory itself would overwrite it")
+    check_target(out, force=force)  # before the slow part
     metrics = {}
     for split in ("test", "valid"):
         path = run_dir / f"metrics_{split}.json"
@@ -143,27 +149,19 @@ def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 
             metrics[split] = read_json(path)
     items = run.data.items
     popularity = np.argsort(-run.data.popularity(), kind="stable").tolist()
-    tmp = out.with_name(out.name + ".partial")
-    try:
-        write_bundle(tmp, model=run.built.model, tokenizer=run.built.tokenizer,
-                     item_ids=[it.item_id for it in items], sids=run.sids, titles=[it.title for it in items],
-                     popularity=popularity, metrics=metrics,
+    valid, _ = run.data.eval_examples("valid", max_history=run.cfg.prompt.max_history)
+    hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
+    rng = np.random.default_rng(seed)
+    sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
+    with staged_dir(out, force=force) as tmp:
+        write_bundle(tmp, model=run.built.model, tokenizer=run.built.tokenizer, item_ids=[it.item_id for it in items],
+                     sids=run.sids, titles=[it.title for it in items], popularity=popularity, metrics=metrics,
                      extra={"dataset": run.data.info.name, "run": str(run_dir)})
-        valid, _ = run.data.eval_examples("valid", max_history=run.cfg.prompt.max_history)
         bundle = Bundle.load(tmp)
         spec = install_index(tmp, bundle, index or IndexChoice(), user_queries(bundle, valid, limit=recall_queries))
         del bundle
-        hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
-        rng = np.random.default_rng(seed)
-        sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
+        manifest = seal_bundle(tmp, rehash=True)  # every file in the staged bundle, the tuned index's included
         checked = check_bundle(tmp, sample)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
     log.info("export check: index top-10 == exact top-10 for %d users", checked)
-    manifest = BundleManifest.read(out / "manifest.json")
     return {"bundle": str(out), "model_version": manifest.model_version, "n_items": manifest.n_items,
             "dim": manifest.dim, "checked_users": checked, "index": spec.model_dump(exclude_none=True)}

@@ -21,6 +21,15 @@ from model.errors import SimGRError
 FORMAT_VERSION = 1  # bump when a reader of the old format could misread the new one
 
 
+class FileDigest(BaseModel):
+    """What one bundle file must be: its sha256 and its size (a cheap truncation check)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)  # bytes
+
+
 class BundleManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -40,6 +49,9 @@ class BundleManifest(BaseModel):
     run: str | None = None  # run directory the bundle was exported from
     synthetic: bool = False  # a random-init bundle for tests and benchmarks
     index: IndexSpec = Field(default_factory=IndexSpec)  # item index type, parameters, measured recall@10
+    # every file of the bundle but manifest.json, by POSIX path relative to the bundle root, sorted;
+    # empty only in bundles written before digests existed (they load with verify="off" only)
+    files: dict[str, FileDigest] = Field(default_factory=dict)
 
     def write(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n")

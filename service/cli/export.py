@@ -32,12 +32,13 @@ def cmd_export(a: argparse.Namespace) -> int:
         raise SimGRError("--index factory needs --index-factory STRING (a FAISS factory string)")
     choice = IndexChoice(kind=kind, factory=a.index_factory, min_recall=a.min_recall,  # type: ignore[arg-type]
                          max_search=a.max_search, hnsw_m=a.hnsw_m, ef_construction=a.ef_construction, nlist=a.nlist)
-    emit(export_run(a.run, a.out, check_users=a.check_users, index=choice, recall_queries=a.recall_queries))
+    emit(export_run(a.run, a.out, check_users=a.check_users, force=a.force, index=choice,
+                    recall_queries=a.recall_queries))
     return 0
 
 
 def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    s = sub.add_parser("export", help="write the serving bundle of a run")
+    s = sub.add_parser("export", help="write the serving bundle of a run (staged beside --out, checked, renamed)")
     s.add_argument("--run", required=True, type=Path)
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--check-users", type=int, default=256, help="users in the index-vs-exact check")
@@ -50,4 +51,6 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     s.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree")
     s.add_argument("--ef-construction", type=int, default=200, help="HNSW build beam")
     s.add_argument("--nlist", type=int, help="IVF lists (default about 4 sqrt(N))")
+    s.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
     s.set_defaults(func=cmd_export)

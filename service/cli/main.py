@@ -140,13 +140,6 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(a: argparse.Namespace) -> int:
-    from model.analysis.runner import run_compare
-
-    _emit(run_compare(a.config))
-    return 0
-
-
 def cmd_demo(a: argparse.Namespace) -> int:
     from service.cli.demo import run_demo
 
@@ -213,9 +206,9 @@ def _add_run_commands(sub: Any) -> None:
 
     add_export_parser(sub)
 
-    s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
-    s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
-    s.set_defaults(func=cmd_compare)
+    from service.cli import compare as compare_cmd
+
+    compare_cmd.add_parser(sub, emit=_emit)
 
 
 def _add_demo(sub: Any) -> None:
@@ -237,6 +230,9 @@ def _add_serve(sub: Any) -> None:
     s = sub.add_parser("serve", help="serve a bundle over HTTP")
     serve_cmd.add_arguments(s)
     s.set_defaults(func=lambda a: serve_cmd.run(a))
+    from service.cli import rollout
+
+    rollout.add_parsers(sub, _emit)
 
 
 def main(argv: list[str] | None = None) -> int:
