@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from index import IndexFormatError
-from model.config import BaselineConfig, DataConfig, ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
+from model.config import (
+    BaselineConfig,
+    DataConfig,
+    EventsConfig,
+    ModelConfig,
+    PromptConfig,
+    RQVAEConfig,
+    TrainConfig,
+)
 from model.errors import SimGRError
 
 log = logging.getLogger("simgr")
@@ -73,6 +81,16 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     from model.data.prepare import prepare_dataset
 
     cfg = _dataclass_from_args(DataConfig, a)
+    if a.source == "events":
+        from model.data.prepare_events import prepare_events
+
+        if a.interactions is None:
+            raise SimGRError("--source events needs --interactions FILE|DIR")
+        _emit(prepare_events(interactions=a.interactions, items=a.items, out_dir=a.out,
+                             cfg=_dataclass_from_args(EventsConfig, a), data=cfg))
+        return 0
+    if a.interactions is not None or a.items is not None:
+        raise SimGRError("--interactions/--items are for --source events; use --input")
     _emit(prepare_dataset(source=a.source, input_path=a.input, out_dir=a.out, cfg=cfg))
     return 0
 
@@ -156,6 +174,19 @@ def _method_names() -> list[str]:
     return method_names()
 
 
+def _add_prepare(sub: Any) -> None:
+    s = sub.add_parser("prepare", help="normalize a dataset: ids, leave-one-out split, summary")
+    s.add_argument("--source", required=True, choices=["lcrec", "recbole", "amazon2018", "movielens100k", "events"])
+    s.add_argument("--input", type=Path, help="input file/folder (optional for movielens100k)")
+    s.add_argument("--interactions", type=Path, help="events: the log, a file or a directory of part files "
+                   "(CSV, TSV, Parquet, JSONL, optionally .gz)")
+    s.add_argument("--items", type=Path, help="events: the item table (id, title, text, categories, attributes)")
+    s.add_argument("--out", required=True, type=Path, help="dataset directory to write")
+    _add_dataclass_flags(s, DataConfig)
+    _add_dataclass_flags(s, EventsConfig)
+    s.set_defaults(func=cmd_prepare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simgr", description="SimGR: LLM-based generative recommendation.")
     # dest differs from `serve --log-level` (a Settings field), so the two never overwrite each other
@@ -163,12 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="logging level of the offline commands (default: $SIMGR_LOG_LEVEL or INFO)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("prepare", help="normalize a dataset: ids, leave-one-out split, summary")
-    s.add_argument("--source", required=True, choices=["lcrec", "recbole", "amazon2018", "movielens100k"])
-    s.add_argument("--input", type=Path, help="input file/folder (optional for movielens100k)")
-    s.add_argument("--out", required=True, type=Path, help="dataset directory to write")
-    _add_dataclass_flags(s, DataConfig)
-    s.set_defaults(func=cmd_prepare)
+    _add_prepare(sub)
 
     s = sub.add_parser("semantic-ids", help="item text -> RQ-VAE semantic IDs (or take given ones)")
     s.add_argument("--data", required=True, type=Path)
@@ -216,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     _add_serve(sub)
+    from service.cli.loop_cmds import add_commands
+
+    add_commands(sub)
     return p
 
 
