@@ -128,7 +128,8 @@ class Dataset:
         targets = [seq[cut] for seq in self.sequences]
         return histories, targets
 
-    def popularity(self) -> np.ndarray:
-        """(n_items,) int64 interaction counts over the train part ``items[:-2]`` only."""
-        flat = np.fromiter((i for seq in self.sequences for i in seq[:-2]), dtype=np.int64)
+    def popularity(self, *, all_interactions: bool = False) -> np.ndarray:
+        """(n_items,) int64 interaction counts over the train part ``items[:-2]`` (or every interaction)."""
+        cut = None if all_interactions else -2
+        flat = np.fromiter((i for seq in self.sequences for i in seq[:cut]), dtype=np.int64)
         return np.bincount(flat, minlength=self.n_items).astype(np.int64)  # (N,)

@@ -21,6 +21,7 @@ from model.data.ragged import RaggedSequences
 from model.data.sources.arrow_files import part_files
 from model.data.sources.event_items import read_item_table
 from model.data.sources.events import EventLog, read_event_log, resolve_columns
+from model.data.sources.records import ItemMeta
 from model.errors import SimGRError
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ def prepare_events(*, interactions: Path, items: Path | None, out_dir: Path, cfg
     if data.max_history < 1:
         raise SimGRError(f"max_history must be >= 1, got {data.max_history}")
     first = part_files(Path(interactions))[0]
-    table_ids, metas = None, {}
+    table_ids = None
+    metas: dict[str, ItemMeta] = {}
     if items is not None:
         item_col = resolve_columns(first, cfg).item
         table_ids, metas = read_item_table(Path(items), cfg, item_col=item_col, max_chars=data.max_text_chars)

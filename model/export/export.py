@@ -20,10 +20,10 @@ from index.item_index import ItemIndex
 from model.config import to_dict
 from model.errors import SimGRError
 from model.export.bundle import Bundle
-from model.export.manifest import BundleManifest
+from model.export.manifest import BundleManifest, TrainedOn
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
-from model.training.run import load_run
+from model.training.run import LoadedRun, load_run
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,31 @@ def check_bundle(root: Path, histories: Sequence[Sequence[int]], *, k: int = 10,
     return len(histories)
 
 
+def _run_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's metrics_<split>.json by split, plus its best validation NDCG@10 from training."""
+    metrics: dict[str, Any] = {}
+    for split in ("test", "valid"):
+        path = run_dir / f"metrics_{split}.json"
+        if path.is_file():
+            metrics[split] = json.loads(path.read_text())
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.is_file() and "valid" not in metrics:
+        state = torch.load(best, map_location="cpu", weights_only=False)
+        if state.get("valid"):
+            metrics["valid"] = {k: v for k, v in state["valid"].items() if isinstance(v, (int, float))}
+    return metrics
+
+
+def _trained_on(run: LoadedRun, run_dir: Path) -> TrainedOn:
+    info = run.data.info
+    log_path = run_dir / "train_log.jsonl"
+    epochs = len(log_path.read_text().splitlines()) if log_path.is_file() else 0
+    return TrainedOn(data_dir=run.cfg.data_dir, dataset=info.get("name"), n_users=run.data.n_users,
+                     n_items=run.data.n_items, n_interactions=sum(len(s) for s in run.data.sequences),
+                     interactions="all" if run.cfg.final else "train_part", epochs=epochs,
+                     from_run=run.cfg.from_run)
+
+
 def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0) -> dict[str, Any]:
     """Best checkpoint of ``run_dir`` -> bundle at ``out``; fails loudly if FAISS != exact top-10."""
     run = load_run(run_dir, checkpoint="best")
@@ -120,17 +145,15 @@ def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 
         raise SimGRError(f"{run_dir}: a {run.cfg.method!r} run; only SimGR runs export a serving bundle")
     if out.resolve() == run_dir.resolve():
         raise SimGRError(f"{out}: export into the run directory itself would overwrite it")
-    metrics = {}
-    for split in ("test", "valid"):
-        path = run_dir / f"metrics_{split}.json"
-        if path.is_file():
-            metrics[split] = json.loads(path.read_text())
     items = run.data.items
-    popularity = np.argsort(-run.data.popularity(), kind="stable").tolist()
+    final = run.cfg.final
+    popularity = np.argsort(-run.data.popularity(all_interactions=final), kind="stable").tolist()
+    extra = {"dataset": run.data.info.get("name"), "run": str(run_dir), "trained_on": _trained_on(run, run_dir),
+             "expected_quality": _run_metrics(Path(run.cfg.from_run)) if final and run.cfg.from_run else {}}
     manifest = write_bundle(out, model=run.built.model, tokenizer=run.built.tokenizer,
                             item_ids=[it.item_id for it in items], sids=run.sids,
-                            titles=[it.title for it in items], popularity=popularity, metrics=metrics,
-                            extra={"dataset": run.data.info.get("name"), "run": str(run_dir)})
+                            titles=[it.title for it in items], popularity=popularity,
+                            metrics={} if final else _run_metrics(run_dir), extra=extra)
     hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
     rng = np.random.default_rng(seed)
     sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]

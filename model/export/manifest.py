@@ -7,7 +7,7 @@ the file and the field, never silently ignored.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -15,6 +15,21 @@ from model.data.jsonio import read_json
 from model.errors import SimGRError
 
 FORMAT_VERSION = 1  # bump when a reader of the old format could misread the new one
+
+
+class TrainedOn(BaseModel):
+    """Which data the exported weights saw."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: str  # the prepared dataset directory
+    dataset: str | None = None  # its dataset.json name
+    n_users: int = Field(ge=0)
+    n_items: int = Field(ge=0)
+    n_interactions: int = Field(ge=0)  # interactions in the dataset (all of them, whichever part trained)
+    interactions: Literal["train_part", "all"]  # train_part: items[:-2] per user; all: tails included (--final)
+    epochs: int = Field(ge=0)  # epochs trained
+    from_run: str | None = None  # --final: the validated run that chose the epoch count
 
 
 class BundleManifest(BaseModel):
@@ -35,6 +50,8 @@ class BundleManifest(BaseModel):
     dataset: str | None = None  # dataset name from dataset.json
     run: str | None = None  # run directory the bundle was exported from
     synthetic: bool = False  # a random-init bundle for tests and benchmarks
+    trained_on: TrainedOn | None = None  # the data behind the weights (None for synthetic bundles)
+    expected_quality: dict[str, Any] = Field(default_factory=dict)  # --final: the validated run's metrics by split
 
     def write(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n")

@@ -35,17 +35,21 @@ class RunConfig:
     prompt: PromptConfig = dataclasses.field(default_factory=PromptConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)  # baseline-only settings (beam size, Latte, SASRec)
+    final: bool = False  # train on every interaction (valid and test tails too), no validation: the deployed model
+    from_run: str | None = None  # final only: the validated run whose best epoch count and metrics it takes
 
     def to_json(self) -> dict[str, Any]:
         return {"data_dir": self.data_dir, "method": self.method, "model": to_dict(self.model), "prompt": to_dict(self.prompt),
-                "train": to_dict(self.train), "baseline": to_dict(self.baseline)}
+                "train": to_dict(self.train), "baseline": to_dict(self.baseline), "final": self.final,
+                "from_run": self.from_run}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunConfig:
         return cls(data_dir=d["data_dir"], method=d.get("method", "simgr"), model=from_dict(ModelConfig, d.get("model", {})),
                    prompt=from_dict(PromptConfig, d.get("prompt", {})),
                    train=from_dict(TrainConfig, d.get("train", {})),
-                   baseline=from_dict(BaselineConfig, d.get("baseline", {})))
+                   baseline=from_dict(BaselineConfig, d.get("baseline", {})),
+                   final=bool(d.get("final", False)), from_run=d.get("from_run"))
 
 
 class LoadedRun(NamedTuple):
@@ -96,3 +100,25 @@ def atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def best_epoch(run_dir: Path) -> int:
+    """The epoch whose weights a validated run kept as best (from checkpoints/best.pt)."""
+    path = run_dir / "checkpoints" / "best.pt"
+    if not path.is_file():
+        raise SimGRError(f"{path}: missing; --from-run needs a run that finished a validated epoch")
+    if load_run_config(run_dir).final:
+        raise SimGRError(f"{run_dir}: a --final run has no validation; name the validated run it came from")
+    epoch = torch.load(path, map_location="cpu", weights_only=False).get("epoch")
+    if not isinstance(epoch, int) or epoch < 1:
+        raise SimGRError(f"{path}: records no best epoch")
+    return epoch
+
+
+def final_config(from_run: Path, data_dir: Path | None) -> RunConfig:
+    """The validated run's config, trained for its best epoch count on all of ``data_dir`` (default: its data)."""
+    validated = load_run_config(from_run)
+    epochs = best_epoch(from_run)
+    return dataclasses.replace(validated, data_dir=str(data_dir) if data_dir else validated.data_dir, final=True,
+                               from_run=str(from_run), train=dataclasses.replace(validated.train, epochs=epochs))
+

@@ -82,7 +82,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
         save_run_config(run_dir, cfg)
         loaded.built.tokenizer.save_pretrained(run_dir / "tokenizer")
 
-    sequences = data.train_sequences()
+    sequences = data.sequences if cfg.final else data.train_sequences()  # final: the tails too
     if tc.max_users:
         sequences = sequences[: tc.max_users]
     windows = [w for s in sequences for w in method.examples(s, built, stride=tc.window_stride)]
@@ -153,7 +153,9 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
                   "train_samples_per_s": seen * world / max(1e-9, time.monotonic() - t_epoch),
                   "lr": optim.param_groups[0]["lr"], "partial_epoch": out_of_time}
         should_eval = (epoch + 1) % tc.eval_every == 0 or out_of_time or state["epoch"] == tc.epochs
-        if rank == 0 and should_eval:
+        if rank == 0 and cfg.final:  # nothing held out to validate on: the last epoch is the model
+            atomic_save({"model": model.state_dict(), "epoch": epoch + 1, "valid": None}, best_path)
+        elif rank == 0 and should_eval:
             m = evaluate_model(method, built, valid_h, valid_t, batch_size=tc.eval_batch_size,
                                device=device, desc="valid")
             record.update({f"valid_{k}": m[k] for k in ("ndcg@10", "hr@10")})

@@ -48,6 +48,20 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
+def final_run_config(a: argparse.Namespace) -> Any:
+    """``train --final --from-run RUN [--data DATA]``: the validated run's settings for its best epoch count."""
+    import logging
+
+    from model.training.run import final_config
+
+    if not (a.final and a.from_run is not None):
+        raise SimGRError("--final and --from-run RUN go together (the run's best epoch count is used)")
+    cfg = final_config(a.from_run, a.data)
+    logging.getLogger("simgr").info("final model: %d epochs (best of %s) on all interactions of %s",
+                                    cfg.train.epochs, a.from_run, cfg.data_dir)
+    return cfg
+
+
 def cmd_recommend_batch(a: argparse.Namespace) -> int:
     from service.batch_histories import load_histories, restrict
     from service.batch_scoring import BatchFilter, BatchJob, score_to_parquet, write_manifest

@@ -114,9 +114,16 @@ def cmd_train(a: argparse.Namespace) -> int:
     from model.training.run import RunConfig, load_run_config
     from model.training.train import train
 
-    cfg = RunConfig(data_dir=str(a.data), method=a.method, model=_dataclass_from_args(ModelConfig, a),
-                    prompt=_dataclass_from_args(PromptConfig, a), train=_dataclass_from_args(TrainConfig, a),
-                    baseline=_dataclass_from_args(BaselineConfig, a))
+    if a.final or a.from_run is not None:
+        from service.cli.loop_cmds import final_run_config
+
+        cfg = final_run_config(a)
+    elif a.data is None:
+        raise SimGRError("--data is required (or --final --from-run RUN)")
+    else:
+        cfg = RunConfig(data_dir=str(a.data), method=a.method, model=_dataclass_from_args(ModelConfig, a),
+                        prompt=_dataclass_from_args(PromptConfig, a), train=_dataclass_from_args(TrainConfig, a),
+                        baseline=_dataclass_from_args(BaselineConfig, a))
     if a.resume and (a.out / "checkpoints" / "last.pt").is_file():
         # the saved config wins, except for how long to go on, which a resumed run may change
         saved = load_run_config(a.out)
@@ -187,6 +194,21 @@ def _add_prepare(sub: Any) -> None:
     s.set_defaults(func=cmd_prepare)
 
 
+def _add_train(sub: Any) -> None:
+    s = sub.add_parser("train", help="train SimGR on a prepared dataset")
+    s.add_argument("--data", type=Path, help="prepared dataset (with --final: default the run's own)")
+    s.add_argument("--out", required=True, type=Path, help="run directory")
+    s.add_argument("--final", action="store_true", help="train the deployed model on every interaction, tails "
+                   "included, for --from-run's best epoch count (its other settings too)")
+    s.add_argument("--from-run", type=Path, help="the validated run that --final takes its settings from")
+    s.add_argument("--method", default="simgr", choices=_method_names(), help="simgr (default) or a baseline")
+    s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from RUN_DIR/checkpoints/last.pt when present (default: on)")
+    for cls in (ModelConfig, PromptConfig, TrainConfig, BaselineConfig):
+        _add_dataclass_flags(s, cls)
+    s.set_defaults(func=cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simgr", description="SimGR: LLM-based generative recommendation.")
     # dest differs from `serve --log-level` (a Settings field), so the two never overwrite each other
@@ -205,15 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_flags(s, RQVAEConfig)
     s.set_defaults(func=cmd_semantic_ids)
 
-    s = sub.add_parser("train", help="train SimGR on a prepared dataset")
-    s.add_argument("--data", required=True, type=Path)
-    s.add_argument("--out", required=True, type=Path, help="run directory")
-    s.add_argument("--method", default="simgr", choices=_method_names(), help="simgr (default) or a baseline")
-    s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from RUN_DIR/checkpoints/last.pt when present (default: on)")
-    for cls in (ModelConfig, PromptConfig, TrainConfig, BaselineConfig):
-        _add_dataclass_flags(s, cls)
-    s.set_defaults(func=cmd_train)
+    _add_train(sub)
 
     s = sub.add_parser("evaluate", help="full-ranking metrics of a run")
     s.add_argument("--run", required=True, type=Path)
