@@ -54,6 +54,17 @@ def _rows(records: list[dict[str, Any]], since: float | None) -> dict[str, list[
 
 async def _export(log: DurableLog, out: Path, since: float | None) -> dict[str, Any]:
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        rows, first, last, entries = await _copy(log, tmp, since)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    return {"out": str(out), "log": log.kind, "entries": entries, "rows": rows, "since": since,
+            "first_timestamp": first, "last_timestamp": last}
+
+
+async def _copy(log: DurableLog, tmp: Path, since: float | None) -> tuple[int, float | None, float | None, int]:
     entries = rows = 0
     first: float | None = None
     last: float | None = None
@@ -71,9 +82,7 @@ async def _export(log: DurableLog, out: Path, since: float | None) -> dict[str, 
                 last = cols["timestamp"][-1]
                 writer.write_table(pa.table(cols, schema=SCHEMA))
                 rows += len(cols["timestamp"])
-    os.replace(tmp, out)
-    return {"out": str(out), "log": log.kind, "entries": entries, "rows": rows, "since": since,
-            "first_timestamp": first, "last_timestamp": last}
+    return rows, first, last, entries
 
 
 def export_events(*, out: Path, redis_url: str | None = None, journal: Path | None = None,
