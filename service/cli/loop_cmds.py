@@ -6,9 +6,11 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from model.config import EventsConfig
 from model.errors import SimGRError
 
 
@@ -73,7 +75,7 @@ def cmd_recommend_batch(a: argparse.Namespace) -> int:
     flt = BatchFilter.parse(a.filter)
     model = default_loader(device=a.device or _device(), encoder="model", noop_sleep_ms=0.0)(a.artifacts)
     state = ModelState.build(model, artifacts=a.artifacts, use_gpu=False)
-    hist = load_histories(a.histories, model.item_lookup)
+    hist = load_histories(a.histories, model.item_lookup, cfg=a.events_cfg(a))
     if a.users is not None:
         hist = restrict(hist, a.users)
     if not len(hist):
@@ -98,7 +100,8 @@ def cmd_events_export(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: Any, *, dataclass_flags: Callable[..., None], from_args: Callable[..., Any]) -> None:
+    """Register the commands; ``dataclass_flags``/``from_args`` are the CLI's config-dataclass flag helpers."""
     s = sub.add_parser("recommend-batch", help="top-k of every user offline, as Parquet (resumable, shardable)")
     s.add_argument("--artifacts", required=True, type=Path, help="export bundle directory")
     s.add_argument("--histories", required=True, type=Path,
@@ -113,7 +116,8 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--batch-size", type=int, default=64, help="users per forward pass")
     s.add_argument("--chunk-users", type=int, default=50_000, help="users per part file (resume unit)")
     s.add_argument("--device", help="cpu | cuda[:N] (default: cuda:LOCAL_RANK when available)")
-    s.set_defaults(func=cmd_recommend_batch)
+    dataclass_flags(s, EventsConfig)  # how an events file given as --histories is read
+    s.set_defaults(func=cmd_recommend_batch, events_cfg=lambda a: from_args(EventsConfig, a))
 
     s = sub.add_parser("events", help="the service's interaction log")
     events = s.add_subparsers(dest="events_command", required=True)

@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     from service.cli.loop_cmds import add_commands
 
-    add_commands(sub)
+    add_commands(sub, dataclass_flags=_add_dataclass_flags, from_args=_dataclass_from_args)
     return p
 
 
