@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.auth import Auth
-from service.durable_log import DurableLog, RedisStreamLog, open_log
+from service.durable_log import DurableLog, open_log
 from service.errors import ServiceError, error_response, type_for_status
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
@@ -69,10 +69,8 @@ def open_event_log(settings: Settings) -> DurableLog | None:
         if settings.event_log:
             log.warning("no interaction log: set SIMGR_REDIS_URL or SIMGR_STATE_DIR to keep /events for retraining")
         return None
-    if settings.redis_url:  # the session store's timeouts: a dead Redis fails an /events call fast
-        return RedisStreamLog(url=settings.redis_url, key=f"{settings.event_log_prefix}log:events",
-                              maxlen=settings.event_log_maxlen or None, timeout_s=settings.redis_timeout_ms / 1000)
-    return open_log(name="events", redis_url=None, state_dir=settings.state_dir)
+    return open_log(name="events", redis_url=settings.redis_url, state_dir=settings.state_dir,
+                    redis_prefix=settings.event_log_prefix, maxlen=settings.event_log_maxlen or None)
 
 
 # errors: every path ends in error_response(), i.e. the one table in service/errors.py

@@ -39,12 +39,16 @@ class ModelState:
 
     @classmethod
     def build(cls, model: UserEncoder, *, artifacts: Path | None, use_gpu: bool = False) -> ModelState:
-        """Pair ``model`` with its index: the bundle's index.faiss when present, else built from embeddings."""
-        index_file = artifacts / "index.faiss" if artifacts is not None else None
-        if index_file is not None and index_file.is_file():
-            index = ItemIndex.load(index_file, use_gpu=use_gpu)
-        else:
+        """Pair ``model`` with its bundle's ``index.faiss``. Export is the index's only writer: a bundle without
+        one is refused, never re-indexed here. Only an encoder with no bundle directory at all (``artifacts``
+        None, an in-process encoder such as ``DummyEncoder``) gets an index built from its embeddings."""
+        if artifacts is None:
             index = ItemIndex.build(model.embeddings)
+        else:
+            index_file = artifacts / "index.faiss"
+            if not index_file.is_file():
+                raise SimGRError(f"{index_file}: missing from the bundle; run `simgr export` again to write it")
+            index = ItemIndex.load(index_file, use_gpu=use_gpu)
         if index.ntotal != model.n_items or index.dim != model.dim:
             raise SimGRError(
                 f"{artifacts}: index holds {index.ntotal} x {index.dim}, the model has {model.n_items} x {model.dim}"

@@ -145,7 +145,7 @@ def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_data_dir: Path, t
         if proc.poll() is None:
             proc.kill()
     done = len(log_lines(run))
-    ckpt_epoch = __import__("torch").load(run / "checkpoints" / "last.pt", weights_only=False)["state"]["epoch"]
+    ckpt_epoch = __import__("torch").load(run / "checkpoints" / "last.pt", weights_only=True)["state"]["epoch"]
     assert ckpt_epoch >= done - 1 >= 0  # the checkpoint is at most one epoch behind the log
     target = ckpt_epoch + 2
     assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), "--epochs", str(target),

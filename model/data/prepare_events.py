@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from model.config import DataConfig, EventsConfig
-from model.data.prepare import FORMAT_VERSION, Indexed, n_train_samples, write_dataset
+from model.data.prepare import Indexed, dataset_info, write_dataset
 from model.data.ragged import RaggedSequences
 from model.data.sources.arrow_files import part_files
 from model.data.sources.event_items import read_item_table
@@ -77,19 +77,12 @@ def prepare_events(*, interactions: Path, items: Path | None, out_dir: Path, cfg
                          + ", ".join(f"{k} {v}" for k, v in counts["rows_dropped"].items() if v) + ")")
     indexed = index_events(events)
     kept = {i: metas[i] for i in indexed.item_ids if i in metas}
-    n_interactions = len(events.users)
-    info: dict[str, Any] = {
-        "format_version": FORMAT_VERSION, "name": Path(interactions).name.split(".")[0], "source": "events",
-        "n_users": len(indexed.user_ids), "n_items": len(indexed.item_ids), "n_interactions": n_interactions,
-        "n_train_samples": n_train_samples(indexed.sequences), "max_history": data.max_history,
-        "has_text": any(m.text for m in kept.values()),
-        "has_categories": any(m.categories for m in kept.values()), "has_given_sids": False,
-        "avg_seq_len": round(n_interactions / len(indexed.user_ids), 4), **counts,
-    }
+    info = dataset_info(name=Path(interactions).name.split(".")[0], source="events", indexed=indexed, metas=kept,
+                        has_given_sids=False, max_history=data.max_history).model_copy(update=counts)
     write_dataset(out_dir=Path(out_dir), info=info, indexed=indexed, metas=kept, given=None,
                   max_history=data.max_history)
     dropped = ", ".join(f"{k} {v}" for k, v in counts["rows_dropped"].items())
     logger.info("read %d rows; dropped %s; kept %d interactions (%s .. %s, times %s) in %.1f s -> %s",
-                counts["rows_read"], dropped, n_interactions, counts["first_timestamp"],
+                counts["rows_read"], dropped, info.n_interactions, counts["first_timestamp"],
                 counts["last_timestamp"], "/".join(counts["time_formats"]), time.perf_counter() - start, out_dir)
-    return info
+    return info.model_dump(exclude_none=True)

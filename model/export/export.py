@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from index.item_index import ItemIndex
+from index.item_index import ItemIndex, exact_topk
 from model.config import to_dict
 from model.errors import SimGRError
 from model.export.bundle import Bundle
-from model.export.manifest import BundleManifest, TrainedOn
+from model.export.manifest import BundleItem, BundleManifest, NetworkSpec, TrainedOn
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
 from model.training.run import LoadedRun, load_run
@@ -66,14 +66,14 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
 
         save_file({k: v.contiguous() for k, v in model.aggregator.state_dict().items()},
                   str(out / "model" / "aggregator.safetensors"))
-    (out / "model" / "simgr.json").write_text(json.dumps(
-        {"model": to_dict(model.cfg), "prompt": to_dict(model.prompt_cfg)}, indent=2) + "\n")
+    spec = NetworkSpec(model=model.cfg, prompt=model.prompt_cfg)
+    (out / "model" / "simgr.json").write_text(json.dumps(to_dict(spec), indent=2) + "\n")
     with torch.inference_mode():
         emb = model.item_embeddings().float().numpy()  # (N, D)
     np.save(out / "item_embeddings.npy", emb)
     with open(out / "items.jsonl", "w") as f:
         for i, (iid, sid, title) in enumerate(zip(item_ids, sids, titles, strict=True)):
-            f.write(json.dumps({"idx": i, "item_id": iid, "sid": list(sid), "title": title}) + "\n")
+            f.write(json.dumps(to_dict(BundleItem(idx=i, item_id=iid, sid=list(sid), title=title))) + "\n")
     ItemIndex.build(emb).save(out / "index.faiss")
     (out / "popularity.json").write_text(json.dumps([item_ids[i] for i in popularity]) + "\n")
     weights = sorted(bdir.glob("*.safetensors")) + sorted((out / "model").glob("*.safetensors"))
@@ -81,7 +81,7 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
         model_version=_hash_files([*weights, out / "items.jsonl", out / "model" / "simgr.json"]),
         backbone=model.cfg.backbone, dim=int(emb.shape[1]), tau=model.cfg.tau,
         normalize=model.cfg.normalize, aggregator=model.cfg.aggregator,
-        prompt=to_dict(model.prompt_cfg), n_items=int(emb.shape[0]),
+        prompt=model.prompt_cfg, n_items=int(emb.shape[0]),
         metrics=metrics or {}, packages=_versions(),
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {}),
     )
@@ -90,26 +90,29 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
 
 
 def check_bundle(root: Path, histories: Sequence[Sequence[int]], *, k: int = 10, atol: float = 1e-5) -> int:
-    """Load the bundle as the service does and compare FAISS top-k with exact torch top-k for each
-    history. Ties at the k-th score may swap; anything else raises. Returns the number of users checked."""
+    """Load the bundle as the service does and compare its FAISS top-k with the exact top-k over its
+    item_embeddings.npy for each history. Ties at the k-th score may swap; anything else raises.
+    Returns the number of users checked."""
     bundle = Bundle.load(root)
     index = ItemIndex.load(root / "index.faiss")
-    if index.ntotal != bundle.n_items:
-        raise SimGRError(f"{root}: index holds {index.ntotal} items, bundle has {bundle.n_items}")
+    if index.ntotal != bundle.n_items or index.dim != bundle.dim:
+        raise SimGRError(f"{root}: index holds {index.ntotal} x {index.dim} vectors, "
+                         f"the bundle {bundle.n_items} x {bundle.dim}")
     q = bundle.encode_users(histories)  # (U, D)
     k = min(k, bundle.n_items)
-    _, faiss_ids = index.search(q, k)
-    exact = torch.from_numpy(q) @ torch.from_numpy(bundle.embeddings).T  # (U, N)
-    top = exact.topk(k, dim=-1)
+    _, faiss_ids = index.search(q, k)  # (U, k)
+    exact_scores, exact_ids = exact_topk(q, bundle.embeddings, k)  # (U, k) each, best first
     for u in range(len(histories)):
-        a, b = set(faiss_ids[u].tolist()), set(top.indices[u].tolist())
+        a, b = set(faiss_ids[u].tolist()), set(exact_ids[u].tolist())
         if a == b:
             continue
-        kth = float(top.values[u, -1])
-        odd = [i for i in a ^ b if abs(float(exact[u, i]) - kth) > atol]
+        kth, diff = float(exact_scores[u, -1]), sorted(a ^ b)
+        known = [i for i in diff if 0 <= i < bundle.n_items]
+        scores = dict(zip(known, (bundle.embeddings[known] @ q[u]).tolist(), strict=True))  # exact, disagreeing
+        odd = [i for i in diff if i not in scores or abs(scores[i] - kth) > atol]
         if odd:
             raise SimGRError(f"{root}: FAISS top-{k} differs from exact top-{k} for check user {u} "
-                             f"(items {sorted(odd)[:5]}); the bundle is inconsistent")
+                             f"(items {odd[:5]}); the bundle is inconsistent")
     return len(histories)
 
 
@@ -132,7 +135,7 @@ def _trained_on(run: LoadedRun, run_dir: Path) -> TrainedOn:
     info = run.data.info
     log_path = run_dir / "train_log.jsonl"
     epochs = len(log_path.read_text().splitlines()) if log_path.is_file() else 0
-    return TrainedOn(data_dir=run.cfg.data_dir, dataset=info.get("name"), n_users=run.data.n_users,
+    return TrainedOn(data_dir=run.cfg.data_dir, dataset=info.name, n_users=run.data.n_users,
                      n_items=run.data.n_items, n_interactions=sum(len(s) for s in run.data.sequences),
                      interactions="all" if run.cfg.final else "train_part", epochs=epochs,
                      from_run=run.cfg.from_run)
@@ -148,7 +151,7 @@ def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 
     items = run.data.items
     final = run.cfg.final
     popularity = np.argsort(-run.data.popularity(all_interactions=final), kind="stable").tolist()
-    extra = {"dataset": run.data.info.get("name"), "run": str(run_dir), "trained_on": _trained_on(run, run_dir),
+    extra = {"dataset": run.data.info.name, "run": str(run_dir), "trained_on": _trained_on(run, run_dir),
              "expected_quality": _run_metrics(Path(run.cfg.from_run)) if final and run.cfg.from_run else {}}
     manifest = write_bundle(out, model=run.built.model, tokenizer=run.built.tokenizer,
                             item_ids=[it.item_id for it in items], sids=run.sids,

@@ -1,4 +1,5 @@
-"""``manifest.json`` of an export bundle: what was exported, from what, and how to load it.
+"""``manifest.json``, ``model/simgr.json`` and the ``items.jsonl`` rows of an export bundle: what was
+exported, from what, how to rebuild the network, and the catalogue in index order.
 
 Parsed with pydantic (``extra="forbid"``): a typo or a field from a newer format is an error that names
 the file and the field, never silently ignored.
@@ -6,11 +7,13 @@ the file and the field, never silently ignored.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, with_config
 
+from model.config import STRICT_FIELDS, ModelConfig, PromptConfig, from_dict
 from model.data.jsonio import read_json
 from model.errors import SimGRError
 
@@ -42,7 +45,7 @@ class BundleManifest(BaseModel):
     tau: float = Field(gt=0)  # softmax temperature the model trained with
     normalize: bool  # whether h and e_i are L2-normalised (cosine scores)
     aggregator: str  # how SID-token embeddings become an item embedding
-    prompt: dict[str, Any]  # PromptConfig as trained; serving builds prompts with it
+    prompt: PromptConfig  # as trained; serving builds prompts with it
     n_items: int = Field(ge=0)  # rows of item_embeddings.npy and of the index
     metrics: dict[str, Any] = Field(default_factory=dict)  # the run's metrics_<split>.json, by split
     packages: dict[str, str] = Field(default_factory=dict)  # versions that wrote the bundle
@@ -62,9 +65,24 @@ class BundleManifest(BaseModel):
         raw = read_json(path, missing="missing from the bundle")
         if isinstance(raw, dict) and raw.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
             raise SimGRError(f"{path}: unsupported format_version {raw.get('format_version')!r}")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            raise SimGRError(f"{path}: {where}: {err['msg']}") from None
+        return from_dict(cls, raw, origin=path, what="manifest")
+
+
+@with_config(STRICT_FIELDS)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NetworkSpec:
+    """``model/simgr.json``: the configs the bundle's network was built with."""
+
+    model: ModelConfig  # backbone preset, aggregator, tau, normalisation
+    prompt: PromptConfig  # instruction, history length, layout
+
+
+@with_config(STRICT_FIELDS)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BundleItem:
+    """One line of the bundle's ``items.jsonl``; line i is index id i."""
+
+    idx: Annotated[int, Field(ge=0)]  # the item's index id (its row in item_embeddings.npy)
+    item_id: StrictStr  # the catalogue's id, as requests name it
+    sid: Annotated[list[StrictStr], Field(min_length=1)]  # semantic-ID tokens
+    title: str | None = None  # display title

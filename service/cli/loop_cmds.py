@@ -50,12 +50,38 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
+def add_events_flags(s: argparse.ArgumentParser, dataclass_flags: Callable[..., None]) -> None:
+    """``prepare --source events`` inputs and column mapping."""
+    s.add_argument("--interactions", type=Path, help="events: the log, a file or a directory of part files "
+                   "(CSV, TSV, Parquet, JSONL, optionally .gz)")
+    s.add_argument("--items", type=Path, help="events: the item table (id, title, text, categories, attributes)")
+    dataclass_flags(s, EventsConfig)
+
+
+def prepare_events_command(a: argparse.Namespace, data: Any, cfg: EventsConfig) -> dict[str, Any]:
+    from model.data.prepare_events import prepare_events
+
+    if a.source != "events":
+        raise SimGRError("--interactions/--items are for --source events; use --input")
+    if a.interactions is None:
+        raise SimGRError("--source events needs --interactions FILE|DIR")
+    return prepare_events(interactions=a.interactions, items=a.items, out_dir=a.out, cfg=cfg, data=data)
+
+
+def add_final_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--final", action="store_true", help="train the deployed model on every interaction, tails "
+                   "included, for --from-run's best epoch count (its other settings too)")
+    s.add_argument("--from-run", type=Path, help="the validated run that --final takes its settings from")
+
+
 def final_run_config(a: argparse.Namespace) -> Any:
     """``train --final --from-run RUN [--data DATA]``: the validated run's settings for its best epoch count."""
     import logging
 
     from model.training.run import final_config
 
+    if not (a.final or a.from_run is not None):
+        raise SimGRError("--data is required (or --final --from-run RUN)")
     if not (a.final and a.from_run is not None):
         raise SimGRError("--final and --from-run RUN go together (the run's best epoch count is used)")
     cfg = final_config(a.from_run, a.data)

@@ -12,9 +12,10 @@ import json
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from index import IndexFormatError
 from model.config import (
@@ -25,10 +26,13 @@ from model.config import (
     PromptConfig,
     RQVAEConfig,
     TrainConfig,
+    from_dict,
 )
 from model.errors import SimGRError
+from service.cli.loop_cmds import add_commands, add_events_flags, add_final_flags
 
 log = logging.getLogger("simgr")
+T = TypeVar("T")
 
 # training fields a resumed run may change (the rest come from the run's saved config.json)
 _RESUME_OVERRIDES = ("epochs", "patience", "time_budget_min", "eval_every")
@@ -38,8 +42,10 @@ _FLAG_ALIASES = {"layout": "input-layout"}
 
 
 def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per config field, typed from its default; unset flags keep the dataclass default."""
+    """One ``--flag`` per config field, typed from its default (choices from a Literal annotation);
+    unset flags keep the dataclass default."""
     group = p.add_argument_group(cls.__name__)
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -47,6 +53,8 @@ def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, *, skip: tuple[s
         default = f.default
         kw: dict[str, Any] = {"dest": f"{cls.__name__}.{f.name}", "default": argparse.SUPPRESS,
                               "help": f"(default: {default})"}
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            kw["choices"] = typing.get_args(hints[f.name])
         if isinstance(default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(default, tuple):
@@ -65,10 +73,11 @@ def _tuple_of(elem: type) -> Callable[[str], tuple[Any, ...]]:
     return parse
 
 
-def _dataclass_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
+def _dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
+    """The config ``cls`` from the flags given, validated like a config file (SimGRError on a bad value)."""
     prefix = cls.__name__ + "."
     values = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
-    return cls(**{**values, **fixed})
+    return from_dict(cls, values, origin="command line", what=cls.__name__)
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -81,31 +90,26 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     from model.data.prepare import prepare_dataset
 
     cfg = _dataclass_from_args(DataConfig, a)
-    if a.source == "events":
-        from model.data.prepare_events import prepare_events
+    if a.source == "events" or a.interactions is not None or a.items is not None:
+        from service.cli.loop_cmds import prepare_events_command
 
-        if a.interactions is None:
-            raise SimGRError("--source events needs --interactions FILE|DIR")
-        _emit(prepare_events(interactions=a.interactions, items=a.items, out_dir=a.out,
-                             cfg=_dataclass_from_args(EventsConfig, a), data=cfg))
+        _emit(prepare_events_command(a, cfg, _dataclass_from_args(EventsConfig, a)))
         return 0
-    if a.interactions is not None or a.items is not None:
-        raise SimGRError("--interactions/--items are for --source events; use --input")
     _emit(prepare_dataset(source=a.source, input_path=a.input, out_dir=a.out, cfg=cfg))
     return 0
 
 
 def cmd_semantic_ids(a: argparse.Namespace) -> int:
+    from model.data.dataset import read_info
     from model.semantic_ids.assign import build_semantic_ids
 
     cfg = _dataclass_from_args(RQVAEConfig, a)
     given = a.given
-    info_path, given_path = a.data / "dataset.json", a.data / "given_sids.json"
-    if given is None and given_path.is_file() and info_path.is_file():
-        info = json.loads(info_path.read_text())
-        if not info.get("has_text"):  # nothing to embed: the dataset's own IDs are the only sensible ones
-            log.info("no item text in %s; using its given semantic IDs (%s)", a.data, given_path)
-            given = given_path
+    given_path = a.data / "given_sids.json"
+    no_text = given is None and given_path.is_file() and not read_info(a.data).has_text
+    if no_text:  # nothing to embed: the dataset's own IDs are the only sensible ones
+        log.info("no item text in %s; using its given semantic IDs (%s)", a.data, given_path)
+        given = given_path
     _emit(build_semantic_ids(data_dir=a.data, cfg=cfg, given=given, encoder_dir=a.encoder, device=a.device))
     return 0
 
@@ -114,12 +118,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     from model.training.run import RunConfig, load_run_config
     from model.training.train import train
 
-    if a.final or a.from_run is not None:
+    if a.final or a.from_run is not None or a.data is None:
         from service.cli.loop_cmds import final_run_config
 
         cfg = final_run_config(a)
-    elif a.data is None:
-        raise SimGRError("--data is required (or --final --from-run RUN)")
     else:
         cfg = RunConfig(data_dir=str(a.data), method=a.method, model=_dataclass_from_args(ModelConfig, a),
                         prompt=_dataclass_from_args(PromptConfig, a), train=_dataclass_from_args(TrainConfig, a),
@@ -181,42 +183,29 @@ def _method_names() -> list[str]:
     return method_names()
 
 
-def _add_prepare(sub: Any) -> None:
-    s = sub.add_parser("prepare", help="normalize a dataset: ids, leave-one-out split, summary")
-    s.add_argument("--source", required=True, choices=["lcrec", "recbole", "amazon2018", "movielens100k", "events"])
-    s.add_argument("--input", type=Path, help="input file/folder (optional for movielens100k)")
-    s.add_argument("--interactions", type=Path, help="events: the log, a file or a directory of part files "
-                   "(CSV, TSV, Parquet, JSONL, optionally .gz)")
-    s.add_argument("--items", type=Path, help="events: the item table (id, title, text, categories, attributes)")
-    s.add_argument("--out", required=True, type=Path, help="dataset directory to write")
-    _add_dataclass_flags(s, DataConfig)
-    _add_dataclass_flags(s, EventsConfig)
-    s.set_defaults(func=cmd_prepare)
-
-
-def _add_train(sub: Any) -> None:
-    s = sub.add_parser("train", help="train SimGR on a prepared dataset")
-    s.add_argument("--data", type=Path, help="prepared dataset (with --final: default the run's own)")
-    s.add_argument("--out", required=True, type=Path, help="run directory")
-    s.add_argument("--final", action="store_true", help="train the deployed model on every interaction, tails "
-                   "included, for --from-run's best epoch count (its other settings too)")
-    s.add_argument("--from-run", type=Path, help="the validated run that --final takes its settings from")
-    s.add_argument("--method", default="simgr", choices=_method_names(), help="simgr (default) or a baseline")
-    s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from RUN_DIR/checkpoints/last.pt when present (default: on)")
-    for cls in (ModelConfig, PromptConfig, TrainConfig, BaselineConfig):
-        _add_dataclass_flags(s, cls)
-    s.set_defaults(func=cmd_train)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simgr", description="SimGR: LLM-based generative recommendation.")
     # dest differs from `serve --log-level` (a Settings field), so the two never overwrite each other
     p.add_argument("--log-level", dest="cli_log_level", default=os.environ.get("SIMGR_LOG_LEVEL", "INFO"),
                    help="logging level of the offline commands (default: $SIMGR_LOG_LEVEL or INFO)")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_data_commands(sub)
+    _add_train(sub)
+    _add_run_commands(sub)
+    _add_demo(sub)
+    _add_serve(sub)
+    add_commands(sub, dataclass_flags=_add_dataclass_flags, from_args=_dataclass_from_args)
+    return p
 
-    _add_prepare(sub)
+
+def _add_data_commands(sub: Any) -> None:
+    s = sub.add_parser("prepare", help="normalize a dataset: ids, leave-one-out split, summary")
+    s.add_argument("--source", required=True, choices=["lcrec", "recbole", "amazon2018", "movielens100k", "events"])
+    s.add_argument("--input", type=Path, help="input file/folder (optional for movielens100k)")
+    s.add_argument("--out", required=True, type=Path, help="dataset directory to write")
+    _add_dataclass_flags(s, DataConfig)
+    add_events_flags(s, _add_dataclass_flags)
+    s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("semantic-ids", help="item text -> RQ-VAE semantic IDs (or take given ones)")
     s.add_argument("--data", required=True, type=Path)
@@ -227,8 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_flags(s, RQVAEConfig)
     s.set_defaults(func=cmd_semantic_ids)
 
-    _add_train(sub)
 
+def _add_train(sub: Any) -> None:
+    s = sub.add_parser("train", help="train SimGR on a prepared dataset")
+    s.add_argument("--data", type=Path, help="prepared dataset (required unless --final)")
+    s.add_argument("--out", required=True, type=Path, help="run directory")
+    add_final_flags(s)
+    s.add_argument("--method", default="simgr", choices=_method_names(), help="simgr (default) or a baseline")
+    s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from RUN_DIR/checkpoints/last.pt when present (default: on)")
+    for cls in (ModelConfig, PromptConfig, TrainConfig, BaselineConfig):
+        _add_dataclass_flags(s, cls)
+    s.set_defaults(func=cmd_train)
+
+
+def _add_run_commands(sub: Any) -> None:
     s = sub.add_parser("evaluate", help="full-ranking metrics of a run")
     s.add_argument("--run", required=True, type=Path)
     s.add_argument("--split", default="test", choices=["test", "valid"])
@@ -246,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
     s.set_defaults(func=cmd_compare)
 
+
+def _add_demo(sub: Any) -> None:
     s = sub.add_parser("demo", help="end to end on MovieLens-100k: prepare, IDs, train, evaluate, export")
     s.add_argument("--workdir", type=Path, default=Path("demo"))
     s.add_argument("--preset", default="small")
@@ -254,12 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve the bundle at the end")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_demo)
-
-    _add_serve(sub)
-    from service.cli.loop_cmds import add_commands
-
-    add_commands(sub, dataclass_flags=_add_dataclass_flags, from_args=_dataclass_from_args)
-    return p
 
 
 def _add_serve(sub: Any) -> None:

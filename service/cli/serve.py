@@ -1,6 +1,6 @@
 """``simgr serve``: every ``Settings`` field has a flag twin (``max_batch_size`` -> ``--max-batch-size``).
 
-Flags override ``SIMGR_*`` env vars, which override defaults. Wired into service/cli.py by the lead:
+Flags override ``SIMGR_*`` env vars, which override defaults. ``service/cli/main.py`` registers it:
 
     add_arguments(subparser); ...; return run(args)
 """
