@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, with_config
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    StrictStr,
+    model_serializer,
+    with_config,
+)
 
 from model.config import STRICT_FIELDS, from_dict
 from model.data.jsonio import iter_validated_jsonl, read_json
@@ -50,6 +59,16 @@ class DatasetInfo(BaseModel):
     time_formats: list[str] | None = None  # epoch_seconds, epoch_milliseconds, iso8601, timestamp
     first_timestamp: str | None = None  # earliest kept interaction, ISO-8601 UTC
     last_timestamp: str | None = None  # latest kept interaction, ISO-8601 UTC
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_accounting(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The events keys appear only when set: a research source's dataset.json is unchanged."""
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k not in _EVENTS_KEYS}
+
+
+_EVENTS_KEYS = frozenset({"rows_read", "rows_kept", "rows_dropped", "time_formats", "first_timestamp",
+                          "last_timestamp"})
 
 
 def read_info(root: Path) -> DatasetInfo:
