@@ -4,8 +4,9 @@
 - Timing headers on every response: x-queue-time, x-inference-time, x-search-time, x-total-time (ms)
   (TEI's names); x-simgr-degraded when the session store was skipped.
 - Body limit: 413 on Content-Length or on the streamed byte count.
-- Metrics: simgr_requests_total{endpoint,status} and simgr_request_duration_seconds{endpoint}, with
-  endpoint = the route template (bounded cardinality; "unmatched" for 404s).
+- Metrics: simgr_requests_total{endpoint,status,model_version} and
+  simgr_request_duration_seconds{endpoint,model_version}, with endpoint = the route template (bounded
+  cardinality; "unmatched" for 404s) and model_version = the bundle that answered ("" when none did).
 - Any exception that escapes the app becomes a 500 ``{"error", "error_type": "internal"}``.
 """
 
@@ -94,9 +95,12 @@ class RequestContextMiddleware:
             self.metrics.failures.labels(error_type="internal").inc()
             await error_response("internal", "internal server error")(scope, receive, ex.send)
         finally:
-            endpoint = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.requests.labels(endpoint=endpoint, status=str(ex.status)).inc()
-            self.metrics.request_duration.labels(endpoint=endpoint).observe(time.perf_counter() - ex.t0)
+            self._observe(scope, ex.status, ex.timing.model_version, time.perf_counter() - ex.t0)
+
+    def _observe(self, scope: Scope, status: int, version: str, seconds: float) -> None:
+        endpoint = getattr(scope.get("route"), "path", None) or "unmatched"
+        self.metrics.requests.labels(endpoint=endpoint, status=str(status), model_version=version).inc()
+        self.metrics.request_duration.labels(endpoint=endpoint, model_version=version).observe(seconds)
 
     def _check_length(self, value: str | None) -> tuple[str, str] | None:
         if value is None or not value.isdigit():  # servers reject malformed lengths before the app

@@ -16,6 +16,7 @@ import numpy as np
 
 from index import ItemIndex
 from model.errors import SimGRError
+from model.export.integrity import VerifyMode
 from service.encoder import UserEncoder
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,9 @@ class ModelState:
         return seconds
 
 
-def default_loader(*, device: str, encoder: str, noop_sleep_ms: float) -> Loader:
-    """Load ``model.bundle.Bundle`` from a directory (wrapped in the noop encoder when asked)."""
+def default_loader(*, device: str, encoder: str, noop_sleep_ms: float, verify: VerifyMode = "quick") -> Loader:
+    """Verify the bundle's digests and load ``model.export.bundle.Bundle`` from a directory (wrapped in the
+    noop encoder when asked)."""
 
     def load(artifacts: Path | None) -> UserEncoder:
         if artifacts is None:
@@ -83,7 +85,7 @@ def default_loader(*, device: str, encoder: str, noop_sleep_ms: float) -> Loader
             raise SimGRError(f"{artifacts}: not a directory")
         from model.export.bundle import Bundle
 
-        bundle: UserEncoder = Bundle.load(artifacts, device=device)
+        bundle: UserEncoder = Bundle.load(artifacts, device=device, verify=verify)
         if encoder == "noop":
             from service.dummy import DummyEncoder
 

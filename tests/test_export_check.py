@@ -13,6 +13,7 @@ from index.item_index import ItemIndex
 from model.errors import SimGRError
 from model.export.bundle import Bundle
 from model.export.export import check_bundle
+from model.export.integrity import seal_bundle
 
 HISTORIES = [[1, 2, 3], [7], [10, 11], list(range(20, 40))]
 
@@ -30,6 +31,7 @@ def test_index_over_other_vectors_fails(tiny_bundle_dir: Path, tmp_path: Path) -
     root, emb = _bundle_copy(tiny_bundle_dir, tmp_path / "b")
     shuffled = emb[np.random.default_rng(0).permutation(len(emb))]  # same shape, rows under the wrong ids
     ItemIndex.build(shuffled).save(root / "index.faiss")
+    seal_bundle(root, rehash=True)  # an exporter bug, not damage after export: the digests agree
     with pytest.raises(SimGRError, match=r"b: FAISS top-10 differs from exact top-10 for check user 0"):
         check_bundle(root, HISTORIES)
 
@@ -37,6 +39,7 @@ def test_index_over_other_vectors_fails(tiny_bundle_dir: Path, tmp_path: Path) -
 def test_index_of_another_size_fails(tiny_bundle_dir: Path, tmp_path: Path) -> None:
     root, emb = _bundle_copy(tiny_bundle_dir, tmp_path / "b")
     ItemIndex.build(emb[:-1]).save(root / "index.faiss")
+    seal_bundle(root, rehash=True)
     n, d = emb.shape
     with pytest.raises(SimGRError, match=rf"index holds {n - 1} x {d} vectors, the bundle {n} x {d}"):
         check_bundle(root, HISTORIES)
@@ -54,6 +57,7 @@ def test_near_ties_at_the_kth_score_may_swap_but_nothing_else(tiny_bundle_dir: P
     indexed[twin], exact[twin] = emb[tenth] * (1 + 1e-6), emb[tenth] * (1 - 1e-6)
     ItemIndex.build(indexed).save(root / "index.faiss")
     np.save(root / "item_embeddings.npy", exact)
+    seal_bundle(root, rehash=True)
     _, faiss_ids = ItemIndex.load(root / "index.faiss").search(q[None, :], 10)
     assert twin in faiss_ids[0].tolist()
     assert tenth not in faiss_ids[0].tolist()  # a real disagreement on the 10th place

@@ -16,6 +16,7 @@ from model.data.dataset import Dataset
 from model.data.prepare import prepare_dataset
 from model.errors import SimGRError
 from model.export.bundle import Bundle
+from model.export.integrity import seal_bundle
 from model.training.run import RunConfig, load_checkpoint, load_run_config, save_run_config
 from service.cli.main import main
 
@@ -106,6 +107,7 @@ def test_bundle_network_spec_forbids_unknown_fields(tiny_bundle_dir: Path, tmp_p
     spec = json.loads((root / "model" / "simgr.json").read_text())
     spec["model"]["temperature"] = 0.1
     (root / "model" / "simgr.json").write_text(json.dumps(spec))
+    seal_bundle(root, rehash=True)  # a bundle written that way, not changed after export
     with pytest.raises(SimGRError, match=r"simgr.json: model.temperature: unknown network spec field$"):
         Bundle.load(root)
 

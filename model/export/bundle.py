@@ -9,6 +9,9 @@ ARTIFACT_DIR/
   item_embeddings.npy    (N, D) float32, exactly the vectors in the index
   index.faiss            FAISS inner-product index, ids = item idx
   popularity.json        item ids, most popular first (cold start)
+
+manifest.json is written last and lists the sha256 + size of every other file; export builds the
+directory beside its target and renames it into place only after it loads and checks (atomic.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pydantic import StrictStr
 
 from model.data.jsonio import iter_validated_jsonl, read_validated
 from model.errors import SimGRError
+from model.export.integrity import VerifyMode, verify_bundle
 from model.export.manifest import BundleItem, BundleManifest, NetworkSpec
 from model.network.model import SimGR
 from model.network.prompt import PromptVocab, build_prompt, collate
@@ -62,7 +66,8 @@ class Bundle:
         self._table = torch.from_numpy(embeddings).to(device)  # item inputs for the ``items`` layout
 
     @classmethod
-    def load(cls, root: str | Path, *, device: str = "cpu") -> Bundle:
+    def load(cls, root: str | Path, *, device: str = "cpu", verify: VerifyMode = "quick") -> Bundle:
+        """Verify the files against the manifest's digests (see model/export/integrity.py), then load."""
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -70,6 +75,7 @@ class Bundle:
         if not root.is_dir():
             raise SimGRError(f"{root}: bundle directory not found; run `simgr export` first")
         manifest = BundleManifest.read(root / "manifest.json")
+        verify_bundle(root, manifest, verify)
         spec = read_validated(root / "model" / "simgr.json", NetworkSpec, what="network spec", missing=_MISSING)
         mcfg, pcfg = spec.model, spec.prompt
         items = _read_items(root / "items.jsonl")

@@ -7,7 +7,6 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +17,11 @@ import torch
 
 from index.item_index import ItemIndex, exact_topk
 from model.config import to_dict
+from model.data.jsonio import read_json
 from model.errors import SimGRError
+from model.export.atomic import check_target, staged_dir
 from model.export.bundle import Bundle
+from model.export.integrity import digest_files, seal_bundle
 from model.export.manifest import BundleItem, BundleManifest, NetworkSpec, TrainedOn
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
@@ -52,10 +54,9 @@ def _hash_files(paths: Sequence[Path]) -> str:
 def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[str],
                  sids: Sequence[Sequence[str]], titles: Sequence[str | None], popularity: Sequence[int],
                  metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> BundleManifest:
-    """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity and the manifest."""
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "model").mkdir(parents=True)
+    """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity and, last, the manifest
+    with the sha256 of every file written before it. ``out`` is new or empty (see ``staged_dir``)."""
+    (out / "model").mkdir(parents=True, exist_ok=True)
     model = model.cpu().float().eval()
     model.backbone = merge_lora(model.backbone)
     bdir = out / "model" / "backbone"
@@ -83,17 +84,17 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
         normalize=model.cfg.normalize, aggregator=model.cfg.aggregator,
         prompt=model.prompt_cfg, n_items=int(emb.shape[0]),
         metrics=metrics or {}, packages=_versions(),
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {}),
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), files=digest_files(out), **(extra or {}),
     )
     manifest.write(out / "manifest.json")
     return manifest
 
 
 def check_bundle(root: Path, histories: Sequence[Sequence[int]], *, k: int = 10, atol: float = 1e-5) -> int:
-    """Load the bundle as the service does and compare its FAISS top-k with the exact top-k over its
-    item_embeddings.npy for each history. Ties at the k-th score may swap; anything else raises.
-    Returns the number of users checked."""
-    bundle = Bundle.load(root)
+    """Load the bundle as the service does (every digest checked) and compare its FAISS top-k with the
+    exact top-k over its item_embeddings.npy for each history. Ties at the k-th score may swap; anything
+    else raises. Returns the number of users checked."""
+    bundle = Bundle.load(root, verify="full")
     index = ItemIndex.load(root / "index.faiss")
     if index.ntotal != bundle.n_items or index.dim != bundle.dim:
         raise SimGRError(f"{root}: index holds {index.ntotal} x {index.dim} vectors, "
@@ -122,7 +123,7 @@ def _run_metrics(run_dir: Path) -> dict[str, Any]:
     for split in ("test", "valid"):
         path = run_dir / f"metrics_{split}.json"
         if path.is_file():
-            metrics[split] = json.loads(path.read_text())
+            metrics[split] = read_json(path)
     best = run_dir / "checkpoints" / "best.pt"
     if best.is_file() and "valid" not in metrics:
         state = torch.load(best, map_location="cpu", weights_only=False)
@@ -141,26 +142,32 @@ def _trained_on(run: LoadedRun, run_dir: Path) -> TrainedOn:
                      from_run=run.cfg.from_run)
 
 
-def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0) -> dict[str, Any]:
-    """Best checkpoint of ``run_dir`` -> bundle at ``out``; fails loudly if FAISS != exact top-10."""
+def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0,
+               force: bool = False) -> dict[str, Any]:
+    """Best checkpoint of ``run_dir`` -> bundle at ``out``, written beside it, checked (FAISS == exact
+    top-10, every digest) and only then renamed into place; a non-empty ``out`` needs ``force``.
+    A ``--final`` run counts popularity over all interactions and carries its validated run's metrics."""
     run = load_run(run_dir, checkpoint="best")
     if run.cfg.method != "simgr":
         raise SimGRError(f"{run_dir}: a {run.cfg.method!r} run; only SimGR runs export a serving bundle")
     if out.resolve() == run_dir.resolve():
         raise SimGRError(f"{out}: export into the run directory itself would overwrite it")
+    check_target(out, force=force)  # before the slow part
     items = run.data.items
     final = run.cfg.final
     popularity = np.argsort(-run.data.popularity(all_interactions=final), kind="stable").tolist()
     extra = {"dataset": run.data.info.name, "run": str(run_dir), "trained_on": _trained_on(run, run_dir),
              "expected_quality": _run_metrics(Path(run.cfg.from_run)) if final and run.cfg.from_run else {}}
-    manifest = write_bundle(out, model=run.built.model, tokenizer=run.built.tokenizer,
-                            item_ids=[it.item_id for it in items], sids=run.sids,
-                            titles=[it.title for it in items], popularity=popularity,
-                            metrics={} if final else _run_metrics(run_dir), extra=extra)
     hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
     rng = np.random.default_rng(seed)
     sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
-    checked = check_bundle(out, sample)
+    with staged_dir(out, force=force) as tmp:
+        manifest = write_bundle(tmp, model=run.built.model, tokenizer=run.built.tokenizer,
+                                item_ids=[it.item_id for it in items], sids=run.sids,
+                                titles=[it.title for it in items], popularity=popularity,
+                                metrics={} if final else _run_metrics(run_dir), extra=extra)
+        manifest = seal_bundle(tmp)  # every file in the staged bundle, whoever wrote it
+        checked = check_bundle(tmp, sample)
     log.info("export check: FAISS top-10 == exact top-10 for %d users", checked)
     return {"bundle": str(out), "model_version": manifest.model_version, "n_items": manifest.n_items,
             "dim": manifest.dim, "checked_users": checked}

@@ -35,6 +35,15 @@ class TrainedOn(BaseModel):
     from_run: str | None = None  # --final: the validated run that chose the epoch count
 
 
+class FileDigest(BaseModel):
+    """What one bundle file must be: its sha256 and its size (a cheap truncation check)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)  # bytes
+
+
 class BundleManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,6 +64,9 @@ class BundleManifest(BaseModel):
     synthetic: bool = False  # a random-init bundle for tests and benchmarks
     trained_on: TrainedOn | None = None  # the data behind the weights (None for synthetic bundles)
     expected_quality: dict[str, Any] = Field(default_factory=dict)  # --final: the validated run's metrics by split
+    # every file of the bundle but manifest.json, by POSIX path relative to the bundle root, sorted;
+    # empty only in bundles written before digests existed (they load with verify="off" only)
+    files: dict[str, FileDigest] = Field(default_factory=dict)
 
     def write(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n")

@@ -29,7 +29,7 @@ from model.config import (
     from_dict,
 )
 from model.errors import SimGRError
-from service.cli.loop_cmds import add_commands, add_events_flags, add_final_flags
+from service.cli import loop_cmds
 
 log = logging.getLogger("simgr")
 T = TypeVar("T")
@@ -91,9 +91,7 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 
     cfg = _dataclass_from_args(DataConfig, a)
     if a.source == "events" or a.interactions is not None or a.items is not None:
-        from service.cli.loop_cmds import prepare_events_command
-
-        _emit(prepare_events_command(a, cfg, _dataclass_from_args(EventsConfig, a)))
+        _emit(loop_cmds.prepare_events_command(a, cfg, _dataclass_from_args(EventsConfig, a)))
         return 0
     _emit(prepare_dataset(source=a.source, input_path=a.input, out_dir=a.out, cfg=cfg))
     return 0
@@ -119,9 +117,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     from model.training.train import train
 
     if a.final or a.from_run is not None or a.data is None:
-        from service.cli.loop_cmds import final_run_config
-
-        cfg = final_run_config(a)
+        cfg = loop_cmds.final_run_config(a)
     else:
         cfg = RunConfig(data_dir=str(a.data), method=a.method, model=_dataclass_from_args(ModelConfig, a),
                         prompt=_dataclass_from_args(PromptConfig, a), train=_dataclass_from_args(TrainConfig, a),
@@ -160,14 +156,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from model.export.export import export_run
 
-    _emit(export_run(a.run, a.out, check_users=a.check_users))
-    return 0
-
-
-def cmd_compare(a: argparse.Namespace) -> int:
-    from model.analysis.runner import run_compare
-
-    _emit(run_compare(a.config))
+    _emit(export_run(a.run, a.out, check_users=a.check_users, force=a.force))
     return 0
 
 
@@ -194,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub)
     _add_demo(sub)
     _add_serve(sub)
-    add_commands(sub, dataclass_flags=_add_dataclass_flags, from_args=_dataclass_from_args)
+    loop_cmds.add_commands(sub, dataclass_flags=_add_dataclass_flags, from_args=_dataclass_from_args)
     return p
 
 
@@ -204,7 +193,7 @@ def _add_data_commands(sub: Any) -> None:
     s.add_argument("--input", type=Path, help="input file/folder (optional for movielens100k)")
     s.add_argument("--out", required=True, type=Path, help="dataset directory to write")
     _add_dataclass_flags(s, DataConfig)
-    add_events_flags(s, _add_dataclass_flags)
+    loop_cmds.add_events_flags(s, _add_dataclass_flags)
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("semantic-ids", help="item text -> RQ-VAE semantic IDs (or take given ones)")
@@ -221,7 +210,7 @@ def _add_train(sub: Any) -> None:
     s = sub.add_parser("train", help="train SimGR on a prepared dataset")
     s.add_argument("--data", type=Path, help="prepared dataset (required unless --final)")
     s.add_argument("--out", required=True, type=Path, help="run directory")
-    add_final_flags(s)
+    loop_cmds.add_final_flags(s)
     s.add_argument("--method", default="simgr", choices=_method_names(), help="simgr (default) or a baseline")
     s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from RUN_DIR/checkpoints/last.pt when present (default: on)")
@@ -238,15 +227,11 @@ def _add_run_commands(sub: Any) -> None:
     s.add_argument("--batch-size", type=int, default=256)
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("export", help="write the serving bundle of a run")
-    s.add_argument("--run", required=True, type=Path)
-    s.add_argument("--out", required=True, type=Path)
-    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
-    s.set_defaults(func=cmd_export)
+    _add_export(sub)
 
-    s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
-    s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
-    s.set_defaults(func=cmd_compare)
+    from service.cli import compare as compare_cmd
+
+    compare_cmd.add_parser(sub, emit=_emit)
 
 
 def _add_demo(sub: Any) -> None:
@@ -260,6 +245,16 @@ def _add_demo(sub: Any) -> None:
     s.set_defaults(func=cmd_demo)
 
 
+def _add_export(sub: Any) -> None:
+    s = sub.add_parser("export", help="write the serving bundle of a run (staged beside --out, checked, renamed)")
+    s.add_argument("--run", required=True, type=Path)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
+    s.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
+    s.set_defaults(func=cmd_export)
+
+
 def _add_serve(sub: Any) -> None:
     try:
         from service.cli import serve as serve_cmd
@@ -268,6 +263,9 @@ def _add_serve(sub: Any) -> None:
     s = sub.add_parser("serve", help="serve a bundle over HTTP")
     serve_cmd.add_arguments(s)
     s.set_defaults(func=lambda a: serve_cmd.run(a))
+    from service.cli import rollout
+
+    rollout.add_parsers(sub, _emit)
 
 
 def main(argv: list[str] | None = None) -> int:

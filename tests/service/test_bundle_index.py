@@ -11,6 +11,7 @@ import pytest
 from svc_helpers import make_settings, serve
 
 from model.errors import SimGRError
+from model.export.integrity import seal_bundle
 from service.app import create_app
 from service.dummy import DummyEncoder
 from service.model_state import ModelState
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.anyio
 def _without_index(bundle_dir: Path, root: Path) -> Path:
     shutil.copytree(bundle_dir, root)
     (root / "index.faiss").unlink()
+    seal_bundle(root)  # exported without an index (the manifest agrees), not damaged afterwards
     return root
 
 
@@ -37,7 +39,9 @@ async def test_start_up_refuses_a_bundle_without_its_index(bundle_dir: Path, tmp
 async def test_reload_refuses_a_bundle_without_its_index(bundle_dir: Path, tmp_path: Path) -> None:
     root = _without_index(bundle_dir, tmp_path / "noindex")
     served = json.loads((bundle_dir / "manifest.json").read_text())["model_version"]
-    async with serve(create_app(make_settings(artifacts=bundle_dir, warmup=False))) as c:
+    admin = "index-admin-key-0123"
+    settings = make_settings(artifacts=bundle_dir, warmup=False, admin_keys=admin)
+    async with serve(create_app(settings), headers={"Authorization": f"Bearer {admin}"}) as c:
         r = await c.post("/admin/reload", json={"artifacts": str(root)})
         assert r.status_code == 422, r.text
         assert r.json()["error_type"] == "bad_bundle"
