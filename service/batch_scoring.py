@@ -15,10 +15,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -89,9 +90,15 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class _Ranked(NamedTuple):
+    rows: range  # user positions in the Histories
+    ids: np.ndarray  # (B, k) int64 item idx, -1 = none
+    scores: np.ndarray  # (B, k) float32, NaN for the popularity fallback
+
+
 def _score_rows(state: ModelState, hist: Histories, rows: range, job: BatchJob,
-                allow: frozenset[int] | None, exclude: frozenset[int]) -> pa.RecordBatch:
-    """One batch of users -> their ranked rows (server fallback for users with no known item)."""
+                allow: frozenset[int] | None, exclude: frozenset[int]) -> _Ranked:
+    """One batch of users -> their top-k (server fallback for users with no known item)."""
     from service.recommender import _popular
 
     max_h = state.model.max_history
@@ -107,23 +114,38 @@ def _score_rows(state: ModelState, hist: Histories, rows: range, job: BatchJob,
     for n in (n for n, s in enumerate(seqs) if not len(s)):
         pop = _popular(state, job.k, set(excl[n]), allow)
         ids[n, :len(pop)] = pop
+    return _Ranked(rows, ids, scores)
+
+
+def _to_batch(ranked: _Ranked, hist: Histories, item_names: np.ndarray) -> pa.RecordBatch:
+    """Ranked ids -> Parquet rows ``user_id, rank, item_id, score`` (only real candidates)."""
+    ids, scores = ranked.ids, ranked.scores
     keep = ids >= 0
-    user_rows = np.repeat(np.arange(len(seqs)), keep.sum(axis=1))
-    item_names = np.asarray(state.model.item_ids, dtype=object)
-    users = np.asarray([hist.user_ids[u] for u in rows], dtype=object)
+    user_rows = np.repeat(np.arange(len(ids)), keep.sum(axis=1))
+    users = np.asarray([hist.user_ids[u] for u in ranked.rows], dtype=object)
     ranks = (np.cumsum(keep, axis=1) * keep)[keep]
     return pa.record_batch([pa.array(users[user_rows], type=pa.string()), pa.array(ranks, type=pa.int32()),
                             pa.array(item_names[ids[keep]], type=pa.string()),
                             pa.array(scores[keep], type=pa.float32(), from_pandas=True)], schema=SCHEMA)
 
 
-def _write_chunk(path: Path, batches: Callable[[], Any]) -> int:
+def _write_chunk(path: Path, ranked: Iterable[_Ranked], to_batch: Callable[[_Ranked], pa.RecordBatch]) -> int:
+    """Stream one part file; Parquet conversion and writing run in a second thread while the next batch
+    is scored (the forward pass releases the GIL), at most two batches ahead."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    rows = 0
-    with pq.ParquetWriter(tmp, SCHEMA) as writer:
-        for batch in batches():
+    with pq.ParquetWriter(tmp, SCHEMA) as writer, ThreadPoolExecutor(max_workers=1) as pool:
+
+        def write(r: _Ranked) -> int:
+            batch = to_batch(r)
             writer.write_batch(batch)
-            rows += batch.num_rows
+            return int(batch.num_rows)
+
+        pending: list[Future[int]] = []
+        for r in ranked:
+            pending.append(pool.submit(write, r))
+            if len(pending) > 2:
+                pending[-3].result()  # bound the memory held by queued batches
+        rows = sum(f.result() for f in pending)
     os.replace(tmp, path)
     return rows
 
@@ -140,17 +162,19 @@ def score_to_parquet(state: ModelState, hist: Histories, out: Path, *, job: Batc
     users_todo = sum(min(len(hist), (c + 1) * job.chunk_users) - c * job.chunk_users for c in todo)
     bar = progress(range(users_todo), desc="recommend-batch", unit="user", total=users_todo)
     t0, rows = time.perf_counter(), 0
+    item_names = np.asarray(state.model.item_ids, dtype=object)  # (N,) idx -> id
     for c in todo:
         lo, hi = c * job.chunk_users, min(len(hist), (c + 1) * job.chunk_users)
 
         def batches(lo: int = lo, hi: int = hi) -> Any:
             for start in range(lo, hi, job.batch_size):
                 span = range(start, min(hi, start + job.batch_size))
-                yield _score_rows(state, hist, span, job, allow, exclude)
+                yield _score_rows(state, hist, span, job, allow, exclude)  # (B, k)
                 if hasattr(bar, "update"):
                     bar.update(len(span))
 
-        rows += _write_chunk(out / f"part-{c:05d}.parquet", batches)
+        rows += _write_chunk(out / f"part-{c:05d}.parquet", batches(),
+                             lambda r: _to_batch(r, hist, item_names))
     if hasattr(bar, "close"):
         bar.close()
     seconds = time.perf_counter() - t0

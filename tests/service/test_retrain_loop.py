@@ -27,6 +27,7 @@ from service.cli.main import main
 TINY = ["--backbone", "tiny", "--batch-size", "16", "--micro-batch-size", "16", "--lr", "0.01", "--seed", "0",
         "--epochs", "6", "--patience", "9"]
 K = ["--min-user-interactions", "3", "--min-item-interactions", "1"]
+ADMIN_KEY = "retrain-loop-admin-key"
 
 
 def original_log(path: Path) -> Path:
@@ -68,8 +69,10 @@ def test_serve_log_retrain_reload(tmp_path: Path, redis_url: str, redis_prefix: 
     original_log(logs / "part-000-original.parquet")
     bundle_v1 = build(capsys, tmp_path / "v1", logs)
     settings = make_settings(artifacts=bundle_v1, redis_url=redis_url, redis_prefix=redis_prefix + "sess:",
-                             event_log_prefix=redis_prefix)
-    with UvicornThread(create_app(settings)) as server, httpx.Client(base_url=server.base_url, timeout=60) as c:
+                             event_log_prefix=redis_prefix, admin_keys=(ADMIN_KEY,))
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}  # reload needs an admin key (valid on data routes too)
+    with UvicornThread(create_app(settings)) as server, \
+            httpx.Client(base_url=server.base_url, timeout=60, headers=auth) as c:
         v1 = c.get("/info").json()["model_version"]
         rng = np.random.default_rng(1)
         for u in range(30):
