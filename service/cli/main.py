@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workdir", type=Path, default=Path("demo"))
     s.add_argument("--preset", default="small")
     s.add_argument("--time-budget-min", type=float, default=8.0)
+    s.add_argument("--rqvae-epochs", type=int, default=RQVAEConfig().epochs,
+                   help="RQ-VAE training epochs for the semantic IDs (a few suffice for a smoke run)")
     s.add_argument("--serve", action=argparse.BooleanOptionalAction, default=False,
                    help="serve the bundle at the end")
     s.add_argument("--port", type=int, default=8000)
