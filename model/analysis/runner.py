@@ -198,8 +198,9 @@ def _subset_ndcg(top: np.ndarray, targets: np.ndarray) -> float:
 
 
 def run_compare(config_path: str | Path) -> dict[str, Any]:
-    from model.analysis.report import write_report
+    from model.analysis.report import require_matplotlib, write_report
 
+    require_matplotlib()  # before hours of training, not after
     cfg = load_compare_config(config_path)
     torch.set_num_threads(max(1, cfg.threads))
     ctx = Context(cfg)
