@@ -178,3 +178,12 @@ def test_serving_modules_import_without_train_packages() -> None:
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_serve_without_the_serve_extra_is_a_one_line_error(tiny_bundle_dir: Path) -> None:
+    code = "from service.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    cmd = _python(code, "serve", "--artifacts", str(tiny_bundle_dir), blocked=("fastapi", "uvicorn"))
+    out = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1] == (
+        "simgr: error: simgr serve needs fastapi, from the serving stack: pip install 'simgr[serve]'")

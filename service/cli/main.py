@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from model.config import BaselineConfig, DataConfig, ModelConfig, PromptConfig, 
 from model.errors import SimGRError
 
 log = logging.getLogger("simgr")
+SERVE_STACK = ("fastapi", "uvicorn", "pydantic_settings", "redis", "prometheus_client")  # the `serve` extra
 
 # training fields a resumed run may change (the rest come from the run's saved config.json)
 _RESUME_OVERRIDES = ("epochs", "patience", "time_budget_min", "eval_every")
@@ -206,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
     s.set_defaults(func=cmd_compare)
 
+    _add_demo(sub)
+    _add_serve(sub)
+    return p
+
+
+def _add_demo(sub: Any) -> None:
     s = sub.add_parser("demo", help="end to end on MovieLens-100k: prepare, IDs, train, evaluate, export")
     s.add_argument("--workdir", type=Path, default=Path("demo"))
     s.add_argument("--preset", default="small")
@@ -217,15 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_demo)
 
-    _add_serve(sub)
-    return p
-
 
 def _add_serve(sub: Any) -> None:
-    try:
-        from service.cli import serve as serve_cmd
-    except ImportError:  # the service layer is optional for offline-only installs
+    missing = next((m for m in SERVE_STACK if importlib.util.find_spec(m) is None), None)
+    if missing is not None:  # an install without the `serve` extra: say which extra serves
+
+        def unavailable(_: argparse.Namespace) -> int:
+            raise SimGRError(f"simgr serve needs {missing}, from the serving stack: pip install 'simgr[serve]'")
+
+        # "+" as the only option prefix: every flag given lands in `rest`, so any command line gets this error
+        s = sub.add_parser("serve", help="serve a bundle over HTTP (needs the serve extra)", add_help=False,
+                           prefix_chars="+")
+        s.add_argument("rest", nargs="*")
+        s.set_defaults(func=unavailable)
         return
+    from service.cli import serve as serve_cmd
+
     s = sub.add_parser("serve", help="serve a bundle over HTTP")
     serve_cmd.add_arguments(s)
     s.set_defaults(func=lambda a: serve_cmd.run(a))
