@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import textwrap
 from pathlib import Path
 
@@ -208,3 +209,19 @@ def test_model_init_lists_the_stages_in_order() -> None:
 @pytest.mark.parametrize("module", sorted(module_files(ROOT, PACKAGES)))
 def test_every_module_imports(module: str) -> None:
     importlib.import_module(module)
+
+
+def test_readme_layout_matches_the_tree() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Development", 1)[1].split("```", 2)[1]
+    rows = {m[1]: m[2] for m in re.finditer(r"^  ([a-z_]+)/ +(.*)$", block, flags=re.MULTILINE)}
+    assert list(rows) == list(STAGES)  # every stage, in pipeline order
+    for stage, text in rows.items():
+        listed = set(re.findall(r"([a-z_0-9]+\.py|[a-z_]+/)", text))
+        on_disk = {p.name for p in (ROOT / "model" / stage).glob("*.py") if p.name != "__init__.py"}
+        on_disk |= {f"{p.name}/" for p in (ROOT / "model" / stage).iterdir() if (p / "__init__.py").is_file()}
+        assert listed == on_disk, stage
+    shared = re.search(r"^  (config\.py.*?)   ", block, flags=re.MULTILINE)
+    assert shared is not None
+    assert set(shared[1].split()) == {f"{m}.py" for m in SHARED}
+    assert {f"{m}.py" for m in SHARED} == {p.name for p in (ROOT / "model").glob("*.py")} - {"__init__.py"}
