@@ -23,6 +23,7 @@ import torch
 from index import IndexFormatError
 from model.errors import SimGRError
 from service.batcher import Batcher
+from service.canary import in_canary
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.model_state import Loader, ModelState
@@ -63,9 +64,11 @@ class Recommender:
         self.store = store
         self.metrics = metrics
         self._loader = loader
-        self._state: ModelState | None = None
+        self._state: ModelState | None = None  # primary: every user not routed to the canary
+        self._canary: ModelState | None = None  # optional second bundle (SIMGR_CANARY_*, ROOT/CANARY)
         self._reload_lock = asyncio.Lock()
         self.load_error: str | None = None
+        self.serving_since = 0.0  # unix time the primary state was swapped in
         self.use_gpu = settings.resolved_device().startswith("cuda")
         self.batcher: Batcher[_Job, _JobResult] = Batcher(
             self._process,
@@ -82,6 +85,29 @@ class Recommender:
     def state(self) -> ModelState | None:
         return self._state
 
+    @property
+    def canary(self) -> ModelState | None:
+        return self._canary
+
+    def pick_state(self, user_id: str | None, request_id: str) -> ModelState:
+        """The canary for its share of users (stable hash of user_id, else request id), else the primary."""
+        state = self.require_state()
+        canary = self._canary
+        if canary is not None and in_canary(user_id or request_id, self.settings.canary_percent):
+            return canary
+        return state
+
+    def drop_canary(self) -> None:
+        if self._canary is not None:
+            log.info("canary %s removed", self._canary.model_version)
+        self._canary = None
+        self._publish_models()
+
+    def _publish_models(self) -> None:
+        primary, canary = self._state, self._canary
+        self.metrics.set_models(primary.model_version if primary else None,
+                                canary.model_version if canary else None, self.settings.canary_percent)
+
     def require_state(self) -> ModelState:
         state = self._state
         if state is None:
@@ -89,8 +115,8 @@ class Recommender:
                                f"no model loaded: {self.load_error}")
         return state
 
-    async def load(self, artifacts: Path | None) -> ModelState:
-        """Load + index + warm up off the event loop, then swap the served state in one assignment."""
+    async def load(self, artifacts: Path | None, *, canary: bool = False) -> ModelState:
+        """Load + index + warm up off the event loop, then swap the served (or canary) state in one assignment."""
         try:
             model = await asyncio.to_thread(self._loader, artifacts)
             state = await asyncio.to_thread(ModelState.build, model, artifacts=artifacts, use_gpu=self.use_gpu)
@@ -100,20 +126,26 @@ class Recommender:
             raise SimGRError(f"{artifacts}: cannot load the bundle ({type(exc).__name__}: {exc})") from exc
         if self.settings.warmup:
             await self.batcher.run_in_worker(state.warmup, self.settings.max_batch_size)
-        self._state = state  # atomic: new requests use it, queued ones keep theirs
-        self.load_error = None
-        self.metrics.set_model(state.model_version)
+        if canary:
+            self._canary = state
+        else:
+            self._state = state  # atomic: new requests use it, queued ones keep theirs
+            self.load_error, self.serving_since = None, time.time()
+        self._publish_models()
         return state
 
-    async def reload(self, artifacts: Path | None) -> ReloadResponse:
-        if self._reload_lock.locked():
+    async def reload(self, artifacts: Path | None, *, canary: bool = False, wait: bool = False) -> ReloadResponse:
+        """Load ``artifacts`` (default: re-read the served directory) into a slot; 409 while another
+        reload runs unless ``wait``. A bundle that fails to load leaves the served one in place."""
+        if self._reload_lock.locked() and not wait:
             raise ServiceError("reload_in_progress", "a reload is already running")
         async with self._reload_lock:
-            old = self._state
-            target = artifacts if artifacts is not None else (old.artifacts if old else self.settings.artifacts)
+            old = self._canary if canary else self._state
+            default = self.settings.canary_artifacts if canary else self.settings.artifacts
+            target = artifacts if artifacts is not None else (old.artifacts if old else default)
             t0 = time.perf_counter()
             try:
-                new = await self.load(target)
+                new = await self.load(target, canary=canary)
             except (SimGRError, ValueError, OSError) as exc:
                 self.metrics.reloads.labels(outcome="rejected").inc()
                 log.warning("reload of %s rejected: %s", target, exc)
@@ -169,7 +201,8 @@ class Recommender:
     # the pipeline
 
     async def recommend(self, req: RecommendRequest, *, request_id: str, timing: RequestTiming) -> RecommendResponse:
-        state = self.require_state()
+        state = self.pick_state(req.user_id, request_id)
+        timing.model_version = version = state.model_version
         session: list[str] = []
         if req.user_id is not None:
             try:
@@ -177,7 +210,7 @@ class Recommender:
             except SessionStoreError:
                 # degrade to the request's own history; never fail /recommend on the session store
                 self.metrics.session_store_errors.inc()
-                self.metrics.fallbacks.labels(reason="session_store").inc()
+                self.metrics.fallbacks.labels(reason="session_store", model_version=version).inc()
                 timing.degraded.append("session-store")
         lookup = state.model.item_lookup
         combined = session + req.history
@@ -189,7 +222,7 @@ class Recommender:
         unknown = _dedupe(i for i in [*combined, *(req.exclude or ()), *(req.allow or ())] if i not in lookup)
 
         if not history:
-            self.metrics.fallbacks.labels(reason="empty_history").inc()
+            self.metrics.fallbacks.labels(reason="empty_history", model_version=version).inc()
             ids = _popular(state, req.k, exclude, allow)
             items = [RecommendedItem(item_id=state.model.item_ids[i], score=None, rank=r + 1) for r, i in enumerate(ids)]
             fallback: str | None = "popular"

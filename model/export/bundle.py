@@ -9,6 +9,9 @@ ARTIFACT_DIR/
   item_embeddings.npy    (N, D) float32, exactly the vectors in the index
   index.faiss            FAISS inner-product index, ids = item idx
   popularity.json        item ids, most popular first (cold start)
+
+manifest.json is written last and lists the sha256 + size of every other file; export builds the
+directory beside its target and renames it into place only after it loads and checks (atomic.py).
 """
 
 from __future__ import annotations
@@ -16,15 +19,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from pydantic import StrictStr
 
-from model.config import ModelConfig, PromptConfig, from_dict
-from model.data.jsonio import iter_jsonl, read_json
+from model.data.jsonio import iter_validated_jsonl, read_validated
 from model.errors import SimGRError
-from model.export.manifest import BundleManifest
+from model.export.integrity import VerifyMode, verify_bundle
+from model.export.manifest import BundleItem, BundleManifest, NetworkSpec
 from model.network.model import SimGR
 from model.network.prompt import PromptVocab, build_prompt, collate
 
@@ -33,11 +36,11 @@ log = logging.getLogger(__name__)
 _MISSING = "missing from the bundle"
 
 
-def _read_items(path: Path) -> list[dict[str, Any]]:
-    items = []
-    for n, item in iter_jsonl(path, missing=_MISSING):
-        if not isinstance(item.get("item_id"), str) or not isinstance(item.get("sid"), list):
-            raise SimGRError(f"{path}:{n}: not an item record with item_id and sid")
+def _read_items(path: Path) -> list[BundleItem]:
+    items: list[BundleItem] = []
+    for n, item in iter_validated_jsonl(path, BundleItem, what="bundle item", missing=_MISSING):
+        if item.idx != len(items):
+            raise SimGRError(f"{path}: line {n}: expected idx {len(items)}, got {item.idx}")
         items.append(item)
     if not items:
         raise SimGRError(f"{path}: no items")
@@ -48,13 +51,13 @@ class Bundle:
     """A loaded bundle. ``encode_users`` is the only compute: one batched forward pass."""
 
     def __init__(self, *, root: Path, manifest: BundleManifest, model: SimGR, vocab: PromptVocab,
-                 items: list[dict[str, Any]], embeddings: np.ndarray, popularity: list[int],
+                 items: list[BundleItem], embeddings: np.ndarray, popularity: list[int],
                  device: torch.device) -> None:
         self.root, self.manifest, self.model, self.vocab = root, manifest, model, vocab
         self.device = device
         self.model_version: str = manifest.model_version
-        self.item_ids: list[str] = [str(it["item_id"]) for it in items]
-        self.titles: list[str | None] = [it.get("title") for it in items]
+        self.item_ids: list[str] = [it.item_id for it in items]
+        self.titles: list[str | None] = [it.title for it in items]
         self.item_lookup: dict[str, int] = {iid: i for i, iid in enumerate(self.item_ids)}
         self.embeddings = embeddings  # (N, D) float32
         self.popularity = popularity
@@ -63,7 +66,8 @@ class Bundle:
         self._table = torch.from_numpy(embeddings).to(device)  # item inputs for the ``items`` layout
 
     @classmethod
-    def load(cls, root: str | Path, *, device: str = "cpu") -> Bundle:
+    def load(cls, root: str | Path, *, device: str = "cpu", verify: VerifyMode = "quick") -> Bundle:
+        """Verify the files against the manifest's digests (see model/export/integrity.py), then load."""
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -71,11 +75,9 @@ class Bundle:
         if not root.is_dir():
             raise SimGRError(f"{root}: bundle directory not found; run `simgr export` first")
         manifest = BundleManifest.read(root / "manifest.json")
-        spec = read_json(root / "model" / "simgr.json", missing=_MISSING)
-        try:
-            mcfg, pcfg = from_dict(ModelConfig, spec["model"]), from_dict(PromptConfig, spec["prompt"])
-        except (KeyError, TypeError) as e:
-            raise SimGRError(f"{root}/model/simgr.json: malformed ({e})") from None
+        verify_bundle(root, manifest, verify)
+        spec = read_validated(root / "model" / "simgr.json", NetworkSpec, what="network spec", missing=_MISSING)
+        mcfg, pcfg = spec.model, spec.prompt
         items = _read_items(root / "items.jsonl")
         try:
             embeddings = np.load(root / "item_embeddings.npy").astype(np.float32, copy=False)
@@ -90,7 +92,7 @@ class Bundle:
             backbone = AutoModel.from_pretrained(bdir, local_files_only=True, attn_implementation="sdpa")
         except (OSError, ValueError) as e:
             raise SimGRError(f"{bdir}: cannot load the model ({e})") from None
-        vocab = PromptVocab.from_tokenizer(tokenizer, [it["sid"] for it in items], pcfg)
+        vocab = PromptVocab.from_tokenizer(tokenizer, [it.sid for it in items], pcfg)
         model = SimGR(backbone=backbone, sid_token_ids=torch.tensor(vocab.sid_token_ids), cfg=mcfg, prompt=pcfg)
         agg = root / "model" / "aggregator.safetensors"
         if agg.is_file():
@@ -99,8 +101,9 @@ class Bundle:
             model.aggregator.load_state_dict(load_file(str(agg)))
         dev = torch.device(device)
         model = model.to(dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32).eval()
-        lookup = {str(it["item_id"]): i for i, it in enumerate(items)}
-        popularity = [lookup[i] for i in read_json(root / "popularity.json", missing=_MISSING) if i in lookup]
+        lookup = {it.item_id: i for i, it in enumerate(items)}
+        popular = read_validated(root / "popularity.json", list[StrictStr], what="popularity", missing=_MISSING)
+        popularity = [lookup[i] for i in popular if i in lookup]
         log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(items), embeddings.shape[1],
                  manifest.model_version)
         return cls(root=root, manifest=manifest, model=model, vocab=vocab, items=items,
