@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import logging
 import os
@@ -29,9 +28,9 @@ from model.config import (
     from_dict,
 )
 from model.errors import SimGRError
+from service.cli.extras import add_serve_command
 
 log = logging.getLogger("simgr")
-SERVE_STACK = ("fastapi", "uvicorn", "pydantic_settings", "redis", "prometheus_client")  # the `serve` extra
 T = TypeVar("T")
 
 # training fields a resumed run may change (the rest come from the run's saved config.json)
@@ -183,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_run_commands(sub)
     _add_demo(sub)
-    _add_serve(sub)
+    add_serve_command(sub)
     return p
 
 
@@ -253,29 +252,6 @@ def _add_export(sub: Any) -> None:
     s.add_argument("--force", action="store_true",
                    help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
     s.set_defaults(func=cmd_export)
-
-
-def _add_serve(sub: Any) -> None:
-    missing = next((m for m in SERVE_STACK if importlib.util.find_spec(m) is None), None)
-    if missing is not None:  # an install without the `serve` extra: say which extra serves
-
-        def unavailable(_: argparse.Namespace) -> int:
-            raise SimGRError(f"simgr serve needs {missing}, from the serving stack: pip install 'simgr[serve]'")
-
-        # "+" as the only option prefix: every flag given lands in `rest`, so any command line gets this error
-        s = sub.add_parser("serve", help="serve a bundle over HTTP (needs the serve extra)", add_help=False,
-                           prefix_chars="+")
-        s.add_argument("rest", nargs="*")
-        s.set_defaults(func=unavailable)
-        return
-    from service.cli import serve as serve_cmd
-
-    s = sub.add_parser("serve", help="serve a bundle over HTTP")
-    serve_cmd.add_arguments(s)
-    s.set_defaults(func=lambda a: serve_cmd.run(a))
-    from service.cli import rollout
-
-    rollout.add_parsers(sub, _emit)
 
 
 def main(argv: list[str] | None = None) -> int:
