@@ -41,10 +41,10 @@ def test_batched_and_alone_agree(tiny_bundle_dir: Path) -> None:
 
 BROKEN = {  # damage -> what the error names: the file, then the problem
     "manifest": r"manifest\.json: malformed JSON",
-    "version": r"manifest\.json: model_version: Field required",
-    "items": r"items\.jsonl:1: not an item record",
-    "embeddings": r": \d+ items but 3 embeddings",
-    "weights": r"model/backbone: cannot load the model",
+    "version": r"manifest\.json: model_version: required field missing",
+    "items": r"items\.jsonl: 11 bytes, the manifest says \d+ \(truncated or replaced\)",
+    "embeddings": r"item_embeddings\.npy: \d+ bytes, the manifest says \d+ \(truncated or replaced\)",
+    "weights": r"model/backbone/model\.safetensors: missing from the bundle \(listed in its manifest\)",
 }
 
 

@@ -214,7 +214,13 @@ def test_every_module_imports(module: str) -> None:
 def test_readme_layout_matches_the_tree() -> None:
     readme = (ROOT / "README.md").read_text()
     block = readme.split("## Development", 1)[1].split("```", 2)[1]
-    rows = {m[1]: m[2] for m in re.finditer(r"^  ([a-z_]+)/ +(.*)$", block, flags=re.MULTILINE)}
+    rows: dict[str, str] = {}
+    for line in block.splitlines():  # a stage's row, and the indented lines that continue it
+        if m := re.match(r"^  ([a-z_]+)/ +(.*)$", line):
+            stage = m[1]
+            rows[stage] = m[2]
+        elif rows and re.match(r"^ {5,}\S", line):
+            rows[stage] += " " + line.strip()
     assert list(rows) == list(STAGES)  # every stage, in pipeline order
     for stage, text in rows.items():
         listed = set(re.findall(r"([a-z_0-9]+\.py|[a-z_]+/)", text))

@@ -116,7 +116,8 @@ def _test_imports() -> set[str]:
                 names |= {a.name.partition(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.partition(".")[0])
-    local = {p.stem for p in (ROOT / "tests").rglob("*.py")} | set(OURS)
+    local = {p.stem for d in ("tests", "deploy", "benchmarks", "scripts") for p in (ROOT / d).rglob("*.py")}
+    local |= set(OURS)  # the project's own modules (tests put deploy/ on sys.path for its helpers)
     return {n for n in names if n not in sys.stdlib_module_names and n not in local}
 
 

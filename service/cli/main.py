@@ -28,6 +28,7 @@ from model.config import (
     from_dict,
 )
 from model.errors import SimGRError
+from service.cli import rollout
 from service.cli.extras import add_serve_command
 
 log = logging.getLogger("simgr")
@@ -153,13 +154,6 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(a: argparse.Namespace) -> int:
-    from model.analysis.runner import run_compare
-
-    _emit(run_compare(a.config))
-    return 0
-
-
 def cmd_demo(a: argparse.Namespace) -> int:
     from service.cli.demo import run_demo
 
@@ -183,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub)
     _add_demo(sub)
     add_serve_command(sub)
+    rollout.add_parsers(sub, _emit)
     return p
 
 
@@ -226,9 +221,9 @@ def _add_run_commands(sub: Any) -> None:
 
     _add_export(sub)
 
-    s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
-    s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
-    s.set_defaults(func=cmd_compare)
+    from service.cli import compare as compare_cmd
+
+    compare_cmd.add_parser(sub, emit=_emit)
 
 
 def _add_demo(sub: Any) -> None:

@@ -147,26 +147,33 @@ async def test_sighup_reloads_the_bundle_directory(bundle_dir: Path, bundle_dir_
         assert (await c.get("/info")).json()["model_version"] == version(bundle_dir_v2)
 
 
-async def test_one_batch_mixing_two_bundles_answers_each_from_its_own() -> None:
+async def test_one_batch_mixing_two_bundles_answers_each_from_its_own(tmp_path: Path) -> None:
     """A request queued before a reload and one after it land in the same batch: each is scored by the
     bundle it started on (one forward per bundle), with that bundle's catalogue and version."""
     import numpy as np
 
     from service.dummy import DummyEncoder
 
+    from index import ItemIndex
+
     encoders = {"a": DummyEncoder.random(seed=1), "b": DummyEncoder.random(seed=2)}
+    for name, enc in encoders.items():  # each bundle directory holds its index, as export writes it
+        (tmp_path / name).mkdir()
+        ItemIndex.build(enc.embeddings).save(tmp_path / name / "index.faiss")
     # max_batch_size 2 and a 10 s flush timer: the first request waits until the second fills the batch
-    settings = make_settings(artifacts=Path("a"), warmup=False, max_batch_size=2, max_wait_ms=10_000)
-    app = create_app(settings, loader=lambda p: encoders[str(p)])
+    settings = make_settings(artifacts=tmp_path / "a", warmup=False, max_batch_size=2, max_wait_ms=10_000,
+                             admin_keys=ADMIN_KEY)
+    app = create_app(settings, loader=lambda p: encoders[p.name])
     rec = app.state.recommender
     body = {"history": ["item-3", "item-7"], "k": 5}
-    async with serve(app) as c:
+    async with serve(app, headers=ADMIN) as c:
         first = asyncio.ensure_future(c.post("/recommend", json=body))
         deadline = time.monotonic() + 10
         while rec.batcher.queue_size < 1 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         assert rec.batcher.queue_size == 1
-        r = await c.post("/admin/reload", json={"artifacts": "b"})
+        r = await c.post("/admin/reload", json={"artifacts": str(tmp_path / "b")})
+        assert r.status_code == 200, r.text
         assert r.json()["model_version"] == encoders["b"].model_version
         second = await c.post("/recommend", json=body)
         first_r = await first
