@@ -18,7 +18,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM
 
 
 def test_every_benchmark_is_listed() -> None:
-    assert [p.name for p in SCRIPTS] == ["decode_cost.py", "quality.py", "serve_load.py"]
+    assert [p.name for p in SCRIPTS] == ["decode_cost.py", "generative_cost.py", "quality.py", "serve_load.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
@@ -32,17 +32,20 @@ def test_benchmark_answers_help(script: Path) -> None:
 
 
 @pytest.mark.slow
-def test_decode_cost_synthetic_prints_one_json_line() -> None:
-    out = subprocess.run([sys.executable, "benchmarks/decode_cost.py", "--synthetic", "--users", "8"],
-                         capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+def test_decode_cost_synthetic_prints_one_json_line(tmp_path: Path) -> None:
+    cmd = [sys.executable, "benchmarks/decode_cost.py", "--synthetic", "--preset", "tiny", "--epochs", "1",
+           "--users", "8", "--cache", str(tmp_path / "cache")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
-    assert (result["users"], result["n_items"], result["backbone"]) == (8, 200, "tiny")
+    assert (result["users"], result["backbone"], result["beam"]) == (8, "tiny", "kv-cache")
     runs = ("simgr", "beam20", "beam100")
-    assert set(result) == {"backbone", "n_items", "users", "threads", "speedup_vs_beam20", "speedup_vs_beam100",
+    assert set(result) == {"backbone", "n_items", "users", "threads", "beam", "simgr_run", "ar_run",
+                           "speedup_vs_beam20", "speedup_vs_beam100",
                            *(f"{m}_{r}" for m in ("seconds", "items_per_s", "ndcg10") for r in runs)}
+    assert Path(result["simgr_run"]).is_relative_to(tmp_path)  # trained into --cache, not the repo
     for beam in ("beam20", "beam100"):  # speedup = time ratio = throughput ratio (same users, same k)
         ratio = result["items_per_s_simgr"] / result[f"items_per_s_{beam}"]
         assert result[f"speedup_vs_{beam}"] == pytest.approx(ratio, rel=0.01, abs=0.01)

@@ -152,9 +152,8 @@ async def test_one_batch_mixing_two_bundles_answers_each_from_its_own(tmp_path: 
     bundle it started on (one forward per bundle), with that bundle's catalogue and version."""
     import numpy as np
 
-    from service.dummy import DummyEncoder
-
     from index import ItemIndex
+    from service.dummy import DummyEncoder
 
     encoders = {"a": DummyEncoder.random(seed=1), "b": DummyEncoder.random(seed=2)}
     for name, enc in encoders.items():  # each bundle directory holds its index, as export writes it
