@@ -29,7 +29,8 @@ from model.config import (
     from_dict,
 )
 from model.errors import SimGRError
-from service.cli import loop_cmds
+from service.cli import loop_cmds, rollout
+from service.cli.extras import add_serve_command
 
 log = logging.getLogger("simgr")
 T = TypeVar("T")
@@ -182,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_run_commands(sub)
     _add_demo(sub)
-    _add_serve(sub)
+    add_serve_command(sub)
     loop_cmds.add_commands(sub, dataclass_flags=_add_dataclass_flags, from_args=_dataclass_from_args)
+    rollout.add_parsers(sub, _emit)
     return p
 
 
@@ -239,6 +241,8 @@ def _add_demo(sub: Any) -> None:
     s.add_argument("--workdir", type=Path, default=Path("demo"))
     s.add_argument("--preset", default="small")
     s.add_argument("--time-budget-min", type=float, default=8.0)
+    s.add_argument("--rqvae-epochs", type=int, default=RQVAEConfig().epochs,
+                   help="RQ-VAE training epochs for the semantic IDs (a few suffice for a smoke run)")
     s.add_argument("--serve", action=argparse.BooleanOptionalAction, default=False,
                    help="serve the bundle at the end")
     s.add_argument("--port", type=int, default=8000)
@@ -253,19 +257,6 @@ def _add_export(sub: Any) -> None:
     s.add_argument("--force", action="store_true",
                    help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
     s.set_defaults(func=cmd_export)
-
-
-def _add_serve(sub: Any) -> None:
-    try:
-        from service.cli import serve as serve_cmd
-    except ImportError:  # the service layer is optional for offline-only installs
-        return
-    s = sub.add_parser("serve", help="serve a bundle over HTTP")
-    serve_cmd.add_arguments(s)
-    s.set_defaults(func=lambda a: serve_cmd.run(a))
-    from service.cli import rollout
-
-    rollout.add_parsers(sub, _emit)
 
 
 def main(argv: list[str] | None = None) -> int:
