@@ -20,6 +20,7 @@ from index.sid_exact import SidTrie
 
 _HNSW_PARAMS: Any = getattr(faiss, "SearchParametersHNSW")  # noqa: B009 (missing from the stubs)
 _IVF_PARAMS: Any = getattr(faiss, "SearchParametersIVF")  # noqa: B009
+GPU_MAX_K = 2048  # faiss GPU selection limit (GPU_MAX_SELECTION_K); past it ItemIndex searches the matrix exactly
 PAD = 8  # extra candidates per query beyond k: room for ties at the k-th score
 SLACK = 1e-4  # relative score margin between the approximate and the exact (re-scored) score
 

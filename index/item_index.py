@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.backends import FaissSearch
+from index.backends import GPU_MAX_K, PAD, FaissSearch, FlatSearch
 from index.spec import EXACT_KINDS, IndexSpec, SidCodes
 from index.storage import Backend, build_backend, read_index, write_index
 
@@ -264,7 +264,10 @@ class ItemIndex:
         if free:
             base_excl = [excl[r][excl[r] < self._matrix.shape[0]] for r in free]
             dead = self._dead[self._dead < self._matrix.shape[0]]
-            found = self._backend.candidates(q[free], k, base_excl, dead if dead.size else None)
+            backend: Backend = self._backend
+            if self.on_gpu and k * 16 + PAD + max(len(e) for e in base_excl) + dead.size > GPU_MAX_K:
+                backend = FlatSearch(self._matrix)  # more than faiss GPU can select: exact, on CPU
+            found = backend.candidates(q[free], k, base_excl, dead if dead.size else None)
             extra = self._extra_rows()
             for r, got in zip(free, found, strict=True):
                 cands[r] = np.concatenate([got, np.setdiff1d(extra, excl[r])]) if extra.size else got

@@ -28,6 +28,7 @@ ERROR_STATUS: dict[str, int] = {
     "not_ready": 503,  # model and index not loaded yet
     "timeout": 503,  # waited past request_timeout_ms; the work was dropped from the queue
     "session_store_unavailable": 503,  # Redis down on /events or /sessions (never silently lost)
+    "event_log_unavailable": 503,  # the interaction log refused an /events append; nothing was stored
 }
 
 _BY_STATUS: dict[int, str] = {}

@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     session_max_history: int = Field(default=0, ge=0, description="items kept per user (0 = the bundle's max_history)")
     local_max_users: int = Field(default=100_000, ge=1, description="users kept by the in-process LRU store")
 
+    # the interaction log: every accepted POST /events, for retraining (service/durable_log.py)
+    state_dir: Path | None = Field(
+        default=None, description="directory of the service's files; the interaction log lives here without Redis"
+    )
+    event_log: bool = Field(default=True, description="append accepted /events to the durable interaction log")
+    event_log_prefix: str = Field(default="simgr:", description="Redis key prefix of the log (stream {prefix}log:events)")
+    event_log_maxlen: int = Field(
+        default=10_000_000, ge=0, description="approximate Redis stream length kept (0 = unbounded)"
+    )  # ~100 B per entry: 10M entries is ~1 GB of Redis memory
+
     # limits and security
     max_body_bytes: int = Field(default=1_000_000, ge=1, description="request body limit (413 beyond)")  # TEI: 2 MB
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(

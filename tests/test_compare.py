@@ -55,7 +55,10 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     beams = results["table1"]["beams"]
     assert beams["30"]["top5_overlap_exact"] == 1.0  # beam 30 >= 30 items: beam search IS exact search
     assert beams["30"]["theorem41_fraction"] == 1.0
-    assert 0.0 <= beams["5"]["theorem41_fraction"] <= 1.0
+    assert beams["5"]["users"] == 48
+    hits = beams["5"]["theorem41_fraction"] * 48  # a fraction of the 48 test users
+    assert hits == round(hits)
+    assert beams["5"]["theorem41_fraction"] <= beams["30"]["theorem41_fraction"]
     assert "entropy_category@10" in results["figure4"]["synthetic"]["simgr"]
     assert json.loads((report.parent / "compare_config.json").read_text())["seeds"] == 2
 

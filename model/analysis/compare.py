@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from model.analysis.config import CompareConfig, compare_config_json, load_compare_config
-from model.analysis.report import write_report
+from model.analysis.report import require_matplotlib, write_report
 from model.analysis.report_table3 import summary_table, table3_sections
 from model.analysis.runfiles import load_runs
 from model.analysis.runner import Context, evaluate
@@ -67,6 +67,8 @@ def update_readme(path: Path, name: str, table: str) -> None:
 
 def run_compare(config_path: str | Path, *, seeds: int | None = None, only: tuple[str, ...] = (),
                 report_only: bool = False, readme: Path | None = None) -> dict[str, Any]:
+    if not only:  # the report's figures: fail before hours of training, not after
+        require_matplotlib()
     cfg = load_compare_config(config_path)
     if seeds is not None:
         if seeds < 1:

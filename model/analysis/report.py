@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from model.analysis.config import CompareConfig, compare_config_json
+from model.errors import SimGRError
 
 PAPER_TABLE3 = {  # Instruments, the paper's Table 3: HR@1, HR@5, HR@10, NDCG@5, NDCG@10
     "sasrec": (0.0209, 0.0808, 0.1065, 0.0526, 0.0609),
@@ -72,7 +73,16 @@ def _diversity(out: dict[str, Any], ks: tuple[int, ...]) -> str:
     return text
 
 
+def require_matplotlib() -> None:
+    """The figures need matplotlib, which only the ``report`` extra installs: say so in one line."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SimGRError("simgr compare draws its figures with matplotlib: pip install 'simgr[report]'") from None
+
+
 def _plots(cfg: CompareConfig, out: dict[str, Any]) -> list[str]:
+    require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg")

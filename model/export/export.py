@@ -23,10 +23,10 @@ from model.export.atomic import check_target, staged_dir
 from model.export.bundle import Bundle
 from model.export.indexing import install_index, user_queries
 from model.export.integrity import digest_files, seal_bundle
-from model.export.manifest import BundleItem, BundleManifest, NetworkSpec
+from model.export.manifest import BundleItem, BundleManifest, NetworkSpec, TrainedOn
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
-from model.training.run import load_run
+from model.training.run import LoadedRun, load_run
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
     (out / "model" / "simgr.json").write_text(json.dumps(to_dict(spec), indent=2) + "\n")
     with torch.inference_mode():
         emb = model.item_embeddings().float().numpy()  # (N, D)
+    np.save(out / "item_embeddings.npy", emb)
     with open(out / "items.jsonl", "w") as f:
         for i, (iid, sid, title) in enumerate(zip(item_ids, sids, titles, strict=True)):
             f.write(json.dumps(to_dict(BundleItem(idx=i, item_id=iid, sid=list(sid), title=title))) + "\n")
@@ -131,32 +132,56 @@ def disagreements(found: np.ndarray, exact: np.ndarray, kth: float, embeddings: 
     return [i for i in diff if i not in scores or abs(scores[i] - kth) > atol]
 
 
+def _run_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's metrics_<split>.json by split, plus its best validation NDCG@10 from training."""
+    metrics: dict[str, Any] = {}
+    for split in ("test", "valid"):
+        path = run_dir / f"metrics_{split}.json"
+        if path.is_file():
+            metrics[split] = read_json(path)
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.is_file() and "valid" not in metrics:
+        state = torch.load(best, map_location="cpu", weights_only=False)
+        if state.get("valid"):
+            metrics["valid"] = {k: v for k, v in state["valid"].items() if isinstance(v, (int, float))}
+    return metrics
+
+
+def _trained_on(run: LoadedRun, run_dir: Path) -> TrainedOn:
+    info = run.data.info
+    log_path = run_dir / "train_log.jsonl"
+    epochs = len(log_path.read_text().splitlines()) if log_path.is_file() else 0
+    return TrainedOn(data_dir=run.cfg.data_dir, dataset=info.name, n_users=run.data.n_users,
+                     n_items=run.data.n_items, n_interactions=sum(len(s) for s in run.data.sequences),
+                     interactions="all" if run.cfg.final else "train_part", epochs=epochs,
+                     from_run=run.cfg.from_run)
+
+
 def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0, force: bool = False,
                index: IndexChoice | None = None, recall_queries: int = 1000) -> dict[str, Any]:
     """Best checkpoint of ``run_dir`` -> bundle at ``out`` with the chosen item index, tuned on validation
-    users; written beside ``out``, checked (exact index == exact top-10, every digest) and only then renamed
-    into place, so a failure leaves ``out`` as it was; a non-empty ``out`` needs ``force``."""
+    users; written beside ``out``, checked (an exact index == exact top-10, every digest) and only then
+    renamed into place, so a failure leaves ``out`` as it was; a non-empty ``out`` needs ``force``.
+    A ``--final`` run counts popularity over all interactions and carries its validated run's metrics."""
     run = load_run(run_dir, checkpoint="best")
     if run.cfg.method != "simgr":
         raise SimGRError(f"{run_dir}: a {run.cfg.method!r} run; only SimGR runs export a serving bundle")
     if out.resolve() == run_dir.resolve():
         raise SimGRError(f"{out}: export into the run directory itself would overwrite it")
     check_target(out, force=force)  # before the slow part
-    metrics = {}
-    for split in ("test", "valid"):
-        path = run_dir / f"metrics_{split}.json"
-        if path.is_file():
-            metrics[split] = read_json(path)
     items = run.data.items
-    popularity = np.argsort(-run.data.popularity(), kind="stable").tolist()
+    final = run.cfg.final
+    popularity = np.argsort(-run.data.popularity(all_interactions=final), kind="stable").tolist()
+    extra = {"dataset": run.data.info.name, "run": str(run_dir), "trained_on": _trained_on(run, run_dir),
+             "expected_quality": _run_metrics(Path(run.cfg.from_run)) if final and run.cfg.from_run else {}}
     valid, _ = run.data.eval_examples("valid", max_history=run.cfg.prompt.max_history)
     hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
     rng = np.random.default_rng(seed)
     sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
     with staged_dir(out, force=force) as tmp:
         write_bundle(tmp, model=run.built.model, tokenizer=run.built.tokenizer, item_ids=[it.item_id for it in items],
-                     sids=run.sids, titles=[it.title for it in items], popularity=popularity, metrics=metrics,
-                     extra={"dataset": run.data.info.name, "run": str(run_dir)})
+                     sids=run.sids, titles=[it.title for it in items], popularity=popularity,
+                     metrics={} if final else _run_metrics(run_dir), extra=extra)
         bundle = Bundle.load(tmp)
         spec = install_index(tmp, bundle, index or IndexChoice(), user_queries(bundle, valid, limit=recall_queries))
         del bundle
