@@ -262,7 +262,7 @@ def model_limit(artifacts: Path, histories: list[list[int]], sizes: tuple[int, .
     from model.export.bundle import Bundle
 
     bundle = Bundle.load(artifacts)
-    index = ItemIndex.load(artifacts / "index.faiss")
+    index = ItemIndex.load(artifacts, expect=bundle.manifest.index, matrix=bundle.embeddings)
     out: dict[str, Any] = {}
     for b in sizes:
         batch = [histories[i % len(histories)] for i in range(b)]

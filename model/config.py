@@ -129,6 +129,8 @@ class ModelConfig:
     tau: float = 0.07  # softmax temperature on <h, e_i>
     normalize: bool = True  # L2-normalise h and e_i (cosine scores); stabilises tau=0.07
     loss_chunk_items: int = 65536  # items per logsumexp chunk; bounds loss memory for huge catalogs
+    loss: Literal["full", "sampled"] = "full"  # full softmax over ALL items is the paper's method
+    sampled_negatives: int = 1024  # uniform negatives per batch for loss=sampled (plus in-batch targets)
 
 
 @with_config(STRICT_FIELDS)

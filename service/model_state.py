@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import ItemIndex
+from index import IndexFormatError, ItemIndex
 from model.errors import SimGRError
 from model.export.integrity import VerifyMode
 from service.encoder import UserEncoder
@@ -40,16 +40,22 @@ class ModelState:
 
     @classmethod
     def build(cls, model: UserEncoder, *, artifacts: Path | None, use_gpu: bool = False) -> ModelState:
-        """Pair ``model`` with its bundle's ``index.faiss``. Export is the index's only writer: a bundle without
-        one is refused, never re-indexed here. Only an encoder with no bundle directory at all (``artifacts``
-        None, an in-process encoder such as ``DummyEncoder``) gets an index built from its embeddings."""
+        """Pair ``model`` with its bundle's item index (type and files checked against the manifest; the item
+        matrix shared with the model, not copied). Export is the index's only writer: a bundle without one is
+        refused, never re-indexed here. Only an encoder with no bundle directory at all (``artifacts`` None,
+        an in-process encoder such as ``DummyEncoder``) gets a flat index built from its embeddings."""
         if artifacts is None:
             index = ItemIndex.build(model.embeddings)
         else:
-            index_file = artifacts / "index.faiss"
-            if not index_file.is_file():
-                raise SimGRError(f"{index_file}: missing from the bundle; run `simgr export` again to write it")
-            index = ItemIndex.load(index_file, use_gpu=use_gpu)
+            expect = None
+            if (artifacts / "manifest.json").is_file():
+                from model.export.manifest import BundleManifest
+
+                expect = BundleManifest.read(artifacts / "manifest.json").index
+            try:
+                index = ItemIndex.load(artifacts, expect=expect, matrix=model.embeddings, use_gpu=use_gpu)
+            except IndexFormatError as e:
+                raise SimGRError(str(e)) from None
         if index.ntotal != model.n_items or index.dim != model.dim:
             raise SimGRError(
                 f"{artifacts}: index holds {index.ntotal} x {index.dim}, the model has {model.n_items} x {model.dim}"

@@ -37,13 +37,13 @@ def test_manifest_lists_every_file_with_its_digest(tiny_bundle_dir: Path) -> Non
     manifest = BundleManifest.read(tiny_bundle_dir / "manifest.json")
     on_disk = sorted(p.relative_to(tiny_bundle_dir).as_posix() for p in tiny_bundle_dir.rglob("*") if p.is_file())
     assert list(manifest.files) == [p for p in on_disk if p != "manifest.json"]
-    assert "index.faiss" in manifest.files
+    assert "index.json" in manifest.files
     for rel, digest in manifest.files.items():
         assert digest.sha256 == integrity.sha256_file(tiny_bundle_dir / rel)
         assert digest.size == (tiny_bundle_dir / rel).stat().st_size
 
 
-@pytest.mark.parametrize("name", ["items.jsonl", "index.faiss", "model/simgr.json", "popularity.json"])
+@pytest.mark.parametrize("name", ["items.jsonl", "index.json", "model/simgr.json", "popularity.json"])
 def test_one_flipped_byte_is_refused(tiny_bundle_dir: Path, tmp_path: Path, name: str) -> None:
     root = _copy(tiny_bundle_dir, tmp_path / "b")
     _flip_byte(root / name)
@@ -70,7 +70,7 @@ def test_large_files_are_hashed_only_in_full_mode(tiny_bundle_dir: Path, tmp_pat
     _flip_byte(weights, offset=weights.stat().st_size - 3)  # inside a tensor: loads, but is not what was exported
     monkeypatch.setattr(integrity, "QUICK_HASH_LIMIT", 0)  # every file counts as large
     manifest = BundleManifest.read(root / "manifest.json")
-    assert integrity.verify_bundle(root, manifest, "quick") == 1  # only index.faiss was hashed
+    assert integrity.verify_bundle(root, manifest, "quick") == 1  # only index.json was hashed
     with pytest.raises(SimGRError, match=r"model\.safetensors: sha256 differs"):
         Bundle.load(root, verify="full")
     assert integrity.verify_bundle(root, manifest, "off") == 0

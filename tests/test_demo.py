@@ -35,7 +35,7 @@ def test_demo_without_serving_exports_a_bundle_and_shows_two_users(
     assert f"serve it with: simgr serve --artifacts {work / 'bundle'}" in out
     assert "Ctrl-C to stop" not in out  # --no-serve: nothing is served
     manifest = json.loads((work / "bundle" / "manifest.json").read_text())
-    assert (work / "bundle" / "index.faiss").is_file()
-    assert re.search(rf"model version {manifest['model_version']}, FAISS == exact top-10", out)
+    assert (work / "bundle" / "index.json").is_file()
+    assert re.search(rf"model version {manifest['model_version']}, index == exact top-10", out)
     metrics = json.loads(out.split("[4/5]")[1].splitlines()[1])
     assert metrics["n_users"] == 943

@@ -93,7 +93,7 @@ def test_custom_ids_and_save_load_round_trip(tmp_path) -> None:
     emb, q = _data(20, 5, 4)
     ids = np.arange(100, 120, dtype=np.int64)[::-1].copy()
     index = ItemIndex.build(emb, ids=ids)
-    path = tmp_path / "index.faiss"
+    path = tmp_path / "index"
     index.save(path)
     loaded = ItemIndex.load(path)
     assert loaded.ntotal == 20
@@ -126,12 +126,12 @@ def test_bad_inputs() -> None:
 
 def test_load_errors_are_user_facing(tmp_path) -> None:
     with pytest.raises(IndexFormatError, match="not found"):
-        ItemIndex.load(tmp_path / "missing.faiss")
-    junk = tmp_path / "junk.faiss"
-    junk.write_bytes(b"not an index")
-    with pytest.raises(IndexFormatError, match=r"junk.faiss"):
-        ItemIndex.load(junk)
-    plain = tmp_path / "plain.faiss"
-    faiss.write_index(faiss.IndexFlatIP(4), str(plain))
-    with pytest.raises(IndexFormatError, match="IndexIDMap2"):
-        ItemIndex.load(plain)
+        ItemIndex.load(tmp_path / "missing")
+    emb, _ = _data(10, 4, 1)
+    ItemIndex.build(emb, kind="hnsw").save(tmp_path / "ix")
+    (tmp_path / "ix" / "index.faiss").write_bytes(b"not an index")
+    with pytest.raises(IndexFormatError, match=r"index.faiss"):
+        ItemIndex.load(tmp_path / "ix")
+    faiss.write_index(faiss.IndexFlatIP(4), str(tmp_path / "ix" / "index.faiss"))
+    with pytest.raises(IndexFormatError, match="IndexFlatIP"):
+        ItemIndex.load(tmp_path / "ix")

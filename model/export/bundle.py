@@ -6,8 +6,9 @@ ARTIFACT_DIR/
   model/aggregator.safetensors  aggregator weights (absent for the parameter-free mean)
   model/simgr.json       ModelConfig + PromptConfig
   items.jsonl            {"idx", "item_id", "sid", "title"} in index order
-  item_embeddings.npy    (N, D) float32, exactly the vectors in the index
-  index.faiss            FAISS inner-product index, ids = item idx
+  item_embeddings.npy    (N, D) float32, the one item matrix (memory-mapped by the server)
+  index.json             the item index: type, parameters, measured recall@10 (also in manifest.json)
+  index.faiss | index_sid_codes.npz   the index's own file (none for flat), ids = item idx
   popularity.json        item ids, most popular first (cold start)
 
 manifest.json is written last and lists the sha256 + size of every other file; export builds the
@@ -17,6 +18,7 @@ directory beside its target and renames it into place only after it loads and ch
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,7 +65,9 @@ class Bundle:
         self.popularity = popularity
         self.n_items, self.dim = embeddings.shape
         self.max_history: int = vocab.cfg.max_history
-        self._table = torch.from_numpy(embeddings).to(device)  # item inputs for the ``items`` layout
+        with warnings.catch_warnings():  # a read-only map: the table is only ever read
+            warnings.simplefilter("ignore", UserWarning)
+            self._table = torch.from_numpy(embeddings).to(device)  # item inputs for the ``items`` layout
 
     @classmethod
     def load(cls, root: str | Path, *, device: str = "cpu", verify: VerifyMode = "quick") -> Bundle:
@@ -80,11 +84,14 @@ class Bundle:
         mcfg, pcfg = spec.model, spec.prompt
         items = _read_items(root / "items.jsonl")
         try:
-            embeddings = np.load(root / "item_embeddings.npy").astype(np.float32, copy=False)
+            embeddings = np.load(root / "item_embeddings.npy", mmap_mode="r")  # one copy, shared with the index
         except FileNotFoundError:
             raise SimGRError(f"{root}/item_embeddings.npy: missing from the bundle") from None
-        if embeddings.shape[0] != len(items):
-            raise SimGRError(f"{root}: {len(items)} items but {embeddings.shape[0]} embeddings")
+        except ValueError as e:
+            raise SimGRError(f"{root}/item_embeddings.npy: unreadable ({e})") from None
+        if embeddings.dtype != np.float32 or embeddings.ndim != 2 or embeddings.shape[0] != len(items):
+            raise SimGRError(f"{root}/item_embeddings.npy: a {embeddings.dtype} array of shape {embeddings.shape}, "
+                             f"expected float32 ({len(items)}, D) for {len(items)} items")
         bdir = root / "model" / "backbone"
         hf_logging.disable_progress_bar()  # no per-load weight bars in server logs
         try:

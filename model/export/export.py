@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from index.item_index import ItemIndex, exact_topk
+from index import IndexChoice, IndexFormatError, ItemIndex, exact_topk
 from model.config import to_dict
 from model.data.jsonio import read_json
 from model.errors import SimGRError
 from model.export.atomic import check_target, staged_dir
 from model.export.bundle import Bundle
+from model.export.indexing import install_index, user_queries
 from model.export.integrity import digest_files, seal_bundle
 from model.export.manifest import BundleItem, BundleManifest, NetworkSpec, TrainedOn
 from model.network.backbone import merge_lora
@@ -75,7 +76,7 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
     with open(out / "items.jsonl", "w") as f:
         for i, (iid, sid, title) in enumerate(zip(item_ids, sids, titles, strict=True)):
             f.write(json.dumps(to_dict(BundleItem(idx=i, item_id=iid, sid=list(sid), title=title))) + "\n")
-    ItemIndex.build(emb).save(out / "index.faiss")
+    index_spec = ItemIndex.build(emb).save(out)  # item_embeddings.npy + a flat index until export tunes one
     (out / "popularity.json").write_text(json.dumps([item_ids[i] for i in popularity]) + "\n")
     weights = sorted(bdir.glob("*.safetensors")) + sorted((out / "model").glob("*.safetensors"))
     manifest = BundleManifest(
@@ -84,37 +85,51 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
         normalize=model.cfg.normalize, aggregator=model.cfg.aggregator,
         prompt=model.prompt_cfg, n_items=int(emb.shape[0]),
         metrics=metrics or {}, packages=_versions(),
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), files=digest_files(out), **(extra or {}),
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), index=index_spec, files=digest_files(out),
+        **(extra or {}),
     )
     manifest.write(out / "manifest.json")
     return manifest
 
 
 def check_bundle(root: Path, histories: Sequence[Sequence[int]], *, k: int = 10, atol: float = 1e-5) -> int:
-    """Load the bundle as the service does (every digest checked) and compare its FAISS top-k with the
-    exact top-k over its item_embeddings.npy for each history. Ties at the k-th score may swap; anything
-    else raises. Returns the number of users checked."""
+    """Load the bundle as the service does (every digest checked); for an exact index compare its top-k with
+    the exact top-k over its item_embeddings.npy for each history. Ties at the k-th score may swap; anything
+    else raises. An approximate index was measured against exact search when export tuned it. Returns the
+    number of users checked."""
     bundle = Bundle.load(root, verify="full")
-    index = ItemIndex.load(root / "index.faiss")
+    try:
+        index = ItemIndex.load(root, expect=bundle.manifest.index, matrix=bundle.embeddings)
+    except IndexFormatError as e:
+        raise SimGRError(str(e)) from None
     if index.ntotal != bundle.n_items or index.dim != bundle.dim:
         raise SimGRError(f"{root}: index holds {index.ntotal} x {index.dim} vectors, "
                          f"the bundle {bundle.n_items} x {bundle.dim}")
+    if not index.exact:
+        return 0
     q = bundle.encode_users(histories)  # (U, D)
     k = min(k, bundle.n_items)
-    _, faiss_ids = index.search(q, k)  # (U, k)
+    _, found = index.search(q, k)  # (U, k)
     exact_scores, exact_ids = exact_topk(q, bundle.embeddings, k)  # (U, k) each, best first
     for u in range(len(histories)):
-        a, b = set(faiss_ids[u].tolist()), set(exact_ids[u].tolist())
-        if a == b:
-            continue
-        kth, diff = float(exact_scores[u, -1]), sorted(a ^ b)
-        known = [i for i in diff if 0 <= i < bundle.n_items]
-        scores = dict(zip(known, (bundle.embeddings[known] @ q[u]).tolist(), strict=True))  # exact, disagreeing
-        odd = [i for i in diff if i not in scores or abs(scores[i] - kth) > atol]
+        odd = disagreements(found[u], exact_ids[u], float(exact_scores[u, -1]), bundle.embeddings, q[u], atol=atol)
         if odd:
-            raise SimGRError(f"{root}: FAISS top-{k} differs from exact top-{k} for check user {u} "
+            raise SimGRError(f"{root}: index top-{k} differs from exact top-{k} for check user {u} "
                              f"(items {odd[:5]}); the bundle is inconsistent")
     return len(histories)
+
+
+def disagreements(found: np.ndarray, exact: np.ndarray, kth: float, embeddings: np.ndarray, q: np.ndarray, *,
+                  atol: float) -> list[int]:
+    """Items in one top-k but not the other whose exact score is not within ``atol`` of the k-th score
+    (ties at the k-th place may swap): found, exact (k,) ids; q (D,)."""
+    a, b = set(found.tolist()), set(exact.tolist())
+    if a == b:
+        return []
+    diff = sorted(a ^ b)
+    known = [i for i in diff if 0 <= i < embeddings.shape[0]]
+    scores = dict(zip(known, (embeddings[known] @ q).tolist(), strict=True))  # exact, disagreeing
+    return [i for i in diff if i not in scores or abs(scores[i] - kth) > atol]
 
 
 def _run_metrics(run_dir: Path) -> dict[str, Any]:
@@ -142,10 +157,11 @@ def _trained_on(run: LoadedRun, run_dir: Path) -> TrainedOn:
                      from_run=run.cfg.from_run)
 
 
-def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0,
-               force: bool = False) -> dict[str, Any]:
-    """Best checkpoint of ``run_dir`` -> bundle at ``out``, written beside it, checked (FAISS == exact
-    top-10, every digest) and only then renamed into place; a non-empty ``out`` needs ``force``.
+def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0, force: bool = False,
+               index: IndexChoice | None = None, recall_queries: int = 1000) -> dict[str, Any]:
+    """Best checkpoint of ``run_dir`` -> bundle at ``out`` with the chosen item index, tuned on validation
+    users; written beside ``out``, checked (an exact index == exact top-10, every digest) and only then
+    renamed into place, so a failure leaves ``out`` as it was; a non-empty ``out`` needs ``force``.
     A ``--final`` run counts popularity over all interactions and carries its validated run's metrics."""
     run = load_run(run_dir, checkpoint="best")
     if run.cfg.method != "simgr":
@@ -158,16 +174,19 @@ def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 
     popularity = np.argsort(-run.data.popularity(all_interactions=final), kind="stable").tolist()
     extra = {"dataset": run.data.info.name, "run": str(run_dir), "trained_on": _trained_on(run, run_dir),
              "expected_quality": _run_metrics(Path(run.cfg.from_run)) if final and run.cfg.from_run else {}}
+    valid, _ = run.data.eval_examples("valid", max_history=run.cfg.prompt.max_history)
     hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
     rng = np.random.default_rng(seed)
     sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
     with staged_dir(out, force=force) as tmp:
-        manifest = write_bundle(tmp, model=run.built.model, tokenizer=run.built.tokenizer,
-                                item_ids=[it.item_id for it in items], sids=run.sids,
-                                titles=[it.title for it in items], popularity=popularity,
-                                metrics={} if final else _run_metrics(run_dir), extra=extra)
-        manifest = seal_bundle(tmp)  # every file in the staged bundle, whoever wrote it
+        write_bundle(tmp, model=run.built.model, tokenizer=run.built.tokenizer, item_ids=[it.item_id for it in items],
+                     sids=run.sids, titles=[it.title for it in items], popularity=popularity,
+                     metrics={} if final else _run_metrics(run_dir), extra=extra)
+        bundle = Bundle.load(tmp)
+        spec = install_index(tmp, bundle, index or IndexChoice(), user_queries(bundle, valid, limit=recall_queries))
+        del bundle
+        manifest = seal_bundle(tmp, rehash=True)  # every file in the staged bundle, the tuned index's included
         checked = check_bundle(tmp, sample)
-    log.info("export check: FAISS top-10 == exact top-10 for %d users", checked)
+    log.info("export check: index top-10 == exact top-10 for %d users", checked)
     return {"bundle": str(out), "model_version": manifest.model_version, "n_items": manifest.n_items,
-            "dim": manifest.dim, "checked_users": checked}
+            "dim": manifest.dim, "checked_users": checked, "index": spec.model_dump(exclude_none=True)}

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, with_config
 
+from index.spec import IndexSpec
 from model.config import STRICT_FIELDS, ModelConfig, PromptConfig, from_dict
 from model.data.jsonio import read_json
 from model.errors import SimGRError
@@ -62,6 +63,7 @@ class BundleManifest(BaseModel):
     dataset: str | None = None  # dataset name from dataset.json
     run: str | None = None  # run directory the bundle was exported from
     synthetic: bool = False  # a random-init bundle for tests and benchmarks
+    index: IndexSpec = Field(default_factory=IndexSpec)  # item index type, parameters, measured recall@10
     trained_on: TrainedOn | None = None  # the data behind the weights (None for synthetic bundles)
     expected_quality: dict[str, Any] = Field(default_factory=dict)  # --final: the validated run's metrics by split
     # every file of the bundle but manifest.json, by POSIX path relative to the bundle root, sorted;

@@ -9,6 +9,8 @@ Inference is one forward pass plus an exact top-K over every item: no beam searc
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,6 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from model.config import ModelConfig, PromptConfig
 from model.network.aggregators import make_aggregator
+from model.network.losses import draw_candidates, sampled_softmax_loss
 from model.network.prompt import PromptBatch
 
 
@@ -29,6 +32,9 @@ class SimGR(nn.Module):
         self.prompt_cfg = prompt
         self.sid_token_ids: torch.Tensor
         self.register_buffer("sid_token_ids", sid_token_ids.long(), persistent=False)  # (N, L)
+        n = int(sid_token_ids.shape[0])
+        self.item_log_prior: torch.Tensor
+        self.register_buffer("item_log_prior", torch.full((n,), -math.log(max(n, 1))), persistent=False)  # (N,)
         dim = int(backbone.get_input_embeddings().weight.shape[1])  # type: ignore[operator,index]
         self.aggregator = make_aggregator(cfg.aggregator, dim=dim, levels=int(sid_token_ids.shape[1]))
 
@@ -41,8 +47,13 @@ class SimGR(nn.Module):
 
     def item_embeddings(self) -> torch.Tensor:
         """(N, D) item table used for scoring (and as item inputs in the ``items`` layout)."""
-        rows = self.input_embeddings()(self.sid_token_ids)  # (N, L, D); peft-safe: goes through forward
-        e = self.aggregator(rows)  # (N, D)
+        return self.item_rows(None)
+
+    def item_rows(self, ids: torch.Tensor | None) -> torch.Tensor:
+        """(M, D) embeddings of items ``ids`` (M,) long, or of every item when None."""
+        tokens = self.sid_token_ids if ids is None else self.sid_token_ids[ids]  # (M, L)
+        rows = self.input_embeddings()(tokens)  # (M, L, D); peft-safe: goes through forward
+        e = self.aggregator(rows)  # (M, D)
         return F.normalize(e, dim=-1) if self.cfg.normalize else e
 
     def hidden_states(self, batch: PromptBatch, item_table: torch.Tensor | None) -> torch.Tensor:
@@ -70,10 +81,14 @@ class SimGR(nn.Module):
         """(B, T, D) -> (B, D) at each prompt's last real position: the user embedding."""
         return self._score_space(hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.last])
 
-    def forward(self, batch: PromptBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, batch: PromptBatch, item_table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns (user embeddings (B, D), loss). The loss is the mean full-softmax cross-entropy over
-        every target position in ``batch.targets`` (one per history prefix), None without targets."""
-        item_table = self.item_embeddings()  # (N, D)
+        every target position in ``batch.targets`` (one per history prefix), None without targets.
+        ``item_table`` (N, D): the item table when the caller computed it once for several batches.
+        With ``loss="sampled"`` training scores only the sampled candidates (``model.network.losses``)."""
+        if self.cfg.loss == "sampled" and self.training and batch.targets is not None:
+            return self._sampled_forward(batch)
+        item_table = self.item_embeddings() if item_table is None else item_table  # (N, D)
         hidden = self.hidden_states(batch, item_table)  # (B, T, D)
         h_last = self._at_last(hidden, batch)  # (B, D)
         if batch.targets is None:
@@ -83,6 +98,24 @@ class SimGR(nn.Module):
         loss = full_softmax_loss(h, item_table.float(), batch.targets[at], tau=self.cfg.tau,
                                  chunk=self.cfg.loss_chunk_items)
         return h_last, loss
+
+
+    def _sampled_forward(self, batch: PromptBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled softmax: embeds only the batch's input items and candidates, never the whole table."""
+        assert batch.targets is not None
+        at = batch.targets >= 0  # (B, T)
+        targets = batch.targets[at]  # (M,)
+        cand = draw_candidates(targets, n_items=self.n_items, n_uniform=self.cfg.sampled_negatives,
+                               log_prior=self.item_log_prior)
+        is_slot = batch.item_slots >= 0
+        slots = batch.item_slots[is_slot]  # (S,)
+        needed, inverse = torch.unique(torch.cat([slots, cand.items]), return_inverse=True)
+        rows = self.item_rows(needed)  # (U, D): the only item embeddings this step computes
+        local = batch.item_slots.masked_scatter(is_slot, inverse[: slots.shape[0]])
+        hidden = self.hidden_states(batch._replace(item_slots=local), rows)  # (B, T, D)
+        h = self._score_space(hidden[at])  # (M, D)
+        loss = sampled_softmax_loss(h, rows[inverse[slots.shape[0]:]].float(), cand, targets, tau=self.cfg.tau)
+        return self._at_last(hidden, batch), loss
 
 
 def _chunk_lse(h: torch.Tensor, items: torch.Tensor, tau: float) -> torch.Tensor:

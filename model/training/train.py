@@ -13,8 +13,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import random
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,28 +25,13 @@ from torch.nn.parallel import DistributedDataParallel
 from model.evaluation.evaluate import evaluate_model
 from model.methods.base import Method
 from model.network.assembly import Assembled
+from model.network.losses import log_prior
+from model.network.model import SimGR
 from model.progress import progress
+from model.training.processes import broadcast, dist_setup, seed_all
 from model.training.run import RunConfig, atomic_save, build_from_config, load_checkpoint, save_run_config
 
 log = logging.getLogger(__name__)
-
-
-def _dist_setup() -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device("cpu")
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def lr_factor(*, step: int, total: int, warmup: int, budget_fraction: float = 0.0) -> float:
@@ -67,14 +50,6 @@ def _epoch_order(n: int, *, seed: int, epoch: int, rank: int, world: int) -> lis
     perm = np.random.default_rng(seed + epoch).permutation(n)
     per_rank = n // world
     return perm[rank * per_rank:(rank + 1) * per_rank].tolist()
-
-
-def _broadcast(value: float, device: torch.device) -> float:
-    if not dist.is_initialized():
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.broadcast(t, src=0)
-    return float(t.item())
 
 
 @dataclasses.dataclass
@@ -107,6 +82,7 @@ class _Run:
     world: int
     micro: int  # windows per forward
     accum: int  # forwards per optimiser step
+    share_table: bool  # compute the (N, D) item table once per optimiser step, not once per forward
     steps_per_epoch: int
     warmup: int  # warm-up steps of the LR schedule
     started: float  # time.monotonic() when this session started
@@ -126,7 +102,7 @@ class _Run:
 
     def seconds_used(self) -> float:
         """Training seconds of the whole run so far, the same on every rank."""
-        return _broadcast(self.used_before + time.monotonic() - self.started, self.device)
+        return broadcast(self.used_before + time.monotonic() - self.started, self.device)
 
 
 class EpochResult(NamedTuple):
@@ -137,9 +113,9 @@ class EpochResult(NamedTuple):
 
 
 def _setup(cfg: RunConfig, run_dir: Path, *, resume: bool) -> tuple[_Run, TrainState]:
-    rank, world, device = _dist_setup()
+    rank, world, device = dist_setup()
     tc = cfg.train
-    _seed_all(tc.seed)
+    seed_all(tc.seed)
     loaded = build_from_config(cfg)
     method, built, data = loaded.method, loaded.built, loaded.data
     model = built.model.to(device)
@@ -154,11 +130,16 @@ def _setup(cfg: RunConfig, run_dir: Path, *, resume: bool) -> tuple[_Run, TrainS
     steps_per_epoch = max(1, len(windows) // world // (micro * accum))
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    if isinstance(model, SimGR) and cfg.model.loss == "sampled":  # in-batch negatives' log p(item)
+        model.item_log_prior.copy_(log_prior(data.popularity()))
+    # one item table per step; not under DDP, which all-reduces inside each backward
+    share = isinstance(model, SimGR) and accum > 1 and world == 1 and cfg.model.loss == "full"
     state = _resume(run_dir, model, optim, resume=resume, rank=rank, device=device)
     run = _Run(cfg=cfg, run_dir=run_dir, method=method, built=built,
                net=DistributedDataParallel(model) if world > 1 else model, optim=optim, params=params,
                windows=windows, valid=(valid_h[: tc.max_users or None], valid_t[: tc.max_users or None]),
-               device=device, rank=rank, world=world, micro=micro, accum=accum, steps_per_epoch=steps_per_epoch,
+               device=device, rank=rank, world=world, micro=micro, accum=accum, share_table=share,
+               steps_per_epoch=steps_per_epoch,
                warmup=max(1, int(tc.warmup_ratio * steps_per_epoch * tc.epochs)), started=time.monotonic(),
                used_before=state.train_seconds)
     return run, state
@@ -189,19 +170,25 @@ def _set_lr(run: _Run, state: TrainState, used: float) -> None:
 
 
 def train_step(run: _Run, state: TrainState, order: list[int], step: int) -> tuple[float, int, int]:
-    """One optimiser step over ``accum`` micro-batches of ``order``; returns (loss sum, forwards, targets)."""
+    """One optimiser step over ``accum`` micro-batches of ``order``; returns (loss sum, forwards, targets).
+    ``share_table``: the micro-batches score a detached item table whose gradient one backward carries on."""
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=run.device.type == "cuda")
     run.optim.zero_grad(set_to_none=True)
+    with autocast:
+        table = run.built.model.item_embeddings() if run.share_table else None  # (N, D), graph to weights
+    leaf = table.detach().requires_grad_() if table is not None else None
     loss_sum, seen = 0.0, 0
     for a in range(run.accum):
         chunk = order[(step * run.accum + a) * run.micro:(step * run.accum + a + 1) * run.micro]
         batch = run.method.collate([run.windows[i] for i in chunk], run.built).to(run.device)
         with autocast:
-            _, loss = run.net(batch)
+            _, loss = run.net(batch) if leaf is None else run.net(batch, item_table=leaf)
         assert loss is not None
         (loss / run.accum).backward()
         loss_sum += loss.item()
         seen += sum(run.method.n_targets(run.windows[i]) for i in chunk)
+    if table is not None and leaf is not None and leaf.grad is not None:
+        table.backward(leaf.grad)  # the accumulated table gradient, into the embedding rows once
     torch.nn.utils.clip_grad_norm_(run.params, run.cfg.train.grad_clip)
     run.optim.step()
     state.step += 1
@@ -249,7 +236,7 @@ def validate_and_checkpoint(run: _Run, state: TrainState, done: EpochResult) -> 
                         run.run_dir / "checkpoints" / "best.pt")
         else:
             state.bad_epochs += 1
-    state.bad_epochs = int(_broadcast(float(state.bad_epochs), run.device))
+    state.bad_epochs = int(broadcast(float(state.bad_epochs), run.device))
     if run.rank == 0:
         atomic_save({"model": model.state_dict(), "optim": run.optim.state_dict(),
                      "state": dataclasses.asdict(state)}, run.last_path)

@@ -26,7 +26,7 @@ def _show_users(bundle_dir: Path, data_dir: Path, users: list[int]) -> None:
     from model.export.bundle import Bundle
 
     bundle, data = Bundle.load(bundle_dir), Dataset.load(data_dir)
-    index = ItemIndex.load(bundle_dir / "index.faiss")
+    index = ItemIndex.load(bundle_dir, expect=bundle.manifest.index, matrix=bundle.embeddings)
     hist, _ = data.eval_examples("test", max_history=bundle.max_history)
     for u in users:
         h = hist[u]
@@ -68,7 +68,7 @@ def run_demo(a: argparse.Namespace) -> int:
     _say("      " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
     _say(f"[5/5] export -> {bundle_dir}")
     result = export_run(run_dir, bundle_dir, force=True)  # the demo owns its workdir
-    _say(f"      model version {result['model_version']}, FAISS == exact top-10 for "
+    _say(f"      model version {result['model_version']}, index == exact top-10 for "
          f"{result['checked_users']} users")
     _show_users(bundle_dir, data_dir, [0, 1])
     _say(f"\ndemo finished in {(time.monotonic() - t0) / 60:.1f} min")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -30,6 +29,8 @@ from model.config import (
 )
 from model.errors import SimGRError
 from service.cli import loop_cmds, rollout
+from service.cli.export import add_export_parser
+from service.cli.export import emit as _emit
 from service.cli.extras import add_serve_command
 
 log = logging.getLogger("simgr")
@@ -79,12 +80,6 @@ def _dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
     prefix = cls.__name__ + "."
     values = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
     return from_dict(cls, values, origin="command line", what=cls.__name__)
-
-
-def _emit(obj: dict[str, Any]) -> None:
-    """The command's result as ONE JSON line on stdout (its last line)."""
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
@@ -151,13 +146,6 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     write_metrics(m, a.run, a.split)
     _emit({k: m[k] for k in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "coverage@10", "entropy@10",
                              "n_users", "n_items", "seconds")})
-    return 0
-
-
-def cmd_export(a: argparse.Namespace) -> int:
-    from model.export.export import export_run
-
-    _emit(export_run(a.run, a.out, check_users=a.check_users, force=a.force))
     return 0
 
 
@@ -229,7 +217,7 @@ def _add_run_commands(sub: Any) -> None:
     s.add_argument("--batch-size", type=int, default=256)
     s.set_defaults(func=cmd_evaluate)
 
-    _add_export(sub)
+    add_export_parser(sub)
 
     from service.cli import compare as compare_cmd
 
@@ -247,16 +235,6 @@ def _add_demo(sub: Any) -> None:
                    help="serve the bundle at the end")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_demo)
-
-
-def _add_export(sub: Any) -> None:
-    s = sub.add_parser("export", help="write the serving bundle of a run (staged beside --out, checked, renamed)")
-    s.add_argument("--run", required=True, type=Path)
-    s.add_argument("--out", required=True, type=Path)
-    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
-    s.add_argument("--force", action="store_true",
-                   help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
-    s.set_defaults(func=cmd_export)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
-"""Export is the index's only writer: serving refuses a bundle without index.faiss, at start-up and on
-reload, and builds an index in-process only for an encoder that has no bundle directory at all."""
+"""Export is the index's only writer: serving refuses a bundle without its index record (index.json), at
+start-up and on reload, and builds an index in-process only for an encoder that has no bundle directory."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 def _without_index(bundle_dir: Path, root: Path) -> Path:
     shutil.copytree(bundle_dir, root)
-    (root / "index.faiss").unlink()
+    (root / "index.json").unlink()
     seal_bundle(root)  # exported without an index (the manifest agrees), not damaged afterwards
     return root
 
@@ -29,11 +29,11 @@ def _without_index(bundle_dir: Path, root: Path) -> Path:
 async def test_start_up_refuses_a_bundle_without_its_index(bundle_dir: Path, tmp_path: Path) -> None:
     root = _without_index(bundle_dir, tmp_path / "noindex")
     app = create_app(make_settings(artifacts=root, warmup=False))
-    with pytest.raises(SimGRError, match=r"noindex/index.faiss: missing from the bundle; run `simgr export`"):
+    with pytest.raises(SimGRError, match=r"noindex/index.json: missing from the bundle; run `simgr export`"):
         async with serve(app):
             pass
-    assert "index.faiss: missing from the bundle" in app.state.startup_error
-    assert not (root / "index.faiss").exists()  # nothing was written into the bundle
+    assert "index.json: missing from the bundle" in app.state.startup_error
+    assert not (root / "index.json").exists()  # nothing was written into the bundle
 
 
 async def test_reload_refuses_a_bundle_without_its_index(bundle_dir: Path, tmp_path: Path) -> None:
@@ -45,9 +45,9 @@ async def test_reload_refuses_a_bundle_without_its_index(bundle_dir: Path, tmp_p
         r = await c.post("/admin/reload", json={"artifacts": str(root)})
         assert r.status_code == 422, r.text
         assert r.json()["error_type"] == "bad_bundle"
-        assert "index.faiss: missing from the bundle" in r.json()["error"]
+        assert "index.json: missing from the bundle" in r.json()["error"]
         assert (await c.get("/info")).json()["model_version"] == served
-    assert not (root / "index.faiss").exists()
+    assert not (root / "index.json").exists()
 
 
 def test_an_encoder_without_a_bundle_directory_gets_an_in_process_index() -> None:
@@ -60,5 +60,5 @@ def test_an_encoder_without_a_bundle_directory_gets_an_in_process_index() -> Non
 
 
 def test_model_state_refuses_a_directory_without_an_index(tmp_path: Path) -> None:
-    with pytest.raises(SimGRError, match=r"index.faiss: missing from the bundle"):
+    with pytest.raises(SimGRError, match=r"index.json: missing from the bundle"):
         ModelState.build(DummyEncoder.random(n_items=10, dim=4), artifacts=tmp_path)

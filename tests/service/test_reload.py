@@ -157,8 +157,7 @@ async def test_one_batch_mixing_two_bundles_answers_each_from_its_own(tmp_path: 
 
     encoders = {"a": DummyEncoder.random(seed=1), "b": DummyEncoder.random(seed=2)}
     for name, enc in encoders.items():  # each bundle directory holds its index, as export writes it
-        (tmp_path / name).mkdir()
-        ItemIndex.build(enc.embeddings).save(tmp_path / name / "index.faiss")
+        ItemIndex.build(enc.embeddings).save(tmp_path / name)
     # max_batch_size 2 and a 10 s flush timer: the first request waits until the second fills the batch
     settings = make_settings(artifacts=tmp_path / "a", warmup=False, max_batch_size=2, max_wait_ms=10_000,
                              admin_keys=ADMIN_KEY)
