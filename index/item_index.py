@@ -144,6 +144,41 @@ class ItemIndex:
     def dim(self) -> int:
         return int(self._embeddings.shape[1])
 
+    # changes (callers serialise them with searches: the service runs both on the batcher's worker)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Index ``vectors`` (A, D) under new ``ids`` (A,) int64."""
+        id_arr = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        vec = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(id_arr), self.dim)
+        if len(id_arr) == 0:
+            return
+        if not np.isfinite(vec).all():
+            raise ValueError("vectors contain NaN or Inf")
+        if len(np.unique(id_arr)) != len(id_arr) or (id_arr < 0).any() or any(int(i) in self._pos for i in id_arr):
+            raise ValueError("ids must be new, unique and non-negative")
+        self._index.add_with_ids(vec, id_arr)
+        start = len(self._ids)
+        self._embeddings = np.concatenate([self._embeddings, vec])
+        self._ids = np.concatenate([self._ids, id_arr])
+        self._pos.update({int(v): start + k for k, v in enumerate(id_arr.tolist())})
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Drop ``ids`` from the index (unknown ids are ignored)."""
+        gone = {int(i) for i in np.asarray(ids, dtype=np.int64).reshape(-1)} & self._pos.keys()
+        if not gone:
+            return
+        drop = np.fromiter(gone, dtype=np.int64, count=len(gone))
+        if self.on_gpu:  # GPU flat indexes cannot remove: rebuild on the device
+            keep = ~np.isin(self._ids, drop)
+            cpu = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            cpu.add_with_ids(self._embeddings[keep], self._ids[keep])
+            self._index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, cpu)
+        else:
+            self._index.remove_ids(drop)
+        keep = ~np.isin(self._ids, drop)
+        self._embeddings, self._ids = self._embeddings[keep], self._ids[keep]
+        self._pos = {int(v): i for i, v in enumerate(self._ids.tolist())}
+
     # search
 
     def search(  # noqa: C901

@@ -21,12 +21,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.auth import Auth
+from service.catalog import CatalogService
 from service.errors import ServiceError, error_response, type_for_status
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.model_state import Loader, default_loader
 from service.recommender import Recommender
-from service.routes import admin, ops, recommend
+from service.routes import admin, items, ops, recommend
 from service.sessions import SessionStore, make_store
 from service.settings import Settings
 
@@ -43,6 +44,7 @@ def create_app(
     device = settings.resolved_device()
     loader = loader or default_loader(device=device, encoder=settings.encoder, noop_sleep_ms=settings.noop_sleep_ms)
     rec = Recommender(settings=settings, store=store, metrics=metrics, loader=loader)
+    catalog = CatalogService(rec=rec, settings=settings, metrics=metrics)
 
     app = FastAPI(
         title="SimGR recommender",
@@ -51,12 +53,13 @@ def create_app(
         lifespan=_lifespan,
     )
     app.state.settings, app.state.metrics, app.state.recommender = settings, metrics, rec
+    app.state.catalog = catalog
     app.state.auth = Auth(settings)
     app.state.background = set()  # strong references to fire-and-forget tasks
     app.state.startup_error = None  # set when the initial load fails (the serve command reports it)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     _add_error_handlers(app)
-    for module in (recommend, ops, admin):
+    for module in (recommend, items, ops, admin):
         app.include_router(module.router)
     return app
 
@@ -126,7 +129,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.error("cannot serve %s: %s", settings.artifacts, app.state.startup_error)
             await rec.batcher.stop()
             raise
+        await _replay(app)
         log.info("ready: serving %s", rec.state.model_version if rec.state else None)
+    _spawn(app, app.state.catalog.follow())
     hup = _install_sighup(app, loop)
     try:
         yield
@@ -137,7 +142,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await rec.batcher.stop()  # uvicorn has drained in-flight requests; finish anything queued
         await rec.store.close()
+        await app.state.catalog.close()
         log.info("stopped")
+
+
+async def _replay(app: FastAPI) -> None:
+    """Apply the catalogue change log onto the freshly loaded bundle before reporting ready."""
+    from service.durable_log import LogUnavailable
+
+    try:
+        n = await app.state.catalog.catch_up()
+        if n:
+            log.info("catalogue: replayed %d change-log entries", n)
+    except LogUnavailable as exc:
+        log.warning("catalogue change log unavailable at start (the follower retries): %s", exc)
 
 
 async def _initial_load(rec: Recommender, settings: Settings) -> None:

@@ -17,6 +17,9 @@ ERROR_STATUS: dict[str, int] = {
     "forbidden": 403,  # a valid data key used on /admin/*
     "not_found": 404,  # unknown route
     "method_not_allowed": 405,
+    "item_not_found": 404,  # GET/DELETE /items/{id} of an id not in the live catalogue
+    "catalog_unsupported": 409,  # catalogue changes on the noop encoder's fixed catalogue
+    "catalog_full": 409,  # no free uniqueness code left under the item's prefix
     "reload_in_progress": 409,  # a second /admin/reload while one is loading
     "payload_too_large": 413,  # body over max_body_bytes
     "validation": 422,  # malformed JSON, wrong types, NaN, out-of-range k, too many / too long ids
@@ -26,7 +29,8 @@ ERROR_STATUS: dict[str, int] = {
     "reload_failed": 500,  # the bundle looked fine but loading or warm-up crashed
     "not_ready": 503,  # model and index not loaded yet
     "timeout": 503,  # waited past request_timeout_ms; the work was dropped from the queue
-    "session_store_unavailable": 503,  # Redis down on /events or /sessions (never silently lost)
+    "session_store_unavailable": 503,
+    "catalog_unavailable": 503,  # the change log (Redis / journal) could not be written: nothing changed  # Redis down on /events or /sessions (never silently lost)
 }
 
 _BY_STATUS: dict[int, str] = {}

@@ -68,6 +68,11 @@ class Metrics:
         self.model_info = Gauge(
             "simgr_model_info", "The bundle being served (value 1)", ["model_version"], registry=r,
         )
+        self.catalog_items = Gauge("simgr_catalog_items", "Live catalogue items by origin", ["origin"], registry=r)
+        self.catalog_changes = Counter(
+            "simgr_catalog_changes_total", "Logged catalogue changes by operation", ["op"], registry=r)
+        self.catalog_lag = Gauge(
+            "simgr_catalog_follower_lag_seconds", "Age of the last change-log entry when it was applied", registry=r)
         self.reloads = Counter("simgr_reloads_total", "Bundle reloads by outcome", ["outcome"], registry=r)
 
     def set_model(self, model_version: str) -> None:

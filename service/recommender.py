@@ -19,16 +19,20 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
 from index import IndexFormatError
+from index.catalog import Delta
 from model.errors import SimGRError
 from service.batcher import Batcher
+from service.encoder import UserEncoder
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.model_state import Loader, ModelState
 from service.schemas import (
     EventsRequest,
     EventsResponse,
+    ItemFilter,
     RecommendedItem,
     RecommendRequest,
     RecommendResponse,
@@ -55,6 +59,7 @@ class _JobResult(NamedTuple):
     ids: np.ndarray  # (k,) int64, -1 = no more candidates
     inference_s: float
     search_s: float
+    state: ModelState  # the catalogue the ids belong to (newer than the job's after a catalogue change)
 
 
 class Recommender:
@@ -132,6 +137,21 @@ class Recommender:
                 seconds=round(time.perf_counter() - t0, 3),
             )
 
+    async def swap_catalog(self, state: ModelState, model: UserEncoder, delta: Delta) -> bool:
+        """Apply an index delta and serve ``model``'s catalogue, on the batcher's worker between batches,
+        so a forward + search sees all of a batch of changes or none. False when ``state`` is no longer
+        served (a reload won; the change log is replayed onto the new bundle)."""
+
+        def swap() -> bool:
+            if self._state is not state:
+                return False
+            state.index.remove(delta.remove_ids)
+            state.index.add(delta.add_ids, delta.add_vectors)
+            self._state = state.with_model(model)
+            return True
+
+        return bool(await self.batcher.run_in_worker(swap))
+
     # sessions
 
     def session_cap(self, state: ModelState | None = None) -> int:
@@ -186,6 +206,8 @@ class Recommender:
         if req.exclude_seen:
             exclude.update(history)
         allow = None if req.allow is None else frozenset(lookup[i] for i in req.allow if i in lookup)
+        if req.filter is not None:
+            allow = _filtered(state, req.filter, allow)
         unknown = _dedupe(i for i in [*combined, *(req.exclude or ()), *(req.allow or ())] if i not in lookup)
 
         if not history:
@@ -199,7 +221,7 @@ class Recommender:
             timing.queue_ms, timing.inference_ms, timing.search_ms = queue_s * 1e3, res.inference_s * 1e3, res.search_s * 1e3
             keep = res.ids >= 0
             items = [
-                RecommendedItem(item_id=state.model.item_ids[int(i)], score=float(s), rank=r + 1)
+                RecommendedItem(item_id=res.state.model.item_ids[int(i)], score=float(s), rank=r + 1)
                 for r, (s, i) in enumerate(zip(res.scores[keep], res.ids[keep], strict=True))
             ]
             fallback = None
@@ -218,8 +240,11 @@ class Recommender:
         groups: dict[int, list[int]] = {}
         for n, job in enumerate(jobs):
             groups.setdefault(id(job.state), []).append(n)
+        current = self._state
         for rows in groups.values():
             state = jobs[rows[0]].state
+            if current is not None and current.index is state.index:
+                state = current  # same bundle, newer catalogue: row indices are append-only, so still valid
             t0 = time.perf_counter()
             with torch.inference_mode():
                 q = np.asarray(state.model.encode_users([jobs[n].history for n in rows]), dtype=np.float32)  # (B, D)
@@ -235,8 +260,18 @@ class Recommender:
             self.metrics.search_duration.observe(t2 - t1)
             for r, n in enumerate(rows):
                 k = jobs[n].k
-                out[n] = _JobResult(scores[r, :k], ids[r, :k], t1 - t0, t2 - t1)
+                out[n] = _JobResult(scores[r, :k], ids[r, :k], t1 - t0, t2 - t1, state)
         return [r for r in out if r is not None]
+
+
+def _filtered(state: ModelState, flt: ItemFilter, allow: frozenset[int] | None) -> frozenset[int]:
+    """The live items passing ``flt`` (and ``allow`` when given)."""
+    catalog = getattr(state.model, "catalog", None)
+    if catalog is None:
+        raise ServiceError("validation", "filter: this encoder has no item metadata (noop encoder)")
+    attrs = {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in (flt.attributes or {}).items()}
+    ids = catalog.matching(flt.categories_any, attrs)
+    return frozenset(ids if allow is None else ids & allow)
 
 
 def _dedupe(ids: Iterable[str]) -> list[str]:

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     session_max_history: int = Field(default=0, ge=0, description="items kept per user (0 = the bundle's max_history)")
     local_max_users: int = Field(default=100_000, ge=1, description="users kept by the in-process LRU store")
 
+    # living catalogue: changes go to a Redis Stream (with redis_url) or a fsynced journal under state_dir
+    state_dir: Path | None = Field(default=None, description="directory of the catalogue journal when Redis is not used")
+    catalog_log: str = Field(default="catalog", min_length=1, max_length=128, description="change-log name (stream key suffix / journal file stem)")
+    added_item_levels: Literal["all", "trained", "semantic"] = Field(
+        default="semantic", description="code rows an added item's embedding averages (benchmarks/cold_items.py)")
+
     # limits and security
     max_body_bytes: int = Field(default=1_000_000, ge=1, description="request body limit (413 beyond)")  # TEI: 2 MB
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(

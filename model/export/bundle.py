@@ -5,14 +5,18 @@ ARTIFACT_DIR/
   model/backbone/        the merged decoder (safetensors) + its tokenizer
   model/aggregator.safetensors  aggregator weights (absent for the parameter-free mean)
   model/simgr.json       ModelConfig + PromptConfig
-  items.jsonl            {"idx", "item_id", "sid", "title"} in index order
+  items.jsonl            {"idx", "item_id", "sid", "title", "text", "categories", "attributes", "origin"}
+  quantizer/             the item tokenizer (model/semantic_ids/quantizer.py), when the IDs came from text
   item_embeddings.npy    (N, D) float32, exactly the vectors in the index
   index.faiss            FAISS inner-product index, ids = item idx
   popularity.json        item ids, most popular first (cold start)
+  popularity_by_category.json  {category: item ids, most popular first}
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,46 +25,70 @@ from typing import Any
 import numpy as np
 import torch
 
+from index.catalog import Catalog
 from model.config import ModelConfig, PromptConfig, from_dict
-from model.data.jsonio import iter_jsonl, read_json
+from model.data.jsonio import read_json
 from model.errors import SimGRError
+from model.export.items import read_items
+from model.export.living import AddedLevels, ItemEmbedder, catalog_from_records, trained_token_rows
 from model.export.manifest import BundleManifest
 from model.network.model import SimGR
 from model.network.prompt import PromptVocab, build_prompt, collate
+from model.semantic_ids.quantizer import QUANTIZER_DIR, ItemQuantizer
+from model.semantic_ids.space import SidSpace, observed_space, sid_tokens
 
 log = logging.getLogger(__name__)
 
 _MISSING = "missing from the bundle"
 
 
-def _read_items(path: Path) -> list[dict[str, Any]]:
-    items = []
-    for n, item in iter_jsonl(path, missing=_MISSING):
-        if not isinstance(item.get("item_id"), str) or not isinstance(item.get("sid"), list):
-            raise SimGRError(f"{path}:{n}: not an item record with item_id and sid")
-        items.append(item)
-    if not items:
-        raise SimGRError(f"{path}: no items")
-    return items
-
-
 class Bundle:
-    """A loaded bundle. ``encode_users`` is the only compute: one batched forward pass."""
+    """A loaded bundle. ``encode_users`` is the only compute: one batched forward pass. ``with_catalog``
+    gives the same model over a changed catalogue (items added or retired while serving)."""
 
     def __init__(self, *, root: Path, manifest: BundleManifest, model: SimGR, vocab: PromptVocab,
-                 items: list[dict[str, Any]], embeddings: np.ndarray, popularity: list[int],
-                 device: torch.device) -> None:
-        self.root, self.manifest, self.model, self.vocab = root, manifest, model, vocab
+                 tokenizer: Any, catalog: Catalog, device: torch.device) -> None:
+        self.root, self.manifest, self.model, self.tokenizer = root, manifest, model, tokenizer
         self.device = device
         self.model_version: str = manifest.model_version
-        self.item_ids: list[str] = [str(it["item_id"]) for it in items]
-        self.titles: list[str | None] = [it.get("title") for it in items]
-        self.item_lookup: dict[str, int] = {iid: i for i, iid in enumerate(self.item_ids)}
-        self.embeddings = embeddings  # (N, D) float32
-        self.popularity = popularity
-        self.n_items, self.dim = embeddings.shape
         self.max_history: int = vocab.cfg.max_history
-        self._table = torch.from_numpy(embeddings).to(device)  # item inputs for the ``items`` layout
+        codes = np.asarray([r.sid for r in catalog.rows])
+        self.space = SidSpace(sizes=tuple(manifest.sid_space)) if manifest.sid_space else observed_space(codes)
+        self._quantizer: ItemQuantizer | None = None
+        self._vocab0 = vocab
+        self._set_catalog(catalog)
+
+    def _set_catalog(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.item_ids: list[str] = [r.item_id for r in catalog.rows]  # by row; dead rows keep their id
+        self.titles: list[str | None] = [r.title for r in catalog.rows]
+        self.item_lookup: dict[str, int] = catalog.lookup  # live items only
+        self.embeddings = catalog.embeddings  # (M, D) float32
+        self.popularity = catalog.popularity
+        self.n_items, self.dim = self.embeddings.shape
+        table = tuple(tuple(self.token_ids(sid_tokens(r.sid))) for r in catalog.rows)
+        self.vocab = dataclasses.replace(self._vocab0, sid_token_ids=table)
+        self._table = torch.from_numpy(self.embeddings).to(self.device)  # item inputs for the ``items`` layout
+
+    def with_catalog(self, catalog: Catalog) -> Bundle:
+        """The same model (shared, not copied) serving ``catalog``."""
+        out = copy.copy(self)
+        out._set_catalog(catalog)
+        return out
+
+    def token_ids(self, tokens: list[str]) -> list[int]:
+        return list(self.tokenizer.convert_tokens_to_ids(tokens))
+
+    @property
+    def quantizer(self) -> ItemQuantizer | None:
+        """The item tokenizer saved with the bundle (None when its semantic IDs were given)."""
+        if self._quantizer is None and self.manifest.quantizer:
+            self._quantizer = ItemQuantizer.load(self.root / QUANTIZER_DIR)
+        return self._quantizer
+
+    def embedder(self, levels: AddedLevels = "semantic") -> ItemEmbedder:
+        trained = trained_token_rows(self.catalog, self.token_ids)
+        return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=trained, levels=levels)
 
     @classmethod
     def load(cls, root: str | Path, *, device: str = "cpu") -> Bundle:
@@ -76,7 +104,7 @@ class Bundle:
             mcfg, pcfg = from_dict(ModelConfig, spec["model"]), from_dict(PromptConfig, spec["prompt"])
         except (KeyError, TypeError) as e:
             raise SimGRError(f"{root}/model/simgr.json: malformed ({e})") from None
-        items = _read_items(root / "items.jsonl")
+        items = read_items(root / "items.jsonl")
         try:
             embeddings = np.load(root / "item_embeddings.npy").astype(np.float32, copy=False)
         except FileNotFoundError:
@@ -90,7 +118,7 @@ class Bundle:
             backbone = AutoModel.from_pretrained(bdir, local_files_only=True, attn_implementation="sdpa")
         except (OSError, ValueError) as e:
             raise SimGRError(f"{bdir}: cannot load the model ({e})") from None
-        vocab = PromptVocab.from_tokenizer(tokenizer, [it["sid"] for it in items], pcfg)
+        vocab = PromptVocab.from_tokenizer(tokenizer, [it.sid for it in items], pcfg)
         model = SimGR(backbone=backbone, sid_token_ids=torch.tensor(vocab.sid_token_ids), cfg=mcfg, prompt=pcfg)
         agg = root / "model" / "aggregator.safetensors"
         if agg.is_file():
@@ -99,12 +127,12 @@ class Bundle:
             model.aggregator.load_state_dict(load_file(str(agg)))
         dev = torch.device(device)
         model = model.to(dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32).eval()
-        lookup = {str(it["item_id"]): i for i, it in enumerate(items)}
+        lookup = {it.item_id: i for i, it in enumerate(items)}
         popularity = [lookup[i] for i in read_json(root / "popularity.json", missing=_MISSING) if i in lookup]
         log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(items), embeddings.shape[1],
                  manifest.model_version)
-        return cls(root=root, manifest=manifest, model=model, vocab=vocab, items=items,
-                   embeddings=embeddings, popularity=popularity, device=dev)
+        return cls(root=root, manifest=manifest, model=model, vocab=vocab, tokenizer=tokenizer,
+                   catalog=catalog_from_records(items, embeddings, popularity), device=dev)
 
     @torch.inference_mode()
     def encode_users(self, histories: Sequence[Sequence[int]]) -> np.ndarray:

@@ -16,13 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from index.catalog import CatalogRow
 from index.item_index import ItemIndex
 from model.config import to_dict
 from model.errors import SimGRError
 from model.export.bundle import Bundle
+from model.export.items import write_items, write_popularity
 from model.export.manifest import BundleManifest
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
+from model.semantic_ids.assign import tokens_to_codes
+from model.semantic_ids.quantizer import QUANTIZER_DIR, find_quantizer
+from model.semantic_ids.space import load_sid_space
 from model.training.run import load_run
 
 log = logging.getLogger(__name__)
@@ -51,8 +56,11 @@ def _hash_files(paths: Sequence[Path]) -> str:
 
 def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[str],
                  sids: Sequence[Sequence[str]], titles: Sequence[str | None], popularity: Sequence[int],
-                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> BundleManifest:
-    """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity and the manifest."""
+                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                 texts: Sequence[str | None] | None = None, categories: Sequence[Sequence[str]] | None = None,
+                 quantizer_dir: Path | None = None, sid_space: Sequence[int] | None = None) -> BundleManifest:
+    """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity, the item quantizer (when
+    the semantic IDs came from one) and the manifest."""
     if out.exists():
         shutil.rmtree(out)
     (out / "model").mkdir(parents=True)
@@ -71,11 +79,15 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
     with torch.inference_mode():
         emb = model.item_embeddings().float().numpy()  # (N, D)
     np.save(out / "item_embeddings.npy", emb)
-    with open(out / "items.jsonl", "w") as f:
-        for i, (iid, sid, title) in enumerate(zip(item_ids, sids, titles, strict=True)):
-            f.write(json.dumps({"idx": i, "item_id": iid, "sid": list(sid), "title": title}) + "\n")
+    codes = tokens_to_codes(sids)
+    rows = [CatalogRow(iid, tuple(c), "trained", title=t, text=texts[i] if texts else None,
+                       categories=tuple(categories[i]) if categories else ())
+            for i, (iid, c, t) in enumerate(zip(item_ids, codes.tolist(), titles, strict=True))]
+    write_items(out / "items.jsonl", rows)
     ItemIndex.build(emb).save(out / "index.faiss")
-    (out / "popularity.json").write_text(json.dumps([item_ids[i] for i in popularity]) + "\n")
+    write_popularity(out, rows, popularity)
+    if quantizer_dir is not None:
+        shutil.copytree(quantizer_dir, out / QUANTIZER_DIR)
     weights = sorted(bdir.glob("*.safetensors")) + sorted((out / "model").glob("*.safetensors"))
     manifest = BundleManifest(
         model_version=_hash_files([*weights, out / "items.jsonl", out / "model" / "simgr.json"]),
@@ -83,7 +95,9 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
         normalize=model.cfg.normalize, aggregator=model.cfg.aggregator,
         prompt=to_dict(model.prompt_cfg), n_items=int(emb.shape[0]),
         metrics=metrics or {}, packages=_versions(),
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {}),
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        sid_space=list(sid_space) if sid_space is not None else None, quantizer=quantizer_dir is not None,
+        **(extra or {}),
     )
     manifest.write(out / "manifest.json")
     return manifest
@@ -127,10 +141,13 @@ def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 
             metrics[split] = json.loads(path.read_text())
     items = run.data.items
     popularity = np.argsort(-run.data.popularity(), kind="stable").tolist()
+    space = load_sid_space(Path(run.cfg.data_dir), tokens_to_codes(run.sids))
     manifest = write_bundle(out, model=run.built.model, tokenizer=run.built.tokenizer,
                             item_ids=[it.item_id for it in items], sids=run.sids,
                             titles=[it.title for it in items], popularity=popularity, metrics=metrics,
-                            extra={"dataset": run.data.info.get("name"), "run": str(run_dir)})
+                            extra={"dataset": run.data.info.get("name"), "run": str(run_dir)},
+                            texts=[it.text for it in items], categories=[it.categories for it in items],
+                            quantizer_dir=find_quantizer(run_dir, Path(run.cfg.data_dir)), sid_space=space.sizes)
     hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
     rng = np.random.default_rng(seed)
     sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]

@@ -35,6 +35,15 @@ class BundleManifest(BaseModel):
     dataset: str | None = None  # dataset name from dataset.json
     run: str | None = None  # run directory the bundle was exported from
     synthetic: bool = False  # a random-init bundle for tests and benchmarks
+    sid_space: list[int] | None = None  # codes per semantic-ID level, every one a token (None: the items' own)
+    quantizer: bool = False  # quantizer/ holds the item tokenizer, so items can be added from their text
+    catalog_root: str | None = None  # version of the exported bundle this catalogue descends from (None: this)
+    catalog_through: str | None = None  # last catalogue change-log entry folded into this bundle
+
+    @property
+    def root(self) -> str:
+        """The catalogue lineage: change-log entries written for this root apply to this bundle."""
+        return self.catalog_root or self.model_version
 
     def write(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n")

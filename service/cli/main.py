@@ -227,6 +227,9 @@ def _add_serve(sub: Any) -> None:
     s = sub.add_parser("serve", help="serve a bundle over HTTP")
     serve_cmd.add_arguments(s)
     s.set_defaults(func=lambda a: serve_cmd.run(a))
+    from service.cli import catalog as catalog_cmd
+
+    catalog_cmd.add_arguments(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
