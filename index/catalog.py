@@ -165,7 +165,8 @@ class _Work:
         return Outcome(ch.item_id, "retired", self.rows[idx].sid)
 
     def upsert(self, ch: Upsert) -> Outcome:
-        meta = dict(title=ch.title, text=ch.text, categories=ch.categories, attributes=ch.attributes)
+        meta: dict[str, Any] = {"title": ch.title, "text": ch.text, "categories": ch.categories,
+                                "attributes": ch.attributes}
         idx = self.lookup.get(ch.item_id)
         if idx is None:  # new, or back after retirement
             prev = self.last.get(ch.item_id)

@@ -129,7 +129,8 @@ class CatalogService:
                 if state is None or not hasattr(state.model, "with_catalog"):
                     return n
                 if state.index is not self._synced:  # a new bundle: start from what it folded in
-                    self._after, self._synced = state.model.manifest.catalog_through or "0", state.index
+                    model: Any = state.model
+                    self._after, self._synced = model.manifest.catalog_through or "0", state.index
                 entries = await self.log.read(self._after, count=200)
                 if not entries:
                     self.metrics.catalog_lag.set(0.0)

@@ -43,7 +43,7 @@ def test_new_item_on_a_taken_tuple_gets_the_next_free_code() -> None:
 def test_given_free_id_is_kept_and_repeat_is_unchanged() -> None:
     nxt, _, out = base().apply([Upsert("d", title="D", codes=(2, 2, 3), full=True)], unique=lowest, embed=embed)
     assert out[0].sid == (2, 2, 3)
-    again, delta, out = nxt.apply([Upsert("d", title="D", codes=(2, 2, 3), full=True)], unique=lowest, embed=embed)
+    _again, delta, out = nxt.apply([Upsert("d", title="D", codes=(2, 2, 3), full=True)], unique=lowest, embed=embed)
     assert out[0].status == "unchanged"
     assert delta.add_ids.size == 0
     assert delta.remove_ids.size == 0
@@ -70,7 +70,7 @@ def test_retire_then_revive() -> None:
     assert delta.remove_ids.tolist() == [1]
     assert "b" not in cat.lookup
     assert 1 not in cat.popularity
-    back, delta, out = cat.apply([Upsert("b", title="B")], unique=lowest, embed=embed)
+    _back, delta, out = cat.apply([Upsert("b", title="B")], unique=lowest, embed=embed)
     assert out[0].status == "created"
     assert out[0].sid == (0, 0, 1)
     assert delta.add_ids.tolist() == [1]

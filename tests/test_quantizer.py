@@ -43,7 +43,8 @@ def test_item_text_uses_the_training_template(quant_data_dir: Path) -> None:
     item = load_items(quant_data_dir / "items.jsonl")[0]
     assert q.item_text(title="Red strap", text="Soft leather", categories=["Straps"]) == \
         "Red strap. Categories: Straps. Soft leather."
-    assert item.text is not None and item.text.startswith(item.title or "")
+    assert item.text is not None
+    assert item.text.startswith(item.title or "")
     with pytest.raises(ValueError, match="title or text"):
         q.item_text(title="  ", text="")
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -101,7 +102,7 @@ def read_items(path: Path) -> list[ItemRecord]:
 def write_items(path: Path, rows: Sequence[CatalogRow]) -> None:
     """Rows -> items.jsonl (idx = line number)."""
     with open(path, "w") as f:
-        for i, (row, sid) in enumerate(zip(rows, codes_to_tokens(_codes(rows)), strict=True)):
+        for i, (row, sid) in enumerate(zip(rows, codes_to_tokens(np.asarray(_codes(rows), dtype=np.int64)), strict=True)):
             rec = ItemRecord(idx=i, item_id=row.item_id, sid=sid, title=row.title, text=row.text,
                              categories=list(row.categories), attributes=dict(row.attributes), origin=row.origin)
             f.write(rec.model_dump_json() + "\n")
