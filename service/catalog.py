@@ -85,16 +85,16 @@ class CatalogService:
                 code_upserts, records, model.catalog, space=model.space, quantizer=model.quantizer))
         except CatalogInputError as exc:
             raise ServiceError("validation", str(exc)) from None
-        return await self._commit(model, changes, "upsert")
+        return await self._commit(model, changes)
 
     async def retire(self, item_id: str) -> Outcome:
         model = self._writable()
         if item_id not in model.item_lookup:
             raise ServiceError("item_not_found", f"no live item {item_id!r}")
-        outcomes, _ = await self._commit(model, [Retire(item_id)], "retire")
+        outcomes, _ = await self._commit(model, [Retire(item_id)])
         return outcomes[0]
 
-    async def _commit(self, model: Any, changes: list[Change], op: str) -> tuple[list[Outcome], str]:
+    async def _commit(self, model: Any, changes: list[Change]) -> tuple[list[Outcome], str]:
         """Append one record, then apply the log up to it; a batch that changes nothing is not logged."""
         _, _, dry = model.catalog.apply(changes, unique=unique_code(model.space), embed=model.embedder())
         if all(o.status in ("unchanged", "absent") for o in dry):
@@ -108,7 +108,6 @@ class CatalogService:
             (entry_id,) = await self.log.append([record])
         except LogUnavailable as exc:
             raise ServiceError("catalog_unavailable", f"change not stored, nothing changed: {exc}") from None
-        self.metrics.catalog_changes.labels(op=op).inc(len(changes))
         await self.catch_up(until=entry_id)
         outcomes = self._outcomes.get(entry_id)
         if outcomes is None:  # the served bundle changed under us (reload): report what the log holds
@@ -131,6 +130,7 @@ class CatalogService:
                 if state.index is not self._synced:  # a new bundle: start from what it folded in
                     model: Any = state.model
                     self._after, self._synced = model.manifest.catalog_through or "0", state.index
+                    self.set_counts(model.catalog.counts())
                 entries = await self.log.read(self._after, count=200)
                 if not entries:
                     self.metrics.catalog_lag.set(0.0)
@@ -152,6 +152,8 @@ class CatalogService:
                 embed=model.embedder(self.settings.added_item_levels))
             await self.rec.swap_catalog(state, model.with_catalog(catalog), delta)
             self._remember(entry.id, outcomes)
+            for ch in changes:
+                self.metrics.catalog_changes.labels(op="retire" if isinstance(ch, Retire) else "upsert").inc()
             self.set_counts(catalog.counts())
             self.metrics.catalog_lag.set(max(0.0, time.time() - float(rec.get("ts", time.time()))))
         self._after = entry.id

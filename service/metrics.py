@@ -70,7 +70,7 @@ class Metrics:
         )
         self.catalog_items = Gauge("simgr_catalog_items", "Live catalogue items by origin", ["origin"], registry=r)
         self.catalog_changes = Counter(
-            "simgr_catalog_changes_total", "Logged catalogue changes by operation", ["op"], registry=r)
+            "simgr_catalog_changes_total", "Catalogue changes applied from the change log, by operation", ["op"], registry=r)
         self.catalog_lag = Gauge(
             "simgr_catalog_follower_lag_seconds", "Age of the last change-log entry when it was applied", registry=r)
         self.reloads = Counter("simgr_reloads_total", "Bundle reloads by outcome", ["outcome"], registry=r)

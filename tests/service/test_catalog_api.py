@@ -188,3 +188,32 @@ def test_no_durable_log_refuses_changes(quant_bundle_dir: Path) -> None:
         assert r.status_code == 503
         assert "SIMGR_STATE_DIR" in r.json()["error"]
         assert c.get("/items/z1").status_code == 404
+
+
+def test_compacted_bundle_skips_folded_entries(quant_bundle_dir: Path, tmp_path: Path) -> None:
+    from service.cli.main import main
+
+    state = tmp_path / "state"
+    settings = make_settings(artifacts=quant_bundle_dir, state_dir=state)
+    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as c:
+        c.put("/items", json={"items": [{"item_id": "f1", "title": "Scale weights", "attributes": {"g": 5}}]})
+        assert c.delete("/items/i7").status_code == 200
+    out = tmp_path / "compacted"
+    assert main(["catalog", "compact", "--artifacts", str(quant_bundle_dir), "--out", str(out),
+                 "--state-dir", str(state)]) == 0
+    settings = make_settings(artifacts=out, state_dir=state)
+    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as c:
+        assert c.get("/items/f1").json()["attributes"] == {"g": 5}  # from the bundle, not re-applied
+        assert c.get("/items/i7").status_code == 404
+        metrics = c.get("/metrics").text
+        assert 'simgr_catalog_changes_total{op="upsert"}' not in metrics  # folded entries are skipped
+        assert 'simgr_catalog_items{origin="added"} 1.0' in metrics
+        r = c.put("/items", json={"items": [{"item_id": "f1", "title": "Scale weights", "attributes": {"g": 6}}]})
+        assert r.json()["items"][0]["status"] == "updated"
+    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as c:
+        assert c.get("/items/f1").json()["attributes"] == {"g": 6}  # only the entry after the fold replays
+        assert c.get("/items/i7").status_code == 404
+        metrics = c.get("/metrics").text
+        assert 'simgr_catalog_items{origin="added"} 1.0' in metrics
+        assert 'simgr_catalog_changes_total{op="upsert"} 1.0' in metrics
+        assert 'simgr_catalog_changes_total{op="retire"}' not in metrics
