@@ -31,7 +31,7 @@ import numpy as np
 
 from model.config import ModelConfig, PromptConfig, TrainConfig
 from model.data.dataset import Dataset
-from model.evaluation.metrics import hit_rate, hit_ranks, ndcg
+from model.evaluation.metrics import hit_ranks, hit_rate, ndcg
 from model.export.bundle import Bundle
 from model.export.export import export_run
 from model.export.items import ItemUpsert
@@ -165,7 +165,7 @@ def time_put(bundle_dir: Path, full: Dataset, items: list[int], work: Path) -> d
             "first_put_s_with_encoder_load": round(first, 2)}
 
 
-def main() -> int:  # noqa: PLR0915
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="prepared dataset with item text")
     p.add_argument("--work", type=Path, required=True, help="working directory (reused on re-runs)")
@@ -178,7 +178,7 @@ def main() -> int:  # noqa: PLR0915
     t_start = time.perf_counter()
     full = Dataset.load(a.data)
     rng = np.random.default_rng(a.seed)
-    held = sorted(rng.choice(full.n_items, size=int(round(a.holdout * full.n_items)), replace=False).tolist())
+    held = sorted(rng.choice(full.n_items, size=round(a.holdout * full.n_items), replace=False).tolist())
     held_set = set(held)
     warm_data, held_data = a.work / "warm_data", a.work / "held_data"
     if not (warm_data / "dataset.json").is_file():

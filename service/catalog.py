@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from index.catalog import Change, Outcome, Retire, Upsert
+from model.errors import SimGRError
 from model.export.items import ItemUpsert
 from model.export.living import CatalogInputError, code_upserts, unique_code
 from model.semantic_ids.space import sid_tokens
@@ -85,6 +86,8 @@ class CatalogService:
                 code_upserts, records, model.catalog, space=model.space, quantizer=model.quantizer))
         except CatalogInputError as exc:
             raise ServiceError("validation", str(exc)) from None
+        except SimGRError as exc:  # the bundle's quantizer or the text encoder cannot be loaded here
+            raise ServiceError("catalog_unavailable", f"cannot code items: {exc}") from None
         return await self._commit(model, changes)
 
     async def retire(self, item_id: str) -> Outcome:

@@ -47,7 +47,7 @@ async def info(rec: Rec) -> InfoResponse:
     s = rec.settings
     return InfoResponse(
         model_version=state.model_version,
-        n_items=state.model.n_items,
+        n_items=len(state.model.item_lookup),  # live items
         dim=state.model.dim,
         max_history=state.model.max_history,
         encoder=s.encoder,
