@@ -36,7 +36,7 @@ from model.export.bundle import Bundle
 from model.export.export import export_run
 from model.export.items import ItemUpsert
 from model.export.living import code_upserts, unique_code
-from model.semantic_ids.assign import build_semantic_ids
+from model.semantic_ids.assign import build_semantic_ids, read_item_texts
 from model.semantic_ids.text_encoder import encode_texts_cached
 from model.training.run import RunConfig
 from model.training.train import train
@@ -124,7 +124,7 @@ def eval_simgr(bundle: Bundle, full: Dataset, hist: list[list[int]], tgt: list[i
 
 def text_baseline(full: Dataset, hist: list[list[int]], tgt: list[int], cache: Path) -> dict[str, float]:
     """MiniLM cosine between the last history item and every other item."""
-    emb = encode_texts_cached([it.text or it.title or it.item_id for it in full.items], cache_dir=cache)  # (N, 384)
+    emb = encode_texts_cached(read_item_texts(full.root)[1], cache_dir=cache)  # (N, 384), the semantic-ids texts
     last = np.array([h[-1] for h in hist])
     scores = emb[last] @ emb.T  # (U, N)
     scores[np.arange(len(last)), last] = -np.inf  # not the item itself

@@ -100,3 +100,32 @@ def test_given_ids_leave_no_quantizer(quant_data_dir: Path, tmp_path: Path) -> N
     build_semantic_ids(data_dir=data, given=tmp_path / "given.json")
     assert not (data / "quantizer").exists()
     assert json.loads((data / "sid_space.json").read_text())["sizes"] == [256, 256]
+
+
+def test_train_and_export_carry_the_quantizer(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    """semantic-ids (RQ-VAE) -> train -> export: the bundle's quantizer reproduces the trained items' codes,
+    and the vocabulary covers the whole code space."""
+    import shutil
+
+    from catalog_helpers import TINY_RQ
+
+    from model.export.bundle import Bundle
+    from model.semantic_ids.assign import build_semantic_ids
+    from service.cli.main import main
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data_dir, data)
+    build_semantic_ids(data_dir=data, cfg=TINY_RQ)
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1", "--backbone", "tiny",
+                 "--batch-size", "16", "--micro-batch-size", "16"]) == 0
+    assert (run / "quantizer" / "quantizer.json").is_file()
+    assert main(["export", "--run", str(run), "--out", str(bundle)]) == 0
+    loaded = Bundle.load(bundle)
+    assert loaded.quantizer is not None
+    assert loaded.space.sizes == (4, 4, 16)
+    item_ids, texts, _ = read_item_texts(data)
+    codes = loaded.quantizer.assign_codes(texts)
+    np.testing.assert_array_equal(codes, np.asarray([r.sid[:-1] for r in loaded.catalog.rows]))
+    assert all(t in loaded.tokenizer.get_vocab() for t in SidSpace(sizes=(4, 4, 16)).tokens())
+    assert loaded.catalog.rows[0].text == load_items(data / "items.jsonl")[0].text
