@@ -124,7 +124,7 @@ def test_train_and_export_carry_the_quantizer(synthetic_data_dir: Path, tmp_path
     loaded = Bundle.load(bundle)
     assert loaded.quantizer is not None
     assert loaded.space.sizes == (4, 4, 16)
-    item_ids, texts, _ = read_item_texts(data)
+    _, texts, _ = read_item_texts(data)
     codes = loaded.quantizer.assign_codes(texts)
     np.testing.assert_array_equal(codes, np.asarray([r.sid[:-1] for r in loaded.catalog.rows]))
     assert all(t in loaded.tokenizer.get_vocab() for t in SidSpace(sizes=(4, 4, 16)).tokens())
