@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The local CPU build of torch (no multi-GB CUDA download); override with TORCH_SPEC="torch>=2.4,<2.15".
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint smoke bench-quality bench-serve clean
+.PHONY: setup demo test lint smoke replicas bench-quality bench-serve clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,7 @@ demo: setup
 
 test: setup
 	bash scripts/ensure_redis.sh
+	bash scripts/ensure_nginx.sh
 	bash scripts/lint.sh
 	SIMGR_NO_PROGRESS=1 $(BIN)/pytest -q
 
@@ -29,6 +30,9 @@ lint: setup
 
 smoke: setup
 	bash deploy/smoke.sh
+
+replicas: setup
+	bash deploy/replicas.sh
 
 bench-quality: setup
 	$(BIN)/python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30

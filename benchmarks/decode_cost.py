@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-CACHE = Path("/tmp/simgr_compare/paper/runs")
+CACHE = Path("runs/compare/paper/runs")  # CompareConfig's default work_dir / the report's name / runs
 
 
 def _synthetic_runs(root: Path) -> tuple[Path, Path]:

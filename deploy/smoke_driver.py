@@ -92,55 +92,61 @@ def get_json(base: str, path: str, *, key: bool = True) -> dict[str, Any]:
     return json.loads(text)
 
 
-def traffic(base: str, bundle: str, n: str, redis_port: str) -> None:  # noqa: C901
-    """Send the smoke traffic with checks on every answer; print how many data requests were sent."""
+def _check_service(base: str) -> None:
+    """Ready with Redis as the session store; with auth on, data routes need the key and /metrics does not."""
     ready = get_json(base, "/readyz", key=False)
     if ready.get("redis") != "ok":
         fail(f"/readyz says redis is {ready.get('redis')!r}, not 'ok': {ready}")
     info = get_json(base, "/info")
     if info.get("session_store") != "redis":
         fail(f"/info says the session store is {info.get('session_store')!r}, not 'redis'")
-    if API_KEY:  # auth on: a data route without the key is refused, /metrics stays public
+    if API_KEY:
         status, _ = call("POST", base + "/recommend", {"history": [], "k": 1}, key=False)
         if status != 401:
             fail(f"POST /recommend without the API key -> {status}, expected 401")
         status, _ = call("GET", base + "/metrics", key=False)
         if status != 200:
             fail(f"GET /metrics without a key -> {status}; Prometheus could not scrape it")
+
+
+def _item_ids(bundle: str) -> list[str]:
     with open(f"{bundle}/items.jsonl") as f:
         item_ids = [json.loads(line)["item_id"] for line in f if line.strip()]
     if len(item_ids) < 10:
         fail(f"{bundle}/items.jsonl has only {len(item_ids)} items")
-    rng = random.Random(0)
-    users = [f"smoke-user-{u}" for u in range(8)]
-    counts = {"events": 0, "recommend": 0, "cold": 0}
-    # two waves, so the counters change across several 1 s scrapes and rate() has data
-    rounds = int(n)
-    for wave, indices in enumerate([range(0, rounds // 2), range(rounds // 2, rounds)]):
-        for i in indices:
-            user = users[i % len(users)]
-            checks: list[tuple[str, str, str, dict[str, Any]]] = [
-                ("POST", "/events", "events", {"user_id": user, "item_ids": rng.sample(item_ids, 3)}),
-                ("POST", "/recommend", "recommend", {"user_id": user, "k": 10}),
-                ("POST", "/recommend", "recommend", {"history": rng.sample(item_ids, 5), "k": 5}),
-            ]
-            if i % 10 == 0:  # a user with no session and no history: the popularity fallback
-                checks.append(("POST", "/recommend", "cold", {"user_id": f"smoke-cold-{i}", "k": 5}))
-            for method, path, kind, body in checks:
-                status, text = call(method, base + path, body)
-                if not 200 <= status < 300:
-                    fail(f"{method} {path} {json.dumps(body)} -> {status} {text[:300]}")
-                answer = json.loads(text)
-                if kind in ("recommend", "cold") and not (isinstance(answer.get("items"), list) and answer["items"]):
-                    fail(f"{method} {path} returned no items: {text[:300]}")
-                if kind == "cold" and answer.get("fallback") != "popular":
-                    fail(f"{method} {path} for a cold user: fallback {answer.get('fallback')!r}, expected 'popular'")
-                counts[kind] += 1
-        if wave == 0:
-            time.sleep(1.5)
-    session = get_json(base, f"/sessions/{users[0]}")
+    return item_ids
+
+
+def _send_checked(base: str, method: str, path: str, kind: str, body: dict[str, Any]) -> None:
+    """One data request; recommendations must hold items, a cold user's must come from popularity."""
+    status, text = call(method, base + path, body)
+    if not 200 <= status < 300:
+        fail(f"{method} {path} {json.dumps(body)} -> {status} {text[:300]}")
+    answer = json.loads(text)
+    if kind in ("recommend", "cold") and not (isinstance(answer.get("items"), list) and answer["items"]):
+        fail(f"{method} {path} returned no items: {text[:300]}")
+    if kind == "cold" and answer.get("fallback") != "popular":
+        fail(f"{method} {path} for a cold user: fallback {answer.get('fallback')!r}, expected 'popular'")
+
+
+def _round_requests(i: int, user: str, item_ids: list[str], rng: random.Random) -> list[tuple[str, str, dict[str, Any]]]:
+    """(path, kind, body) of round ``i``: an event, a session and a history recommendation, and every
+    tenth round a user with no session and no history (the popularity fallback)."""
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("/events", "events", {"user_id": user, "item_ids": rng.sample(item_ids, 3)}),
+        ("/recommend", "recommend", {"user_id": user, "k": 10}),
+        ("/recommend", "recommend", {"history": rng.sample(item_ids, 5), "k": 5}),
+    ]
+    if i % 10 == 0:
+        requests.append(("/recommend", "cold", {"user_id": f"smoke-cold-{i}", "k": 5}))
+    return requests
+
+
+def _check_state(base: str, user: str, redis_port: str) -> None:
+    """The session is readable back and stored in Redis; /healthz and /metrics answer."""
+    session = get_json(base, f"/sessions/{user}")
     if not session.get("items"):
-        fail(f"GET /sessions/{users[0]} is empty after POST /events: {session}")
+        fail(f"GET /sessions/{user} is empty after POST /events: {session}")
     n_keys = redis_command(redis_port, "DBSIZE")
     if not n_keys.startswith(":") or int(n_keys[1:]) < 1:
         fail(f"the sessions did not reach redis (DBSIZE answered {n_keys!r})")
@@ -148,7 +154,26 @@ def traffic(base: str, bundle: str, n: str, redis_port: str) -> None:  # noqa: C
     status, text = call("GET", base + "/metrics", key=False)
     if status != 200 or "simgr_requests_total" not in text:
         fail(f"GET /metrics -> {status}; simgr_requests_total missing from the exposition")
-    emit(sum(counts.values()))
+
+
+def traffic(base: str, bundle: str, n: str, redis_port: str) -> None:
+    """Send the smoke traffic with checks on every answer; print how many data requests were sent."""
+    _check_service(base)
+    item_ids = _item_ids(bundle)
+    rng = random.Random(0)
+    users = [f"smoke-user-{u}" for u in range(8)]
+    sent = 0
+    # two waves, so the counters change across several 1 s scrapes and rate() has data
+    rounds = int(n)
+    for wave, indices in enumerate([range(0, rounds // 2), range(rounds // 2, rounds)]):
+        for i in indices:
+            for path, kind, body in _round_requests(i, users[i % len(users)], item_ids, rng):
+                _send_checked(base, "POST", path, kind, body)
+                sent += 1
+        if wave == 0:
+            time.sleep(1.5)
+    _check_state(base, users[0], redis_port)
+    emit(sent)
 
 
 def prom_query(prom: str, query: str) -> tuple[list[dict[str, Any]] | None, str]:

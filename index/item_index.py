@@ -181,7 +181,7 @@ class ItemIndex:
 
     # search
 
-    def search(  # noqa: C901
+    def search(
         self,
         queries: np.ndarray,
         k: int,
@@ -212,32 +212,37 @@ class ItemIndex:
         if self.on_gpu and fetch > GPU_MAX_K:
             exact_rows = list(range(b))  # too many to over-fetch on GPU: score everything exactly
         ann_rows = [r for r in range(b) if r not in set(exact_rows)]
-
-        # one batched FAISS search for the unrestricted rows, over-fetching past the excluded ids
         if ann_rows:
-            fetch = min(fetch, self.ntotal)
-            s, i = self._index.search(q[ann_rows], fetch)  # (R, fetch)
-            for row_pos, r in enumerate(ann_rows):
-                ids_r, scores_r = i[row_pos], s[row_pos]
-                keep = ids_r >= 0
-                if excl[r]:
-                    keep &= ~np.isin(ids_r, np.fromiter(excl[r], dtype=np.int64, count=len(excl[r])))
-                ids_r, scores_r = ids_r[keep][:k], scores_r[keep][:k]
-                out_i[r, : len(ids_r)] = ids_r
-                out_s[r, : len(ids_r)] = scores_r
-
-        # exact scores over the allowed rows of the embedding matrix
+            self._search_ann(q, ann_rows, excl, k, min(fetch, self.ntotal), out=(out_s, out_i))
         for r in exact_rows:
-            row_allow = allow[r] if allow is not None else None
-            cand: Collection[int] = row_allow if row_allow is not None else self._pos.keys()
-            pos = np.fromiter(
-                (p for c in cand if (p := self._pos.get(int(c))) is not None and int(c) not in excl[r]),
-                dtype=np.int64,
-            )
-            pos = np.unique(pos)
-            if pos.size == 0:
-                continue
-            scores = self._embeddings[pos] @ q[r]  # (M,)
-            s_r, i_r = _topk_rows(scores[None, :], self._ids[pos], k)
-            out_s[r], out_i[r] = s_r[0], i_r[0]
+            self._search_exact(q[r], allow[r] if allow is not None else None, excl[r], k, out=(out_s[r], out_i[r]))
         return out_s, out_i
+
+    def _search_ann(self, q: np.ndarray, rows: list[int], excl: list[set[int]], k: int, fetch: int, *,
+                    out: tuple[np.ndarray, np.ndarray]) -> None:
+        """One batched FAISS search for ``rows`` of ``q``, over-fetching past each row's excluded ids."""
+        out_s, out_i = out
+        s, i = self._index.search(q[rows], fetch)  # (R, fetch)
+        for row_pos, r in enumerate(rows):
+            ids_r, scores_r = i[row_pos], s[row_pos]
+            keep = ids_r >= 0
+            if excl[r]:
+                keep &= ~np.isin(ids_r, np.fromiter(excl[r], dtype=np.int64, count=len(excl[r])))
+            ids_r, scores_r = ids_r[keep][:k], scores_r[keep][:k]
+            out_i[r, : len(ids_r)] = ids_r
+            out_s[r, : len(ids_r)] = scores_r
+
+    def _search_exact(self, query: np.ndarray, allow: Collection[int] | None, excl: set[int], k: int, *,
+                      out: tuple[np.ndarray, np.ndarray]) -> None:
+        """Exact scores of one query (D,) over the allowed rows of the embedding matrix (all when None)."""
+        cand: Collection[int] = allow if allow is not None else self._pos.keys()
+        pos = np.fromiter(
+            (p for c in cand if (p := self._pos.get(int(c))) is not None and int(c) not in excl),
+            dtype=np.int64,
+        )
+        pos = np.unique(pos)
+        if pos.size == 0:
+            return
+        scores = self._embeddings[pos] @ query  # (M,)
+        s_r, i_r = _topk_rows(scores[None, :], self._ids[pos], k)
+        out[0][:], out[1][:] = s_r[0], i_r[0]

@@ -1,7 +1,9 @@
-"""Frozen configuration dataclasses, one per pipeline stage.
+"""Frozen configuration dataclasses, one per pipeline stage, and the one way files become typed values.
 
 Every field has a default and a reason. Configs are written into run directories and
 export bundles as JSON (``to_dict`` / ``from_dict``), so a run is reproducible from its files.
+``from_dict`` validates with pydantic: a field a config does not have (a typo) or a value of the wrong
+type is a SimGRError naming where the value came from, the field and the problem.
 """
 
 from __future__ import annotations
@@ -11,7 +13,13 @@ import json
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+
+from model.errors import SimGRError, describe_errors
+
 T = TypeVar("T")
+
+STRICT_FIELDS = ConfigDict(extra="forbid")  # unknown fields are errors, never silently dropped
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -19,24 +27,36 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build ``cls`` from a dict, ignoring unknown keys and restoring tuples."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        if name not in fields:
-            continue
-        if isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}  # one pydantic validator per type, built on first use
 
 
-def save_json(obj: Any, path: str | Path) -> None:
-    payload = to_dict(obj) if dataclasses.is_dataclass(obj) else obj
-    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+def _adapter(cls: type[T]) -> TypeAdapter[T]:
+    if cls not in _ADAPTERS:
+        _ADAPTERS[cls] = TypeAdapter(cls)
+    return _ADAPTERS[cls]
 
 
+def from_dict(cls: type[T], data: Any, *, origin: str | Path, what: str) -> T:
+    """Validate ``data`` (parsed JSON, or flag values) into ``cls``: a config dataclass or a pydantic model.
+
+    Lists become tuples where the field is a tuple. ``origin`` (a file, "command line") and ``what`` (the
+    format's name) go into the SimGRError: ``config.json: train.epoch: unknown run config field``.
+    """
+    try:
+        return _adapter(cls).validate_python(data)
+    except ValidationError as exc:
+        raise SimGRError(f"{origin}: {describe_errors(exc.errors(include_url=False), what=what)}") from None
+
+
+def from_json(cls: type[T], text: str | bytes, *, origin: str | Path, what: str) -> T:
+    """Like ``from_dict`` on JSON text, parsed and validated in one pass (one JSON-lines row, say)."""
+    try:
+        return _adapter(cls).validate_json(text)
+    except ValidationError as exc:
+        raise SimGRError(f"{origin}: {describe_errors(exc.errors(include_url=False), what=what)}") from None
+
+
+@with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataConfig:
     max_history: int = 20  # the paper's and LC-Rec's history window (last 20 items)
@@ -45,6 +65,7 @@ class DataConfig:
     max_text_chars: int = 2000  # LC-Rec blanks text at least this long (mostly scraped junk)
 
 
+@with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RQVAEConfig:
     """RQ-VAE semantic-ID tokenizer (TIGER, arXiv 2305.05065)."""
@@ -66,15 +87,17 @@ class RQVAEConfig:
     max_text_chars: int = 2000  # the text template's cut for items added later (DataConfig.max_text_chars)
 
 
+@with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PromptConfig:
-    """How a history becomes the model input. Shared by training and serving (model/prompt.py)."""
+    """How a history becomes the model input. Shared by training and serving (model/network/prompt.py)."""
 
     instruction: str = "Here is the list of items the user interacted with, in order. Predict the next item:"
     max_history: int = 20  # last N items kept in the prompt
     layout: Literal["tokens", "items"] = "items"  # tokens: SID tokens per item; items: one slot per item
 
 
+@with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     backbone: str = "small"  # preset name (tiny|small|base) or a local HF checkpoint directory
@@ -91,6 +114,7 @@ class ModelConfig:
     loss_chunk_items: int = 65536  # items per logsumexp chunk; bounds loss memory for huge catalogs
 
 
+@with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     epochs: int = 30  # upper bound; early stopping usually ends sooner
@@ -112,6 +136,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers (tokenization is cheap; 0 keeps CPU for compute)
 
 
+@with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BaselineConfig:
     """Settings of the baselines in model/baselines (ignored by SimGR)."""

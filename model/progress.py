@@ -1,4 +1,5 @@
-"""Progress bars: tqdm on a terminal, silent in CI logs or when SIMGR_NO_PROGRESS=1."""
+"""The one progress-bar helper: tqdm on a terminal, silent in CI logs or when SIMGR_NO_PROGRESS is set
+to 1, true, yes or on (any case)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from tqdm.auto import tqdm
 
 T = TypeVar("T")
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
 
 def enabled() -> bool:
-    return os.environ.get("SIMGR_NO_PROGRESS", "") not in ("1", "true") and sys.stderr.isatty()
+    """Whether bars are shown: stderr is a terminal and SIMGR_NO_PROGRESS is not set to a true value."""
+    return os.environ.get("SIMGR_NO_PROGRESS", "").strip().lower() not in _TRUE and sys.stderr.isatty()
 
 
 def progress(it: Iterable[T], *, desc: str, unit_scale: int | None = None, **kw: Any) -> Any:
+    """``it`` wrapped in a tqdm bar (disabled when ``enabled()`` is false); ``unit_scale`` counts in batches."""
     if unit_scale:
         kw.setdefault("unit", "batch")
     return tqdm(it, desc=desc, disable=not enabled(), leave=False, dynamic_ncols=True, **kw)

@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,9 +21,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from model.errors import SimGRError
+from model.export.release import read_pointer
 from service.auth import Auth
 from service.catalog import CatalogService
 from service.errors import ServiceError, error_response, type_for_status
+from service.follow import Follower
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.model_state import Loader, default_loader
@@ -42,7 +46,8 @@ def create_app(
     metrics = Metrics()
     store = store or make_store(settings)
     device = settings.resolved_device()
-    loader = loader or default_loader(device=device, encoder=settings.encoder, noop_sleep_ms=settings.noop_sleep_ms)
+    loader = loader or default_loader(device=device, encoder=settings.encoder, noop_sleep_ms=settings.noop_sleep_ms,
+                                      verify=settings.verify)
     rec = Recommender(settings=settings, store=store, metrics=metrics, loader=loader)
     catalog = CatalogService(rec=rec, settings=settings, metrics=metrics)
 
@@ -57,6 +62,7 @@ def create_app(
     app.state.auth = Auth(settings)
     app.state.background = set()  # strong references to fire-and-forget tasks
     app.state.startup_error = None  # set when the initial load fails (the serve command reports it)
+    app.state.follower = None  # a Follower when serving a publish root
     app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     _add_error_handlers(app)
     for module in (recommend, items, ops, admin):
@@ -120,17 +126,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     rec.batcher.start()
     log.info("session store: %s", rec.store.kind)
     if settings.background_load:
-        _spawn(app, _initial_load(rec, settings))
+        _spawn(app, _initial_load(app))
     else:
         try:
-            await rec.load(settings.artifacts)  # a broken bundle fails startup (uvicorn exits non-zero)
+            await _start_serving(app)  # a broken bundle fails startup (uvicorn exits non-zero)
         except Exception as exc:
             app.state.startup_error = str(exc) or type(exc).__name__
-            log.error("cannot serve %s: %s", settings.artifacts, app.state.startup_error)
+            log.error("cannot serve %s: %s", settings.root or settings.artifacts, app.state.startup_error)
             await rec.batcher.stop()
             raise
-        await _replay(app)
-        log.info("ready: serving %s", rec.state.model_version if rec.state else None)
     _spawn(app, app.state.catalog.follow())
     hup = _install_sighup(app, loop)
     try:
@@ -158,13 +162,45 @@ async def _replay(app: FastAPI) -> None:
         log.warning("catalogue change log unavailable at start (the follower retries): %s", exc)
 
 
-async def _initial_load(rec: Recommender, settings: Settings) -> None:
+def _initial_targets(settings: Settings) -> tuple[Path | None, Path | None]:
+    """(primary, canary) bundle directories: the flags, or what the publish root points at."""
+    if settings.root is None:
+        return settings.artifacts, settings.canary_artifacts
+    current = read_pointer(settings.root, "CURRENT")
+    if current is None:
+        raise SimGRError(f"{settings.root}/CURRENT: missing; publish a bundle first: "
+                         f"simgr publish BUNDLE --root {settings.root}")
+    return current, settings.canary_artifacts or read_pointer(settings.root, "CANARY")
+
+
+async def _start_serving(app: FastAPI) -> None:
+    """Load the primary bundle (fatal on failure), then the canary (logged on failure), then follow."""
+    settings: Settings = app.state.settings
+    rec: Recommender = app.state.recommender
+    primary, canary = _initial_targets(settings)
+    await rec.load(primary)
+    await _replay(app)
+    log.info("ready: serving %s", rec.state.model_version if rec.state else None)
+    if canary is not None:
+        try:
+            await rec.load(canary, canary=True)
+            log.info("canary %s for %.2f%% of users", rec.canary.model_version if rec.canary else None,
+                     settings.canary_percent)
+        except Exception as exc:
+            rec.metrics.reloads.labels(outcome="rejected").inc()
+            log.error("canary %s not loaded: %s", canary, exc)
+    if settings.root is not None:
+        app.state.follower = Follower(rec, settings)
+        _spawn(app, app.state.follower.run())
+
+
+async def _initial_load(app: FastAPI) -> None:
+    rec: Recommender = app.state.recommender
     try:
-        await rec.load(settings.artifacts)
-        log.info("ready: serving %s", rec.state.model_version if rec.state else None)
+        await _start_serving(app)
     except Exception as exc:
         rec.load_error = str(exc) or type(exc).__name__
-        log.error("loading %s failed: %s", settings.artifacts, rec.load_error)
+        log.error("loading %s failed: %s", app.state.settings.artifacts, rec.load_error)
 
 
 def _spawn(app: FastAPI, coro: Any) -> None:

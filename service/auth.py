@@ -1,9 +1,11 @@
 """Optional Bearer API keys, compared in constant time (vLLM's scheme: sha256 digests +
 ``hmac.compare_digest`` against every key, no early exit). Keys are never logged or echoed.
 
-- No keys configured: everything is open (development).
+- No keys configured: the data routes are open (development); /admin/* is disabled (403 admin_disabled).
 - ``SIMGR_API_KEYS`` / ``SIMGR_ADMIN_KEYS`` set: data routes need any key, /admin/* needs an admin key
   (a valid data key there gets 403). /healthz, /readyz and /metrics stay public.
+- /admin/* is disabled whenever no admin key is configured, whatever else is: reloads then come from
+  SIGHUP or a followed publish root, never from anyone who can reach the port.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Auth:
         self.admin = KeySet(settings.admin_keys)
 
     def check(self, credentials: HTTPAuthorizationCredentials | None, *, admin: bool) -> None:
+        if admin and not self.admin:
+            raise ServiceError("admin_disabled", "the admin endpoints are disabled: no SIMGR_ADMIN_KEYS configured")
         if not self.enabled:
             return
         if credentials is None:

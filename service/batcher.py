@@ -148,7 +148,8 @@ class Batcher(Generic[P, R]):
             self._set_queue_gauge()
             await self._run(batch)
 
-    async def _run(self, batch: list[_Job[P, R]]) -> None:  # noqa: C901
+    def _live(self, batch: list[_Job[P, R]]) -> list[_Job[P, R]]:
+        """The jobs still worth computing: not cancelled, not past their deadline (those get a timeout)."""
         now = time.monotonic()
         live = []
         for job in batch:
@@ -159,12 +160,19 @@ class Batcher(Generic[P, R]):
                 continue
             job.queue_s = now - job.enqueued
             live.append(job)
-        if not live:
-            return
+        return live
+
+    def _observe(self, live: list[_Job[P, R]]) -> None:
         if self._metrics is not None:
             self._metrics.batch_size.observe(len(live))
             for job in live:
                 self._metrics.queue_duration.observe(job.queue_s)
+
+    async def _run(self, batch: list[_Job[P, R]]) -> None:
+        live = self._live(batch)
+        if not live:
+            return
+        self._observe(live)
         assert self._executor is not None
         loop = asyncio.get_running_loop()
         try:

@@ -15,6 +15,7 @@ ERROR_STATUS: dict[str, int] = {
     "bad_request": 400,  # a body the framework cannot read at all (broken stream)
     "unauthorized": 401,  # missing or wrong Bearer key (with WWW-Authenticate: Bearer)
     "forbidden": 403,  # a valid data key used on /admin/*
+    "admin_disabled": 403,  # /admin/* with no admin key configured (disabled, not open)
     "not_found": 404,  # unknown route
     "method_not_allowed": 405,
     "item_not_found": 404,  # GET/DELETE /items/{id} of an id not in the live catalogue

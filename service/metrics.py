@@ -3,7 +3,8 @@
 Names follow TEI's structure (``te_request_duration`` ...) under the ``simgr_`` prefix; duration
 buckets are geometric from 0.1 ms to ~10 s with ratio 1.5, fine enough for millisecond targets.
 Label values are bounded: ``endpoint`` is the route template, ``status`` an HTTP code,
-``error_type`` a key of service/errors.py, ``reason`` a fixed fallback reason.
+``error_type`` a key of service/errors.py, ``reason`` a fixed fallback reason, ``model_version`` one
+of the (at most two) bundles served, "" for requests no model answered, ``role`` primary | canary.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.request_duration = Histogram(
-            "simgr_request_duration_seconds", "HTTP request latency", ["endpoint"], buckets=DURATION_BUCKETS,
+            "simgr_request_duration_seconds", "HTTP request latency", ["endpoint", "model_version"], buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.queue_duration = Histogram(
@@ -54,30 +55,35 @@ class Metrics:
         self.batch_size = Histogram("simgr_batch_size", "Prompts per forward pass", buckets=BATCH_BUCKETS, registry=r)
         self.queue_size = Gauge("simgr_queue_size", "Prompts waiting for a batch", registry=r)
         self.requests = Counter(
-            "simgr_requests_total", "HTTP requests by route and status", ["endpoint", "status"], registry=r,
+            "simgr_requests_total", "HTTP requests by route, status and model version", ["endpoint", "status", "model_version"],
+            registry=r,
         )
         self.failures = Counter(
             "simgr_request_failures_total", "Error responses by error type", ["error_type"], registry=r,
         )
         self.fallbacks = Counter(
-            "simgr_fallback_total", "Degraded answers by reason", ["reason"], registry=r,
+            "simgr_fallback_total", "Degraded answers by reason and model version", ["reason", "model_version"], registry=r,
         )
         self.session_store_errors = Counter(
             "simgr_session_store_errors_total", "Failed session store operations", registry=r,
         )
         self.model_info = Gauge(
-            "simgr_model_info", "The bundle being served (value 1)", ["model_version"], registry=r,
+            "simgr_model_info", "The bundles being served (value 1)", ["model_version", "role"], registry=r,
         )
         self.catalog_items = Gauge("simgr_catalog_items", "Live catalogue items by origin", ["origin"], registry=r)
         self.catalog_changes = Counter(
             "simgr_catalog_changes_total", "Catalogue changes applied from the change log, by operation", ["op"], registry=r)
         self.catalog_lag = Gauge(
             "simgr_catalog_follower_lag_seconds", "Age of the last change-log entry when it was applied", registry=r)
+        self.canary_percent = Gauge("simgr_canary_percent", "Percent of users routed to the canary", registry=r)
         self.reloads = Counter("simgr_reloads_total", "Bundle reloads by outcome", ["outcome"], registry=r)
 
-    def set_model(self, model_version: str) -> None:
+    def set_models(self, primary: str | None, canary: str | None, canary_percent: float) -> None:
         self.model_info.clear()
-        self.model_info.labels(model_version=model_version).set(1)
+        for role, version in (("primary", primary), ("canary", canary)):
+            if version is not None:
+                self.model_info.labels(model_version=version, role=role).set(1)
+        self.canary_percent.set(canary_percent if canary is not None else 0.0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -18,6 +18,7 @@ import numpy as np
 
 from index import ItemIndex
 from model.errors import SimGRError
+from model.export.integrity import VerifyMode
 from service.encoder import UserEncoder
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,16 @@ class ModelState:
 
     @classmethod
     def build(cls, model: UserEncoder, *, artifacts: Path | None, use_gpu: bool = False) -> ModelState:
-        """Pair ``model`` with its index: the bundle's index.faiss when present, else built from embeddings."""
-        index_file = artifacts / "index.faiss" if artifacts is not None else None
-        if index_file is not None and index_file.is_file():
-            index = ItemIndex.load(index_file, use_gpu=use_gpu)
-        else:
+        """Pair ``model`` with its bundle's ``index.faiss``. Export is the index's only writer: a bundle without
+        one is refused, never re-indexed here. Only an encoder with no bundle directory at all (``artifacts``
+        None, an in-process encoder such as ``DummyEncoder``) gets an index built from its embeddings."""
+        if artifacts is None:
             index = ItemIndex.build(model.embeddings)
+        else:
+            index_file = artifacts / "index.faiss"
+            if not index_file.is_file():
+                raise SimGRError(f"{index_file}: missing from the bundle; run `simgr export` again to write it")
+            index = ItemIndex.load(index_file, use_gpu=use_gpu)
         if index.ntotal != model.n_items or index.dim != model.dim:
             raise SimGRError(
                 f"{artifacts}: index holds {index.ntotal} x {index.dim}, the model has {model.n_items} x {model.dim}"
@@ -81,8 +86,9 @@ def _popularity(model: UserEncoder) -> dict[str, Any]:
     return {"pop_order": order, "pop_rank": {i: r for r, i in enumerate(order)}}
 
 
-def default_loader(*, device: str, encoder: str, noop_sleep_ms: float) -> Loader:
-    """Load ``model.bundle.Bundle`` from a directory (wrapped in the noop encoder when asked)."""
+def default_loader(*, device: str, encoder: str, noop_sleep_ms: float, verify: VerifyMode = "quick") -> Loader:
+    """Verify the bundle's digests and load ``model.export.bundle.Bundle`` from a directory (wrapped in the
+    noop encoder when asked)."""
 
     def load(artifacts: Path | None) -> UserEncoder:
         if artifacts is None:
@@ -91,7 +97,7 @@ def default_loader(*, device: str, encoder: str, noop_sleep_ms: float) -> Loader
             raise SimGRError(f"{artifacts}: not a directory")
         from model.export.bundle import Bundle
 
-        bundle: UserEncoder = Bundle.load(artifacts, device=device)
+        bundle: UserEncoder = Bundle.load(artifacts, device=device, verify=verify)
         if encoder == "noop":
             from service.dummy import DummyEncoder
 

@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from pydantic import BaseModel
 
 from index import IndexFormatError
 from index.catalog import Delta
 from model.errors import SimGRError
 from service.batcher import Batcher
+from service.canary import in_canary
+from service.candidates import dedupe, filtered, popular
 from service.encoder import UserEncoder
 from service.errors import ServiceError
 from service.metrics import Metrics
@@ -32,7 +33,6 @@ from service.model_state import Loader, ModelState
 from service.schemas import (
     EventsRequest,
     EventsResponse,
-    ItemFilter,
     RecommendedItem,
     RecommendRequest,
     RecommendResponse,
@@ -68,9 +68,11 @@ class Recommender:
         self.store = store
         self.metrics = metrics
         self._loader = loader
-        self._state: ModelState | None = None
+        self._state: ModelState | None = None  # primary: every user not routed to the canary
+        self._canary: ModelState | None = None  # optional second bundle (SIMGR_CANARY_*, ROOT/CANARY)
         self._reload_lock = asyncio.Lock()
         self.load_error: str | None = None
+        self.serving_since = 0.0  # unix time the primary state was swapped in
         self.use_gpu = settings.resolved_device().startswith("cuda")
         self.batcher: Batcher[_Job, _JobResult] = Batcher(
             self._process,
@@ -87,6 +89,29 @@ class Recommender:
     def state(self) -> ModelState | None:
         return self._state
 
+    @property
+    def canary(self) -> ModelState | None:
+        return self._canary
+
+    def pick_state(self, user_id: str | None, request_id: str) -> ModelState:
+        """The canary for its share of users (stable hash of user_id, else request id), else the primary."""
+        state = self.require_state()
+        canary = self._canary
+        if canary is not None and in_canary(user_id or request_id, self.settings.canary_percent):
+            return canary
+        return state
+
+    def drop_canary(self) -> None:
+        if self._canary is not None:
+            log.info("canary %s removed", self._canary.model_version)
+        self._canary = None
+        self._publish_models()
+
+    def _publish_models(self) -> None:
+        primary, canary = self._state, self._canary
+        self.metrics.set_models(primary.model_version if primary else None,
+                                canary.model_version if canary else None, self.settings.canary_percent)
+
     def require_state(self) -> ModelState:
         state = self._state
         if state is None:
@@ -94,8 +119,8 @@ class Recommender:
                                f"no model loaded: {self.load_error}")
         return state
 
-    async def load(self, artifacts: Path | None) -> ModelState:
-        """Load + index + warm up off the event loop, then swap the served state in one assignment."""
+    async def load(self, artifacts: Path | None, *, canary: bool = False) -> ModelState:
+        """Load + index + warm up off the event loop, then swap the served (or canary) state in one assignment."""
         try:
             model = await asyncio.to_thread(self._loader, artifacts)
             state = await asyncio.to_thread(ModelState.build, model, artifacts=artifacts, use_gpu=self.use_gpu)
@@ -105,20 +130,26 @@ class Recommender:
             raise SimGRError(f"{artifacts}: cannot load the bundle ({type(exc).__name__}: {exc})") from exc
         if self.settings.warmup:
             await self.batcher.run_in_worker(state.warmup, self.settings.max_batch_size)
-        self._state = state  # atomic: new requests use it, queued ones keep theirs
-        self.load_error = None
-        self.metrics.set_model(state.model_version)
+        if canary:
+            self._canary = state
+        else:
+            self._state = state  # atomic: new requests use it, queued ones keep theirs
+            self.load_error, self.serving_since = None, time.time()
+        self._publish_models()
         return state
 
-    async def reload(self, artifacts: Path | None) -> ReloadResponse:
-        if self._reload_lock.locked():
+    async def reload(self, artifacts: Path | None, *, canary: bool = False, wait: bool = False) -> ReloadResponse:
+        """Load ``artifacts`` (default: re-read the served directory) into a slot; 409 while another
+        reload runs unless ``wait``. A bundle that fails to load leaves the served one in place."""
+        if self._reload_lock.locked() and not wait:
             raise ServiceError("reload_in_progress", "a reload is already running")
         async with self._reload_lock:
-            old = self._state
-            target = artifacts if artifacts is not None else (old.artifacts if old else self.settings.artifacts)
+            old = self._canary if canary else self._state
+            default = self.settings.canary_artifacts if canary else self.settings.artifacts
+            target = artifacts if artifacts is not None else (old.artifacts if old else default)
             t0 = time.perf_counter()
             try:
-                new = await self.load(target)
+                new = await self.load(target, canary=canary)
             except (SimGRError, ValueError, OSError) as exc:
                 self.metrics.reloads.labels(outcome="rejected").inc()
                 log.warning("reload of %s rejected: %s", target, exc)
@@ -164,7 +195,7 @@ class Recommender:
         state = self.require_state()
         lookup = state.model.item_lookup
         known = [i for i in req.item_ids if i in lookup]
-        unknown = _dedupe(i for i in req.item_ids if i not in lookup)
+        unknown = dedupe(i for i in req.item_ids if i not in lookup)
         try:
             accepted = await self.store.append(req.user_id, known, max_items=self.session_cap(state))
         except SessionStoreError as exc:
@@ -189,7 +220,8 @@ class Recommender:
     # the pipeline
 
     async def recommend(self, req: RecommendRequest, *, request_id: str, timing: RequestTiming) -> RecommendResponse:
-        state = self.require_state()
+        state = self.pick_state(req.user_id, request_id)
+        timing.model_version = version = state.model_version
         session: list[str] = []
         if req.user_id is not None:
             try:
@@ -197,7 +229,7 @@ class Recommender:
             except SessionStoreError:
                 # degrade to the request's own history; never fail /recommend on the session store
                 self.metrics.session_store_errors.inc()
-                self.metrics.fallbacks.labels(reason="session_store").inc()
+                self.metrics.fallbacks.labels(reason="session_store", model_version=version).inc()
                 timing.degraded.append("session-store")
         lookup = state.model.item_lookup
         combined = session + req.history
@@ -207,12 +239,12 @@ class Recommender:
             exclude.update(history)
         allow = None if req.allow is None else frozenset(lookup[i] for i in req.allow if i in lookup)
         if req.filter is not None:
-            allow = _filtered(state, req.filter, allow)
-        unknown = _dedupe(i for i in [*combined, *(req.exclude or ()), *(req.allow or ())] if i not in lookup)
+            allow = filtered(state, req.filter, allow)
+        unknown = dedupe(i for i in [*combined, *(req.exclude or ()), *(req.allow or ())] if i not in lookup)
 
         if not history:
-            self.metrics.fallbacks.labels(reason="empty_history").inc()
-            ids = _popular(state, req.k, exclude, allow)
+            self.metrics.fallbacks.labels(reason="empty_history", model_version=version).inc()
+            ids = popular(state, req.k, exclude, allow)
             items = [RecommendedItem(item_id=state.model.item_ids[i], score=None, rank=r + 1) for r, i in enumerate(ids)]
             fallback: str | None = "popular"
         else:
@@ -240,11 +272,11 @@ class Recommender:
         groups: dict[int, list[int]] = {}
         for n, job in enumerate(jobs):
             groups.setdefault(id(job.state), []).append(n)
-        current = self._state
+        latest = [st for st in (self._state, self._canary) if st is not None]
         for rows in groups.values():
             state = jobs[rows[0]].state
-            if current is not None and current.index is state.index:
-                state = current  # same bundle, newer catalogue: row indices are append-only, so still valid
+            # same bundle with a newer catalogue: row indices are append-only, so the job's are still valid
+            state = next((st for st in latest if st.index is state.index), state)
             t0 = time.perf_counter()
             with torch.inference_mode():
                 q = np.asarray(state.model.encode_users([jobs[n].history for n in rows]), dtype=np.float32)  # (B, D)
@@ -262,30 +294,3 @@ class Recommender:
                 k = jobs[n].k
                 out[n] = _JobResult(scores[r, :k], ids[r, :k], t1 - t0, t2 - t1, state)
         return [r for r in out if r is not None]
-
-
-def _filtered(state: ModelState, flt: ItemFilter, allow: frozenset[int] | None) -> frozenset[int]:
-    """The live items passing ``flt`` (and ``allow`` when given)."""
-    catalog = getattr(state.model, "catalog", None)
-    if catalog is None:
-        raise ServiceError("validation", "filter: this encoder has no item metadata (noop encoder)")
-    attrs = {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in (flt.attributes or {}).items()}
-    ids = catalog.matching(flt.categories_any, attrs)
-    return frozenset(ids if allow is None else ids & allow)
-
-
-def _dedupe(ids: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(ids))
-
-
-def _popular(state: ModelState, k: int, exclude: set[int], allow: frozenset[int] | None) -> list[int]:
-    """The k most popular items passing the filters (exactly k when at least k remain)."""
-    if allow is not None:
-        return sorted((i for i in allow if i not in exclude), key=state.pop_rank.__getitem__)[:k]
-    out: list[int] = []
-    for i in state.pop_order:
-        if i not in exclude:
-            out.append(i)
-            if len(out) == k:
-                break
-    return out

@@ -157,8 +157,15 @@ class BatchingInfo(BaseModel):
     queue_size: int
 
 
+class CanaryInfo(BaseModel):
+    model_version: str
+    percent: float
+    artifacts: str | None
+
+
 class InfoResponse(BaseModel):
     model_version: str
+    serving_since: float = Field(description="Unix time this model_version was swapped in (after load + warm-up).")
     n_items: int
     dim: int
     max_history: int
@@ -169,6 +176,11 @@ class InfoResponse(BaseModel):
     batching: BatchingInfo
     session_store: Literal["redis", "memory"]
     auth: bool
+    admin: Literal["enabled", "disabled"] = Field(
+        description="/admin/*: disabled (403 admin_disabled) unless SIMGR_ADMIN_KEYS is set"
+    )
+    root: str | None = Field(description="publish root being followed (ROOT/CURRENT, ROOT/CANARY)")
+    canary: CanaryInfo | None = Field(description="the second bundle and its share of users, when one is loaded")
 
 
 @dataclass
@@ -178,4 +190,5 @@ class RequestTiming:
     queue_ms: float = 0.0
     inference_ms: float = 0.0
     search_ms: float = 0.0
+    model_version: str = ""  # the bundle that answered (metrics label); "" when none did
     degraded: list[str] = field(default_factory=list)  # e.g. ["session-store"]

@@ -18,7 +18,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIMGR_", extra="ignore", frozen=True)
 
     # where and what to serve
-    artifacts: Path | None = Field(default=None, description="export bundle directory (required)")
+    artifacts: Path | None = Field(default=None, description="export bundle directory (this or --root is required)")
+    root: Path | None = Field(
+        default=None, description="publish root: serve ROOT/CURRENT (and ROOT/CANARY) and follow them (simgr publish)"
+    )
+    follow_interval_s: float = Field(default=2.0, gt=0, le=3600, description="how often --root pointers are re-read")  # Redis nudges make it sooner
+    rollout_channel: str = Field(default="simgr:rollout", min_length=1, description="Redis pub/sub channel `simgr publish` nudges")
+    verify: Literal["quick", "full", "off"] = Field(
+        default="quick", description="bundle digests checked at load: quick = sizes + small files + index, full = all"
+    )
+    canary_artifacts: Path | None = Field(default=None, description="second bundle for a share of users (else ROOT/CANARY)")
+    canary_percent: float = Field(default=0.0, ge=0, le=100, description="percent of users (stable hash) sent to the canary")
     host: str = Field(default="127.0.0.1", description="bind address (loopback by default; 0.0.0.0 in a container)")
     port: int = Field(default=8000, ge=0, le=65535, description="bind port (0 picks a free one)")
     device: str = Field(default="auto", description="cpu | cuda[:N] | auto (cuda when available: bf16 model + GPU index)")
@@ -66,6 +76,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="log level")
     shutdown_timeout_s: float = Field(default=30.0, ge=0, description="SIGTERM: longest wait for in-flight requests")
 
+    @field_validator("artifacts", "root", "canary_artifacts", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # compose passes ${VAR:-} as ""; Path("") would be "."
+
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
@@ -83,6 +98,11 @@ class Settings(BaseSettings):
     def auth_enabled(self) -> bool:
         return bool(self.api_keys or self.admin_keys)
 
+    @property
+    def admin_enabled(self) -> bool:
+        """/admin/* exists only with an admin key: never open to anyone who can reach the port."""
+        return bool(self.admin_keys)
+
     def resolved_device(self) -> str:
         if self.device != "auto":
             return self.device
@@ -94,4 +114,5 @@ class Settings(BaseSettings):
         """Settings safe to show (no keys, no Redis credentials)."""
         out = self.model_dump(mode="json", exclude={"api_keys", "admin_keys", "redis_url"})
         out["auth"] = self.auth_enabled
+        out["admin"] = self.admin_enabled
         return out

@@ -88,9 +88,9 @@ def dashboard_targets() -> list[tuple[str, str, str]]:
 # ---- docker-compose.yml ----------------------------------------------------------------------
 
 
-def test_compose_has_the_four_services_with_healthy_ordering(compose: dict) -> None:
+def test_compose_has_the_five_services_with_healthy_ordering(compose: dict) -> None:
     services = compose["services"]
-    assert set(services) == {"api", "redis", "prometheus", "grafana"}
+    assert set(services) == {"api", "lb", "redis", "prometheus", "grafana"}
     api = services["api"]
     assert api["build"]["context"] == "."
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
@@ -102,16 +102,20 @@ def test_compose_has_the_four_services_with_healthy_ordering(compose: dict) -> N
     assert "/readyz" in " ".join(api["healthcheck"]["test"])
     assert f":{API_PORT}/" in " ".join(api["healthcheck"]["test"])
     published = {name: [str(p).rsplit(":", 1)[1] for p in s["ports"]] for name, s in services.items() if "ports" in s}
-    assert published == {"api": [str(API_PORT)], "prometheus": ["9090"], "grafana": ["3000"]}  # redis stays internal
+    # redis stays internal; the api publishes no host port, so `--scale api=N` cannot collide on one
+    assert published == {"lb": ["8080"], "prometheus": ["9090"], "grafana": ["3000"]}  # container ports
+    assert api["expose"] == [str(API_PORT)]
+    assert "container_name" not in api  # a fixed name would also stop --scale
 
 
-def test_compose_mounts_bundle_read_only_and_declares_volumes(compose: dict) -> None:
+def test_compose_mounts_the_publish_root_read_only_and_declares_volumes(compose: dict) -> None:
     services = compose["services"]
-    (bundle,) = [v for v in services["api"]["volumes"] if isinstance(v, dict) and v["target"] == "/artifacts"]
-    assert bundle["type"] == "bind"
-    assert bundle["read_only"] is True
-    assert bundle["source"] == "${SIMGR_ARTIFACTS_HOST:-./artifacts}"
-    assert services["api"]["environment"]["SIMGR_ARTIFACTS"] == "/artifacts"
+    (root,) = [v for v in services["api"]["volumes"] if isinstance(v, dict) and v["target"] == "/srv/simgr"]
+    assert root["type"] == "bind"
+    assert root["read_only"] is True
+    assert root["source"] == "${SIMGR_ROOT_HOST:-./simgr-root}"
+    assert services["api"]["environment"]["SIMGR_ROOT"] == "/srv/simgr"
+    assert services["api"]["command"] == ["simgr", "serve"]  # no --artifacts flag overriding the root
 
     named: set[str] = set()
     binds: list[tuple[str, list[str]]] = []
@@ -141,7 +145,7 @@ def test_compose_redis_uses_aof_and_api_points_at_it(compose: dict) -> None:
 
 def test_compose_env_defaults_are_the_service_defaults(compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     env = compose["services"]["api"]["environment"]
-    fixed = {"SIMGR_ARTIFACTS", "SIMGR_HOST", "SIMGR_PORT", "SIMGR_REDIS_URL"}  # set on purpose for the container
+    fixed = {"SIMGR_ROOT", "SIMGR_HOST", "SIMGR_PORT", "SIMGR_REDIS_URL"}  # set on purpose for the container
     assert env["SIMGR_HOST"] == "0.0.0.0"
     assert int(env["SIMGR_PORT"]) == API_PORT
     assert set(env) <= {f"SIMGR_{name.upper()}" for name in Settings.model_fields}
@@ -155,15 +159,34 @@ def test_compose_env_defaults_are_the_service_defaults(compose: dict, monkeypatc
     assert Settings().model_dump() == expected
 
 
+def test_compose_load_balancer_fronts_every_replica(compose: dict) -> None:
+    lb = compose["services"]["lb"]
+    image, tag = lb["image"].split(":")
+    assert image == "nginx"
+    assert tuple(int(x) for x in tag.split("-")[0].split(".")) >= (1, 27)  # `server ... resolve` needs 1.27.3+
+    assert lb["ports"] == ["${SIMGR_API_PORT:-8000}:8080"]
+    assert lb["depends_on"]["api"]["condition"] == "service_healthy"
+    conf = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    assert re.search(r"server api:8000 resolve", conf)
+    assert "resolver 127.0.0.11" in conf
+    assert "include /etc/nginx/simgr-locations.conf;" in conf
+    assert "listen 8080;" in conf
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in lb["volumes"]}
+    assert mounts["/etc/nginx/simgr-locations.conf"] == "./deploy/nginx/simgr-locations.conf"
+    locations = (DEPLOY / "nginx" / "simgr-locations.conf").read_text()
+    assert "proxy_next_upstream error timeout http_502 http_503 non_idempotent;" in locations
+
+
 # ---- prometheus + grafana ----------------------------------------------------------------------
 
 
-def test_prometheus_scrapes_the_api_service(compose: dict) -> None:
+def test_prometheus_discovers_every_api_replica(compose: dict) -> None:
     prom = load_yaml(DEPLOY / "prometheus.yml")
     (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "simgr"]
     assert job.get("metrics_path", "/metrics") == "/metrics"
-    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
-    assert targets == [f"api:{API_PORT}"]
+    assert "static_configs" not in job
+    (sd,) = job["dns_sd_configs"]
+    assert (sd["names"], sd["type"], sd["port"]) == (["api"], "A", API_PORT)
     assert "api" in compose["services"]
     mounts = compose["services"]["prometheus"]["volumes"]
     assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
@@ -223,6 +246,11 @@ def test_dashboard_shows_the_required_signals() -> None:
     assert "simgr_queue_size" in joined
     assert "by (error_type) (rate(simgr_request_failures_total" in joined
     assert "by (reason) (rate(simgr_fallback_total" in joined
+    # primary vs canary side by side: traffic, latency and fallbacks split by the version label
+    assert "sum by (model_version) (rate(simgr_requests_total{" in joined
+    assert "sum by (le, model_version) (rate(simgr_request_duration_seconds_bucket{" in joined
+    assert "sum by (model_version) (rate(simgr_fallback_total[" in joined
+    assert "sum by (model_version, role) (simgr_model_info)" in joined
 
 
 # ---- Dockerfile ----------------------------------------------------------------------------

@@ -37,7 +37,7 @@ TEXTS = [
 
 
 def make_data_dir(root: Path, texts: Sequence[str | None], titles: Sequence[str | None] | None = None) -> Path:
-    """A dataset dir in the CONTRACTS.md format (items.jsonl + dataset.json), item_ids 'i0', 'i1', ..."""
+    """A dataset dir as `simgr prepare` writes it (items.jsonl + dataset.json), item_ids 'i0', 'i1', ..."""
     root.mkdir(parents=True, exist_ok=True)
     titles = titles or [None] * len(texts)
     with (root / "items.jsonl").open("w") as f:
@@ -132,7 +132,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
         ({"x": ["<a_1>"]}, "no semantic ID"),
         ({"x": ["<a_1>"], "y": ["<a_2>", "<b_0>"]}, "row 1 has 2 tokens"),
         ({"x": ["<a_1>"], "y": ["<q_2>"]}, "not <a_N>"),
-        (["<a_1>"], "expected an object"),
+        (["<a_1>"], "expected a JSON object"),
     ],
 )
 def test_load_rejects_bad_files(tmp_path: Path, content: object, message: str) -> None:

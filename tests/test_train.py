@@ -57,6 +57,14 @@ def test_train_evaluate_export(synthetic_data_dir: Path, tmp_path: Path, capsys:
     loaded = Bundle.load(bundle)
     assert loaded.item_ids[0] == "i0"
     assert loaded.embeddings.shape == (30, 32)
+    # the bundle is immutable: a second export into it is refused, --force replaces it through the rename
+    before = (bundle / "manifest.json").read_bytes()
+    assert main(["export", "--run", str(run), "--out", str(bundle)]) == 2
+    assert "not empty; pass --force" in capsys.readouterr().err
+    assert (bundle / "manifest.json").read_bytes() == before
+    assert main(["export", "--run", str(run), "--out", str(bundle), "--force"]) == 0
+    assert last_json(capsys.readouterr().out)["model_version"] == manifest["model_version"]
+    assert sorted(p.name for p in bundle.parent.iterdir() if p.name.startswith(".bundle")) == []
 
 
 def test_resume_continues_where_it_stopped(synthetic_data_dir: Path, tmp_path: Path) -> None:
@@ -145,7 +153,7 @@ def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_data_dir: Path, t
         if proc.poll() is None:
             proc.kill()
     done = len(log_lines(run))
-    ckpt_epoch = __import__("torch").load(run / "checkpoints" / "last.pt", weights_only=False)["state"]["epoch"]
+    ckpt_epoch = __import__("torch").load(run / "checkpoints" / "last.pt", weights_only=True)["state"]["epoch"]
     assert ckpt_epoch >= done - 1 >= 0  # the checkpoint is at most one epoch behind the log
     target = ckpt_epoch + 2
     assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), "--epochs", str(target),

@@ -1,6 +1,7 @@
 """The configuration of `simgr compare`: which datasets, methods and budgets reproduce the paper's analyses.
 
 Written as JSON (any subset of the fields; the rest keep their defaults) and copied next to the report.
+A field the config does not have, or a value of the wrong type, is an error naming the file and the field.
 """
 
 from __future__ import annotations
@@ -8,20 +9,23 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
-from model.config import from_dict, to_dict
+from pydantic import with_config
+
+from model.config import STRICT_FIELDS, to_dict
+from model.data.jsonio import read_validated
 from model.errors import SimGRError
 
 ANALYSES = ("table3", "table1", "table4", "figure4", "figure3")
 
 
+@with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CompareConfig:
     name: str = "paper"  # report name: the report goes to out_dir, cached runs to work_dir/name
     out_dir: str = "reports/paper"  # report.md, PNG plots and the config used
-    work_dir: str = "/tmp/simgr_compare"  # trained runs and evaluation caches (re-running never retrains)
-    datasets: tuple[str, ...] = ("/tmp/b_inst", "/tmp/b_sci")  # prepared dirs; the FIRST is the main one
+    work_dir: str = "runs/compare"  # trained runs and evaluation caches (re-running never retrains)
+    datasets: tuple[str, ...] = ("data/instruments", "data/scientific")  # prepared dirs; the FIRST is the main one
     analyses: tuple[str, ...] = ANALYSES  # which of Table 3/1/4 and Figure 4/3 to produce
     methods: tuple[str, ...] = ("sasrec", "autoregressive", "parallel", "latte", "simgr")  # Table 3 rows
     latte_main_only: bool = True  # Latte's latent-first beam (doubling until K distinct items) costs several
@@ -55,16 +59,7 @@ class CompareConfig:
 
 def load_compare_config(path: str | Path) -> CompareConfig:
     path = Path(path)
-    try:
-        data: Any = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise SimGRError(f"{path}: cannot read the compare config ({e})") from None
-    if not isinstance(data, dict):
-        raise SimGRError(f"{path}: the compare config must be a JSON object")
-    unknown = set(data) - {f.name for f in dataclasses.fields(CompareConfig)}
-    if unknown:
-        raise SimGRError(f"{path}: unknown compare config field(s): {', '.join(sorted(unknown))}")
-    cfg = from_dict(CompareConfig, data)
+    cfg = read_validated(path, CompareConfig, what="compare config", missing="compare config not found")
     bad = set(cfg.analyses) - set(ANALYSES)
     if bad or not cfg.datasets:
         raise SimGRError(f"{path}: analyses must be among {', '.join(ANALYSES)} and datasets non-empty")

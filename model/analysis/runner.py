@@ -19,6 +19,7 @@ import torch
 from model.analysis.config import CompareConfig, compare_config_json, load_compare_config
 from model.config import BaselineConfig, ModelConfig, PromptConfig, TrainConfig
 from model.data.dataset import Dataset
+from model.data.jsonio import read_json
 from model.evaluation.metrics import entropy, ranking_metrics
 from model.training.run import LoadedRun, RunConfig, load_run
 
@@ -32,7 +33,7 @@ class Results:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        self.data: dict[str, Any] = read_json(path) if path.is_file() else {}
 
     def get(self, key: str, compute: Any) -> Any:
         if key not in self.data:
@@ -55,7 +56,7 @@ class Context:
         return self._data[data_dir]
 
     def name(self, data_dir: str) -> str:
-        return str(self.dataset(data_dir).info.get("name") or Path(data_dir).name)
+        return str(self.dataset(data_dir).info.name or Path(data_dir).name)
 
     def sample(self, data_dir: str) -> tuple[list[list[int]], np.ndarray]:
         """The fixed test-user sample: (histories, targets)."""
@@ -96,7 +97,7 @@ class Context:
 
     def summary(self, data_dir: str, method: str, *, preset: str | None = None, aggregator: str = "mean") -> Any:
         key = f"{self.name(data_dir)}-{method}-{preset or self.cfg.preset}-{aggregator}"
-        return json.loads((self.cfg.cache_dir / "runs" / key / "summary.json").read_text())
+        return read_json(self.cfg.cache_dir / "runs" / key / "summary.json")
 
 
 def rank_top(run: LoadedRun, histories: list[list[int]], *, beam: int | None = None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Load a dataset directory written by ``simgr prepare`` (model/prepare.py).
+"""Load a dataset directory written by ``simgr prepare`` (model/data/prepare.py).
 
     ds = Dataset.load("data/instruments")
     ds.train_sequences()                       # items[:-2] per user
@@ -10,59 +10,91 @@ Splits are derived from ``sequences.jsonl`` (the split/ files hold the same data
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, with_config
 
-from model.data.jsonio import iter_jsonl, read_json
+from model.config import STRICT_FIELDS, from_dict
+from model.data.jsonio import iter_validated_jsonl, read_json
 from model.errors import SimGRError
 
-FORMAT_VERSION = 1  # the dataset.json format this loader reads
-MIN_INTERACTIONS = 3  # prepare drops shorter users; leave-one-out needs 3
-
-
-@dataclass(frozen=True)
-class Item:
-    idx: int  # dense index 0..N-1
-    item_id: str  # the source's original id
-    title: str | None
-    text: str | None  # encoder text (title + brand + categories + description), None without metadata
-    categories: tuple[str, ...]
-
-
+FORMAT_VERSION = 1  # dataset.json "format_version"; bump on layout changes
 _MISSING = "missing; run `simgr prepare` for this directory"
+MIN_INTERACTIONS = 3  # prepare drops shorter users; leave-one-out needs a train item, a valid and a test target
+
+
+class DatasetInfo(BaseModel):
+    """``dataset.json``: the summary ``simgr prepare`` writes last, so a directory without it is unfinished."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_version: int = FORMAT_VERSION  # layout of the dataset directory
+    name: str  # dataset name (the source's file stem, e.g. "Instruments")
+    source: str  # the reader that produced it (lcrec, recbole, ...)
+    n_users: int = Field(ge=0)  # lines of sequences.jsonl
+    n_items: int = Field(ge=0)  # lines of items.jsonl
+    n_interactions: int = Field(ge=0)  # total sequence length
+    n_train_samples: int = Field(ge=0)  # prefix samples of items[:-2]
+    max_history: int = Field(ge=1)  # history cut of the split/ files
+    has_text: bool  # some item has encoder text (else semantic IDs must be given)
+    has_categories: bool  # some item has categories (category entropy is computable)
+    has_given_sids: bool  # given_sids.json was written
+    avg_seq_len: float = Field(ge=0)  # n_interactions / n_users
+
+
+def read_info(root: Path) -> DatasetInfo:
+    """DATA_DIR/dataset.json, validated (SimGRError naming the file and the field)."""
+    path = root / "dataset.json"
+    raw = read_json(path, missing=_MISSING)
+    if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
+        raise SimGRError(f"{path}: unsupported format_version (expected {FORMAT_VERSION})")
+    return from_dict(DatasetInfo, raw, origin=path, what="dataset.json")
+
+
+@with_config(STRICT_FIELDS)
+@dataclass(frozen=True, kw_only=True)
+class Item:
+    """One line of items.jsonl."""
+
+    idx: int  # dense index 0..N-1
+    item_id: StrictStr  # the source's original id
+    title: str | None = None  # display title, None without metadata
+    text: str | None = None  # encoder text (title + brand + categories + description), None without metadata
+    categories: tuple[str, ...] = ()  # category path or genre set, outermost first
+
+
+@with_config(STRICT_FIELDS)
+@dataclass(frozen=True, kw_only=True)
+class _SequenceRow:
+    """One line of sequences.jsonl."""
+
+    user_id: StrictStr  # the source's original id
+    items: list[StrictInt] = field(default_factory=list)  # item indices, oldest first
 
 
 def load_items(path: Path) -> list[Item]:
     """items.jsonl -> items in idx order (SimGRError naming the file and line)."""
     items: list[Item] = []
-    for lineno, row in iter_jsonl(path, missing=_MISSING):
-        try:
-            idx, item_id = row["idx"], row["item_id"]
-            title, text, categories = row.get("title"), row.get("text"), row.get("categories") or []
-        except KeyError as exc:
-            raise SimGRError(f"{path}: line {lineno} has no {exc.args[0]!r} field") from None
-        if idx != len(items) or not isinstance(item_id, str):
-            raise SimGRError(f"{path}: line {lineno}: expected idx {len(items)} with a string item_id")
-        items.append(Item(idx=idx, item_id=item_id, title=title, text=text,
-                          categories=tuple(str(c) for c in categories)))
+    for lineno, item in iter_validated_jsonl(path, Item, what="items.jsonl", missing=_MISSING):
+        if item.idx != len(items):
+            raise SimGRError(f"{path}: line {lineno}: expected idx {len(items)}, got {item.idx}")
+        items.append(item)
     return items
 
 
 def _load_sequences(path: Path, n_items: int) -> tuple[list[str], list[list[int]]]:
     user_ids: list[str] = []
     sequences: list[list[int]] = []
-    for lineno, row in iter_jsonl(path, missing=_MISSING):
-        user_id, seq = row.get("user_id"), row.get("items")
-        if not isinstance(user_id, str) or not isinstance(seq, list):
-            raise SimGRError(f"{path}: line {lineno} needs a string user_id and a list of items")
+    for lineno, row in iter_validated_jsonl(path, _SequenceRow, what="sequences.jsonl", missing=_MISSING):
+        seq = row.items
         if len(seq) < MIN_INTERACTIONS:
-            raise SimGRError(f"{path}: line {lineno}: user {user_id!r} has {len(seq)} < 3 items")
-        if not all(isinstance(i, int) and 0 <= i < n_items for i in seq):
+            raise SimGRError(f"{path}: line {lineno}: user {row.user_id!r} has {len(seq)} < {MIN_INTERACTIONS} items")
+        if not all(0 <= i < n_items for i in seq):
             raise SimGRError(f"{path}: line {lineno}: item indices must be integers in [0, {n_items})")
-        user_ids.append(user_id)
+        user_ids.append(row.user_id)
         sequences.append(seq)
     return user_ids, sequences
 
@@ -72,7 +104,7 @@ class Dataset:
     """A prepared dataset: items, per-user chronological sequences, and leave-one-out views."""
 
     root: Path
-    info: dict[str, Any]  # dataset.json
+    info: DatasetInfo  # dataset.json
     items: list[Item]  # idx order
     sequences: list[list[int]]  # user idx -> item idx, oldest first
     user_ids: list[str]  # user idx -> original id
@@ -83,13 +115,10 @@ class Dataset:
         root = Path(root)
         if not root.is_dir():
             raise SimGRError(f"{root}: not a dataset directory (run `simgr prepare --out {root}` first)")
-        info = read_json(root / "dataset.json", missing=_MISSING)
-        if not isinstance(info, dict) or info.get("format_version") != FORMAT_VERSION:
-            raise SimGRError(f"{root / 'dataset.json'}: unsupported format_version (expected {FORMAT_VERSION})")
+        info = read_info(root)
         items = load_items(root / "items.jsonl")
         user_ids, sequences = _load_sequences(root / "sequences.jsonl", len(items))
-        for name, expected, got in (("n_items", info.get("n_items"), len(items)),
-                                    ("n_users", info.get("n_users"), len(user_ids))):
+        for name, expected, got in (("n_items", info.n_items, len(items)), ("n_users", info.n_users, len(user_ids))):
             if expected != got:
                 raise SimGRError(f"{root / 'dataset.json'}: {name} is {expected} but the files hold {got}")
         return cls(root=root, info=info, items=items, sequences=sequences, user_ids=user_ids)

@@ -1,6 +1,8 @@
 """Reading the project's own JSON / JSON-lines files with one-line, file-naming errors (SimGRError).
 
 ``missing`` is what the error says after the path when the file does not exist, e.g. how to create it.
+``read_validated`` is the reader of every file with a schema: parse, then validate with pydantic
+(``model.config.from_dict``), so an error names the file, the field and the problem.
 """
 
 from __future__ import annotations
@@ -8,9 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from model.config import from_dict, from_json
 from model.errors import SimGRError
+
+T = TypeVar("T")
 
 
 def read_json(path: Path, *, missing: str = "missing") -> Any:
@@ -24,22 +29,26 @@ def read_json(path: Path, *, missing: str = "missing") -> Any:
         raise SimGRError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
 
 
-def iter_jsonl(path: Path, *, missing: str = "missing") -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line; each line must be a JSON object."""
+def read_validated(path: Path, cls: type[T], *, what: str, missing: str = "missing") -> T:
+    """The JSON file at ``path`` as a ``cls`` (a pydantic model or config dataclass)."""
+    return from_dict(cls, read_json(path, missing=missing), origin=path, what=what)
+
+
+def _lines(path: Path, missing: str) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) for every non-blank line; bytes, so bad UTF-8 is a validation error."""
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise SimGRError(f"{path}: {missing}") from None
     except OSError as exc:
         raise SimGRError(f"{path}: cannot read ({exc.strerror})") from None
     with handle:
         for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SimGRError(f"{path}: malformed JSON on line {lineno}: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise SimGRError(f"{path}: line {lineno} is not a JSON object")
-            yield lineno, row
+            if line.strip():
+                yield lineno, line
+
+
+def iter_validated_jsonl(path: Path, cls: type[T], *, what: str, missing: str = "missing") -> Iterator[tuple[int, T]]:
+    """(line number, row as a ``cls``) for every non-blank line, parsed and validated in one pass."""
+    for lineno, line in _lines(path, missing):
+        yield lineno, from_json(cls, line, origin=f"{path}: line {lineno}", what=what)

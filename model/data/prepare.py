@@ -10,7 +10,7 @@ Index order (deterministic):
 - item idx: order of first appearance when scanning kept users in idx order, each oldest first.
 Items never interacted with by a kept user are not in the dataset.
 
-Layout written (see CONTRACTS): dataset.json, items.jsonl, sequences.jsonl, item_map.json,
+Layout written (read back by model/data/dataset.py): dataset.json, items.jsonl, sequences.jsonl, item_map.json,
 user_map.json, split/{train,valid,test}.jsonl, and given_sids.json when the source ships SIDs.
 dataset.json is written last, so a directory without it is an unfinished one.
 """
@@ -25,14 +25,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from model.config import DataConfig
+from model.data.dataset import MIN_INTERACTIONS, DatasetInfo
 from model.data.sources.records import ItemMeta, SourceRecord
 from model.data.sources.registry import get_reader
 from model.errors import SimGRError
 
 logger = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1  # dataset.json "format_version"; bump on layout changes
-MIN_INTERACTIONS = 3  # leave-one-out needs a train item, a valid target and a test target
 
 
 class Indexed(NamedTuple):
@@ -63,6 +61,19 @@ def n_train_samples(sequences: Iterable[list[int]]) -> int:
     return sum(max(len(seq) - 3, 0) for seq in sequences)
 
 
+def dataset_info(*, name: str, source: str, indexed: Indexed, metas: dict[str, ItemMeta], has_given_sids: bool,
+                 max_history: int) -> DatasetInfo:
+    """The dataset.json summary of an indexed dataset."""
+    n_interactions = sum(len(seq) for seq in indexed.sequences)
+    return DatasetInfo(
+        name=name, source=source, n_users=len(indexed.user_ids), n_items=len(indexed.item_ids),
+        n_interactions=n_interactions, n_train_samples=n_train_samples(indexed.sequences),
+        max_history=max_history, has_text=any(m.text for m in metas.values()),
+        has_categories=any(m.categories for m in metas.values()), has_given_sids=has_given_sids,
+        avg_seq_len=round(n_interactions / max(1, len(indexed.user_ids)), 4),
+    )
+
+
 def _given_sids(record: SourceRecord, item_ids: list[str]) -> dict[str, list[str]] | None:
     if record.given_sids is None:
         return None
@@ -86,7 +97,7 @@ def _write_json(path: Path, obj: Any, *, indent: int | None = None) -> None:
 
 
 def write_dataset(
-    *, out_dir: Path, info: dict[str, Any], indexed: Indexed, metas: dict[str, ItemMeta],
+    *, out_dir: Path, info: DatasetInfo, indexed: Indexed, metas: dict[str, ItemMeta],
     given: dict[str, list[str]] | None, max_history: int,
 ) -> None:
     """Write the dataset directory (dataset.json last)."""
@@ -122,7 +133,7 @@ def write_dataset(
     for stale in ("semantic_ids.json", "semantic_ids_report.json"):
         if (out_dir / stale).exists():
             logger.warning("%s: left from an earlier run; rebuild it if the items changed", out_dir / stale)
-    _write_json(out_dir / "dataset.json", info, indent=2)
+    _write_json(out_dir / "dataset.json", info.model_dump(), indent=2)
 
 
 def prepare_dataset(
@@ -146,27 +157,14 @@ def prepare_dataset(
                        len(indexed.item_ids) - len(metas), len(indexed.item_ids))
     given = _given_sids(record, indexed.item_ids)
 
-    n_interactions = sum(len(seq) for seq in indexed.sequences)
-    info: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "name": record.name,
-        "source": source,
-        "n_users": len(indexed.user_ids),
-        "n_items": len(indexed.item_ids),
-        "n_interactions": n_interactions,
-        "n_train_samples": n_train_samples(indexed.sequences),
-        "max_history": cfg.max_history,
-        "has_text": any(m.text for m in metas.values()),
-        "has_categories": any(m.categories for m in metas.values()),
-        "has_given_sids": given is not None,
-        "avg_seq_len": round(n_interactions / len(indexed.user_ids), 4),
-    }
+    info = dataset_info(name=record.name, source=source, indexed=indexed, metas=metas,
+                        has_given_sids=given is not None, max_history=cfg.max_history)
     dropped = len(record.sequences) - len(indexed.user_ids)
     if dropped:
         logger.info("dropped %d users with < %d interactions", dropped, MIN_INTERACTIONS)
     write_dataset(out_dir=Path(out_dir), info=info, indexed=indexed, metas=metas, given=given,
                   max_history=cfg.max_history)
     logger.info("prepared %s (%s) in %.1f s: %d users, %d items, %d interactions, %d train samples -> %s",
-                record.name, source, time.perf_counter() - start, info["n_users"], info["n_items"],
-                n_interactions, info["n_train_samples"], out_dir)
-    return info
+                record.name, source, time.perf_counter() - start, info.n_users, info.n_items,
+                info.n_interactions, info.n_train_samples, out_dir)
+    return info.model_dump()

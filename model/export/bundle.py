@@ -11,6 +11,9 @@ ARTIFACT_DIR/
   index.faiss            FAISS inner-product index, ids = item idx
   popularity.json        item ids, most popular first (cold start)
   popularity_by_category.json  {category: item ids, most popular first}
+
+manifest.json is written last and lists the sha256 + size of every other file; export builds the
+directory beside its target and renames it into place only after it loads and checks (atomic.py).
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import StrictStr
 
 from index.catalog import Catalog
-from model.config import ModelConfig, PromptConfig, from_dict
-from model.data.jsonio import read_json
+from model.data.jsonio import iter_validated_jsonl, read_validated
 from model.errors import SimGRError
-from model.export.items import read_items
+from model.export.integrity import VerifyMode, verify_bundle
 from model.export.living import AddedLevels, ItemEmbedder, catalog_from_records, trained_token_rows
-from model.export.manifest import BundleManifest
+from model.export.manifest import BundleItem, BundleManifest, NetworkSpec
 from model.network.model import SimGR
 from model.network.prompt import PromptVocab, build_prompt, collate
 from model.semantic_ids.quantizer import QUANTIZER_DIR, ItemQuantizer
@@ -40,6 +43,17 @@ from model.semantic_ids.space import SidSpace, observed_space, sid_tokens
 log = logging.getLogger(__name__)
 
 _MISSING = "missing from the bundle"
+
+
+def _read_items(path: Path) -> list[BundleItem]:
+    items: list[BundleItem] = []
+    for n, item in iter_validated_jsonl(path, BundleItem, what="bundle item", missing=_MISSING):
+        if item.idx != len(items):
+            raise SimGRError(f"{path}: line {n}: expected idx {len(items)}, got {item.idx}")
+        items.append(item)
+    if not items:
+        raise SimGRError(f"{path}: no items")
+    return items
 
 
 class Bundle:
@@ -91,7 +105,8 @@ class Bundle:
         return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=trained, levels=levels)
 
     @classmethod
-    def load(cls, root: str | Path, *, device: str = "cpu") -> Bundle:
+    def load(cls, root: str | Path, *, device: str = "cpu", verify: VerifyMode = "quick") -> Bundle:
+        """Verify the files against the manifest's digests (see model/export/integrity.py), then load."""
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -99,12 +114,10 @@ class Bundle:
         if not root.is_dir():
             raise SimGRError(f"{root}: bundle directory not found; run `simgr export` first")
         manifest = BundleManifest.read(root / "manifest.json")
-        spec = read_json(root / "model" / "simgr.json", missing=_MISSING)
-        try:
-            mcfg, pcfg = from_dict(ModelConfig, spec["model"]), from_dict(PromptConfig, spec["prompt"])
-        except (KeyError, TypeError) as e:
-            raise SimGRError(f"{root}/model/simgr.json: malformed ({e})") from None
-        items = read_items(root / "items.jsonl")
+        verify_bundle(root, manifest, verify)
+        spec = read_validated(root / "model" / "simgr.json", NetworkSpec, what="network spec", missing=_MISSING)
+        mcfg, pcfg = spec.model, spec.prompt
+        items = _read_items(root / "items.jsonl")
         try:
             embeddings = np.load(root / "item_embeddings.npy").astype(np.float32, copy=False)
         except FileNotFoundError:
@@ -128,7 +141,8 @@ class Bundle:
         dev = torch.device(device)
         model = model.to(dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32).eval()
         lookup = {it.item_id: i for i, it in enumerate(items)}
-        popularity = [lookup[i] for i in read_json(root / "popularity.json", missing=_MISSING) if i in lookup]
+        popular = read_validated(root / "popularity.json", list[StrictStr], what="popularity", missing=_MISSING)
+        popularity = [lookup[i] for i in popular if i in lookup]
         log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(items), embeddings.shape[1],
                  manifest.model_version)
         return cls(root=root, manifest=manifest, model=model, vocab=vocab, tokenizer=tokenizer,

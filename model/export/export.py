@@ -17,12 +17,15 @@ import numpy as np
 import torch
 
 from index.catalog import CatalogRow
-from index.item_index import ItemIndex
+from index.item_index import ItemIndex, exact_topk
 from model.config import to_dict
+from model.data.jsonio import read_json
 from model.errors import SimGRError
+from model.export.atomic import check_target, staged_dir
 from model.export.bundle import Bundle
+from model.export.integrity import digest_files, seal_bundle
 from model.export.items import write_items, write_popularity
-from model.export.manifest import BundleManifest
+from model.export.manifest import BundleManifest, NetworkSpec
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
 from model.semantic_ids.assign import tokens_to_codes
@@ -60,10 +63,9 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
                  texts: Sequence[str | None] | None = None, categories: Sequence[Sequence[str]] | None = None,
                  quantizer_dir: Path | None = None, sid_space: Sequence[int] | None = None) -> BundleManifest:
     """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity, the item quantizer (when
-    the semantic IDs came from one) and the manifest."""
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "model").mkdir(parents=True)
+    the semantic IDs came from one) and, last, the manifest with the sha256 of every file written before
+    it. ``out`` is new or empty (see ``staged_dir``)."""
+    (out / "model").mkdir(parents=True, exist_ok=True)
     model = model.cpu().float().eval()
     model.backbone = merge_lora(model.backbone)
     bdir = out / "model" / "backbone"
@@ -74,8 +76,8 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
 
         save_file({k: v.contiguous() for k, v in model.aggregator.state_dict().items()},
                   str(out / "model" / "aggregator.safetensors"))
-    (out / "model" / "simgr.json").write_text(json.dumps(
-        {"model": to_dict(model.cfg), "prompt": to_dict(model.prompt_cfg)}, indent=2) + "\n")
+    spec = NetworkSpec(model=model.cfg, prompt=model.prompt_cfg)
+    (out / "model" / "simgr.json").write_text(json.dumps(to_dict(spec), indent=2) + "\n")
     with torch.inference_mode():
         emb = model.item_embeddings().float().numpy()  # (N, D)
     np.save(out / "item_embeddings.npy", emb)
@@ -93,9 +95,9 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
         model_version=_hash_files([*weights, out / "items.jsonl", out / "model" / "simgr.json"]),
         backbone=model.cfg.backbone, dim=int(emb.shape[1]), tau=model.cfg.tau,
         normalize=model.cfg.normalize, aggregator=model.cfg.aggregator,
-        prompt=to_dict(model.prompt_cfg), n_items=int(emb.shape[0]),
+        prompt=model.prompt_cfg, n_items=int(emb.shape[0]),
         metrics=metrics or {}, packages=_versions(),
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), files=digest_files(out),
         sid_space=list(sid_space) if sid_space is not None else None, quantizer=quantizer_dir is not None,
         **(extra or {}),
     )
@@ -104,54 +106,62 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
 
 
 def check_bundle(root: Path, histories: Sequence[Sequence[int]], *, k: int = 10, atol: float = 1e-5) -> int:
-    """Load the bundle as the service does and compare FAISS top-k with exact torch top-k for each
-    history. Ties at the k-th score may swap; anything else raises. Returns the number of users checked."""
-    bundle = Bundle.load(root)
+    """Load the bundle as the service does (every digest checked) and compare its FAISS top-k with the
+    exact top-k over its item_embeddings.npy for each history. Ties at the k-th score may swap; anything
+    else raises. Returns the number of users checked."""
+    bundle = Bundle.load(root, verify="full")
     index = ItemIndex.load(root / "index.faiss")
-    if index.ntotal != bundle.n_items:
-        raise SimGRError(f"{root}: index holds {index.ntotal} items, bundle has {bundle.n_items}")
+    if index.ntotal != bundle.n_items or index.dim != bundle.dim:
+        raise SimGRError(f"{root}: index holds {index.ntotal} x {index.dim} vectors, "
+                         f"the bundle {bundle.n_items} x {bundle.dim}")
     q = bundle.encode_users(histories)  # (U, D)
     k = min(k, bundle.n_items)
-    _, faiss_ids = index.search(q, k)
-    exact = torch.from_numpy(q) @ torch.from_numpy(bundle.embeddings).T  # (U, N)
-    top = exact.topk(k, dim=-1)
+    _, faiss_ids = index.search(q, k)  # (U, k)
+    exact_scores, exact_ids = exact_topk(q, bundle.embeddings, k)  # (U, k) each, best first
     for u in range(len(histories)):
-        a, b = set(faiss_ids[u].tolist()), set(top.indices[u].tolist())
+        a, b = set(faiss_ids[u].tolist()), set(exact_ids[u].tolist())
         if a == b:
             continue
-        kth = float(top.values[u, -1])
-        odd = [i for i in a ^ b if abs(float(exact[u, i]) - kth) > atol]
+        kth, diff = float(exact_scores[u, -1]), sorted(a ^ b)
+        known = [i for i in diff if 0 <= i < bundle.n_items]
+        scores = dict(zip(known, (bundle.embeddings[known] @ q[u]).tolist(), strict=True))  # exact, disagreeing
+        odd = [i for i in diff if i not in scores or abs(scores[i] - kth) > atol]
         if odd:
             raise SimGRError(f"{root}: FAISS top-{k} differs from exact top-{k} for check user {u} "
-                             f"(items {sorted(odd)[:5]}); the bundle is inconsistent")
+                             f"(items {odd[:5]}); the bundle is inconsistent")
     return len(histories)
 
 
-def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0) -> dict[str, Any]:
-    """Best checkpoint of ``run_dir`` -> bundle at ``out``; fails loudly if FAISS != exact top-10."""
+def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0,
+               force: bool = False) -> dict[str, Any]:
+    """Best checkpoint of ``run_dir`` -> bundle at ``out``, written beside it, checked (FAISS == exact
+    top-10, every digest) and only then renamed into place; a non-empty ``out`` needs ``force``."""
     run = load_run(run_dir, checkpoint="best")
     if run.cfg.method != "simgr":
         raise SimGRError(f"{run_dir}: a {run.cfg.method!r} run; only SimGR runs export a serving bundle")
     if out.resolve() == run_dir.resolve():
         raise SimGRError(f"{out}: export into the run directory itself would overwrite it")
+    check_target(out, force=force)  # before the slow part
     metrics = {}
     for split in ("test", "valid"):
         path = run_dir / f"metrics_{split}.json"
         if path.is_file():
-            metrics[split] = json.loads(path.read_text())
+            metrics[split] = read_json(path)
     items = run.data.items
     popularity = np.argsort(-run.data.popularity(), kind="stable").tolist()
-    space = load_sid_space(Path(run.cfg.data_dir), tokens_to_codes(run.sids))
-    manifest = write_bundle(out, model=run.built.model, tokenizer=run.built.tokenizer,
-                            item_ids=[it.item_id for it in items], sids=run.sids,
-                            titles=[it.title for it in items], popularity=popularity, metrics=metrics,
-                            extra={"dataset": run.data.info.get("name"), "run": str(run_dir)},
-                            texts=[it.text for it in items], categories=[it.categories for it in items],
-                            quantizer_dir=find_quantizer(run_dir, Path(run.cfg.data_dir)), sid_space=space.sizes)
     hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
     rng = np.random.default_rng(seed)
     sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
-    checked = check_bundle(out, sample)
+    space = load_sid_space(Path(run.cfg.data_dir), tokens_to_codes(run.sids))
+    with staged_dir(out, force=force) as tmp:
+        manifest = write_bundle(tmp, model=run.built.model, tokenizer=run.built.tokenizer,
+                                item_ids=[it.item_id for it in items], sids=run.sids,
+                                titles=[it.title for it in items], popularity=popularity, metrics=metrics,
+                                extra={"dataset": run.data.info.name, "run": str(run_dir)},
+                                texts=[it.text for it in items], categories=[it.categories for it in items],
+                                quantizer_dir=find_quantizer(run_dir, Path(run.cfg.data_dir)), sid_space=space.sizes)
+        manifest = seal_bundle(tmp)  # every file in the staged bundle, whoever wrote it
+        checked = check_bundle(tmp, sample)
     log.info("export check: FAISS top-10 == exact top-10 for %d users", checked)
     return {"bundle": str(out), "model_version": manifest.model_version, "n_items": manifest.n_items,
             "dim": manifest.dim, "checked_users": checked}

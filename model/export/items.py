@@ -1,5 +1,6 @@
-"""Item records of the living catalogue: the bundle's item table rows, and the upsert record that both
-``PUT /items`` and ``simgr catalog apply --changes`` accept (pydantic, extra="forbid", strict types)."""
+"""Item records of the living catalogue: writing the bundle's item table (``BundleItem`` rows), and the
+upsert record that both ``PUT /items`` and ``simgr catalog apply --changes`` accept (pydantic,
+extra="forbid", strict types)."""
 
 from __future__ import annotations
 
@@ -13,23 +14,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 
 from index.catalog import CatalogRow
-from model.data.jsonio import iter_jsonl
-from model.errors import SimGRError
+from model.config import to_dict
+from model.data.jsonio import iter_validated_jsonl
+from model.export.manifest import AttrValue, BundleItem
 from model.semantic_ids.assign import codes_to_tokens
 
 MAX_ITEM_ID = 128  # characters in an item id (as the service's ids)
 MAX_BATCH = 1000  # records per upsert batch
-AttrValue = StrictStr | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictBool
 ItemIdStr = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ITEM_ID)]
 Text = Annotated[str, StringConstraints(max_length=100_000)]
 
@@ -56,20 +52,6 @@ class ItemUpsert(BaseModel):
         return tuple(sorted((self.attributes or {}).items()))
 
 
-class ItemRecord(BaseModel):
-    """One line of the bundle's items.jsonl, in index order."""
-
-    model_config = ConfigDict(extra="forbid")
-    idx: int = Field(ge=0)
-    item_id: str = Field(min_length=1)
-    sid: list[str] = Field(min_length=1)
-    title: str | None = None
-    text: str | None = None
-    categories: list[str] = Field(default_factory=list)
-    attributes: dict[str, AttrValue] = Field(default_factory=dict)
-    origin: Literal["trained", "added"] = "trained"
-
-
 class UpsertLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
     op: Literal["upsert"]
@@ -82,47 +64,26 @@ class RetireLine(BaseModel):
     item_id: ItemIdStr
 
 
-def read_items(path: Path) -> list[ItemRecord]:
-    """items.jsonl -> records in index order (SimGRError naming the file and line)."""
-    out: list[ItemRecord] = []
-    for n, raw in iter_jsonl(path, missing="missing from the bundle"):
-        try:
-            rec = ItemRecord.model_validate(raw)
-        except ValidationError as e:
-            err = e.errors()[0]
-            raise SimGRError(f"{path}:{n}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-        if rec.idx != len(out):
-            raise SimGRError(f"{path}:{n}: expected idx {len(out)}, got {rec.idx}")
-        out.append(rec)
-    if not out:
-        raise SimGRError(f"{path}: no items")
-    return out
-
-
 def write_items(path: Path, rows: Sequence[CatalogRow]) -> None:
     """Rows -> items.jsonl (idx = line number)."""
     with open(path, "w") as f:
         for i, (row, sid) in enumerate(zip(rows, codes_to_tokens(np.asarray(_codes(rows), dtype=np.int64)), strict=True)):
-            rec = ItemRecord(idx=i, item_id=row.item_id, sid=sid, title=row.title, text=row.text,
+            rec = BundleItem(idx=i, item_id=row.item_id, sid=sid, title=row.title, text=row.text,
                              categories=list(row.categories), attributes=dict(row.attributes), origin=row.origin)
-            f.write(rec.model_dump_json() + "\n")
+            f.write(json.dumps(to_dict(rec)) + "\n")
 
 
 def _codes(rows: Sequence[CatalogRow]) -> list[list[int]]:
     return [list(r.sid) for r in rows]
 
 
+ChangeLine = Annotated[UpsertLine | RetireLine, Field(discriminator="op")]
+
+
 def read_changes(path: Path) -> list[UpsertLine | RetireLine]:
     """changes.jsonl: ``{"op": "upsert", "item": {...}}`` or ``{"op": "retire", "item_id": "..."}`` lines."""
-    out: list[UpsertLine | RetireLine] = []
-    for n, raw in iter_jsonl(path, missing="not found"):
-        try:
-            op = raw.get("op") if isinstance(raw, dict) else None
-            out.append(RetireLine.model_validate(raw) if op == "retire" else UpsertLine.model_validate(raw))
-        except ValidationError as e:
-            err = e.errors()[0]
-            raise SimGRError(f"{path}:{n}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    return out
+    return [line for _, line in iter_validated_jsonl(path, ChangeLine, what="catalogue change",  # type: ignore[arg-type]
+                                                     missing="not found")]
 
 
 def popularity_by_category(rows: Sequence[CatalogRow], order: Sequence[int]) -> dict[str, list[str]]:

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from index.catalog import Catalog, CatalogRow, Upsert
-from model.export.items import ItemRecord, ItemUpsert
+from model.export.items import ItemUpsert
+from model.export.manifest import BundleItem
 from model.semantic_ids.assign import tokens_to_codes
 from model.semantic_ids.quantizer import ItemQuantizer
 from model.semantic_ids.space import SidSpace, lowest_free, sid_tokens
@@ -31,7 +32,7 @@ class CatalogInputError(ValueError):
     """A change that cannot be applied as given (bad sid, no quantizer, ...); nothing was changed."""
 
 
-def catalog_from_records(records: Sequence[ItemRecord], embeddings: np.ndarray, popularity: Sequence[int]) -> Catalog:
+def catalog_from_records(records: Sequence[BundleItem], embeddings: np.ndarray, popularity: Sequence[int]) -> Catalog:
     rows = [CatalogRow(r.item_id, tuple(int(c) for c in tokens_to_codes([r.sid])[0]), r.origin, title=r.title,
                        text=r.text, categories=tuple(r.categories), attributes=tuple(sorted(r.attributes.items())))
             for r in records]

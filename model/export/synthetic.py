@@ -17,7 +17,9 @@ import numpy as np
 from model.config import ModelConfig, PromptConfig
 from model.data.dataset import load_items
 from model.data.synthetic import random_sids
-from model.export.export import write_bundle
+from model.export.atomic import staged_dir
+from model.export.export import check_bundle, write_bundle
+from model.export.integrity import seal_bundle
 from model.network.assembly import build_model
 from model.network.backbone import PRESETS
 from model.semantic_ids.assign import load_semantic_ids, tokens_to_codes
@@ -27,9 +29,10 @@ from model.semantic_ids.space import load_sid_space
 
 def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str = "tiny", seed: int = 0,
                        layers: int | None = None, dim: int | None = None, layout: str = "items",
-                       data_dir: Path | None = None) -> Path:
-    """Export a random-init SimGR bundle with ``n_items`` items named item-0..item-{n-1}; with ``data_dir``
-    (a dataset with semantic IDs), its items, texts, code space and item quantizer instead."""
+                       force: bool = False, data_dir: Path | None = None) -> Path:
+    """Export a random-init SimGR bundle with ``n_items`` items named item-0..item-{n-1}, staged and
+    checked like ``simgr export`` (a non-empty ``out_dir`` needs ``force``); with ``data_dir`` (a dataset
+    with semantic IDs), its items, texts, code space and item quantizer instead."""
     out = Path(out_dir)
     if layers or dim:  # a custom-size Qwen3 preset, e.g. sized for a serving benchmark
         base = PRESETS[preset]
@@ -55,10 +58,15 @@ def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str =
         n_items = len(items)
     built = build_model(mcfg, pcfg, sids, seed=seed, space=space)
     popularity = np.random.default_rng(seed).permutation(n_items).tolist()
-    write_bundle(out, model=built.model, tokenizer=built.tokenizer, item_ids=item_ids, sids=sids,
-                 titles=titles, popularity=popularity, extra={"synthetic": True}, texts=texts, categories=cats,
-                 quantizer_dir=find_quantizer(data_dir) if data_dir else None,
-                 sid_space=space.sizes if space else None)
+    rng = np.random.default_rng(seed)
+    checks = [rng.integers(0, n_items, size=int(rng.integers(1, 8))).tolist() for _ in range(4)]
+    with staged_dir(out, force=force) as tmp:
+        write_bundle(tmp, model=built.model, tokenizer=built.tokenizer, item_ids=item_ids, sids=sids,
+                     titles=titles, popularity=popularity, extra={"synthetic": True}, texts=texts, categories=cats,
+                     quantizer_dir=find_quantizer(data_dir) if data_dir else None,
+                     sid_space=space.sizes if space else None)
+        seal_bundle(tmp)
+        check_bundle(tmp, checks)
     return out
 
 
@@ -71,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dim", type=int)
     p.add_argument("--layout", default="items", choices=["items", "tokens"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = make_random_bundle(a.out, n_items=a.items, preset=a.preset, seed=a.seed, layers=a.layers, dim=a.dim,
-                             layout=a.layout)
+                             layout=a.layout, force=a.force)
     sys.stdout.write(json.dumps({"bundle": str(out)}) + "\n")
     return 0
 

@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from model.config import ModelConfig
@@ -154,11 +153,3 @@ def merge_lora(backbone: nn.Module) -> nn.Module:
     if hasattr(backbone, "merge_and_unload"):
         return backbone.merge_and_unload()  # type: ignore[no-any-return,operator]
     return backbone
-
-
-def count_parameters(module: nn.Module, *, trainable: bool = False) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

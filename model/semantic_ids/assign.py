@@ -25,7 +25,8 @@ import numpy as np
 
 from model.config import RQVAEConfig
 from model.data.dataset import load_items
-from model.data.jsonio import read_json
+from model.data.jsonio import read_validated
+from model.data.sources.records import SidMap
 from model.errors import SimGRError
 from model.semantic_ids.space import SidSpace, lowest_free
 
@@ -157,9 +158,7 @@ def read_item_texts(data_dir: Path) -> tuple[list[str], list[str], int]:
 
 def _read_sid_file(path: Path, item_ids: Sequence[str]) -> np.ndarray:
     """{item_id: [tokens]} file -> (N, L) codes in ``item_ids`` order (SimGRError naming the file)."""
-    data = read_json(path, missing="not found")
-    if not isinstance(data, dict):
-        raise SimGRError(f"{path}: expected an object {{item_id: [tokens]}}")
+    data = read_validated(path, SidMap, what="semantic-ID", missing="not found")
     missing = [i for i in item_ids if i not in data]
     if missing:
         raise SimGRError(f"{path}: {len(missing)} of {len(item_ids)} items have no semantic ID "

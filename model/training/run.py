@@ -1,7 +1,7 @@
 """A training run directory: its config, checkpoints and how to rebuild the model from them.
 
 RUN_DIR/
-  config.json          {"data_dir", "model": ModelConfig, "prompt": PromptConfig, "train": TrainConfig}
+  config.json          RunConfig: {"data_dir", "method", "model", "prompt", "train", "baseline"}
   train_log.jsonl      one line per epoch
   checkpoints/last.pt  model + optimiser + schedule + counters (resume)
   checkpoints/best.pt  model weights of the best validation epoch
@@ -13,14 +13,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from pydantic import with_config
 
-from model.config import BaselineConfig, ModelConfig, PromptConfig, TrainConfig, from_dict, to_dict
+from model.config import (
+    STRICT_FIELDS,
+    BaselineConfig,
+    ModelConfig,
+    PromptConfig,
+    TrainConfig,
+    from_dict,
+    to_dict,
+)
 from model.data.dataset import Dataset
+from model.data.jsonio import read_validated
 from model.errors import SimGRError
 from model.methods.base import Method
 from model.network.assembly import Assembled
@@ -29,25 +40,23 @@ from model.semantic_ids.quantizer import QUANTIZER_DIR, find_quantizer
 from model.training.registry import get_method
 
 
+@with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RunConfig:
     data_dir: str  # the prepared dataset (with semantic_ids.json)
     method: str = "simgr"  # simgr, or a baseline registered in model/methods
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    prompt: PromptConfig = dataclasses.field(default_factory=PromptConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)  # baseline-only settings (beam size, Latte, SASRec)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)  # backbone, LoRA, aggregator, tau
+    prompt: PromptConfig = dataclasses.field(default_factory=PromptConfig)  # history -> model input
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # optimiser, batches, stopping
+    baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)  # beam size, Latte, SASRec
 
     def to_json(self) -> dict[str, Any]:
-        return {"data_dir": self.data_dir, "method": self.method, "model": to_dict(self.model), "prompt": to_dict(self.prompt),
-                "train": to_dict(self.train), "baseline": to_dict(self.baseline)}
+        return to_dict(self)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> RunConfig:
-        return cls(data_dir=d["data_dir"], method=d.get("method", "simgr"), model=from_dict(ModelConfig, d.get("model", {})),
-                   prompt=from_dict(PromptConfig, d.get("prompt", {})),
-                   train=from_dict(TrainConfig, d.get("train", {})),
-                   baseline=from_dict(BaselineConfig, d.get("baseline", {})))
+    def from_json(cls, d: Any, *, origin: str | Path = "run config") -> RunConfig:
+        """Parsed config.json -> RunConfig; missing sections keep their defaults, unknown fields are errors."""
+        return from_dict(cls, d, origin=origin, what="run config")
 
 
 class LoadedRun(NamedTuple):
@@ -69,13 +78,8 @@ def save_run_config(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise SimGRError(f"{path}: not a training run (config.json missing); run `simgr train` first")
-    try:
-        return RunConfig.from_json(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as e:
-        raise SimGRError(f"{path}: malformed run config ({e})") from None
+    return read_validated(run_dir / "config.json", RunConfig, what="run config",
+                          missing="not a training run (config.json missing); run `simgr train` first")
 
 
 def build_from_config(cfg: RunConfig) -> LoadedRun:
@@ -92,9 +96,20 @@ def load_run(run_dir: Path, *, checkpoint: str = "best") -> LoadedRun:
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     if not path.is_file():
         raise SimGRError(f"{path}: checkpoint missing; has `simgr train` finished an epoch?")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    loaded.built.model.load_state_dict(state["model"])
+    loaded.built.model.load_state_dict(load_checkpoint(path, device="cpu")["model"])
     return loaded
+
+
+def load_checkpoint(path: Path, *, device: torch.device | str) -> dict[str, Any]:
+    """A checkpoint written by ``atomic_save``: tensors, numbers, strings and containers only, so it loads
+    with ``weights_only=True`` (no pickled code runs)."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise SimGRError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise SimGRError(f"{path}: not a SimGR checkpoint (no model weights)")
+    return ckpt
 
 
 def atomic_save(obj: Any, path: Path) -> None:

@@ -1,10 +1,15 @@
 """Training loop: AdamW + cosine schedule with warmup, gradient accumulation to the effective batch,
 clipping, validation NDCG@10 every epoch with best-checkpoint keeping and early stopping, resume from
 the last checkpoint, a wall-clock budget, and DDP when launched by torchrun/accelerate (WORLD_SIZE > 1).
+
+The loop reads top-down (nanoGPT-style): ``_setup`` builds everything a run works with (``_Run``) and
+its counters (``TrainState``, restored from last.pt on resume); each epoch runs ``train_step`` per
+optimiser step, then ``validate_and_checkpoint``; ``should_stop`` ends the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -12,7 +17,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -20,8 +25,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from model.evaluation.evaluate import evaluate_model
+from model.methods.base import Method
+from model.network.assembly import Assembled
 from model.progress import progress
-from model.training.run import RunConfig, atomic_save, build_from_config, save_run_config
+from model.training.run import RunConfig, atomic_save, build_from_config, load_checkpoint, save_run_config
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +77,66 @@ def _broadcast(value: float, device: torch.device) -> float:
     return float(t.item())
 
 
-def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, Any]:  # noqa: C901
-    """Train SimGR on ``cfg.data_dir`` into ``run_dir``; returns the summary (also in train_log.jsonl)."""
+@dataclasses.dataclass
+class TrainState:
+    """The counters saved in last.pt next to the weights, so a resumed run continues where it stopped."""
+
+    epoch: int = 0  # epochs finished
+    step: int = 0  # optimiser steps taken (drives the LR schedule)
+    best: float = -1.0  # best validation NDCG@10 so far
+    best_epoch: int = -1  # the epoch that reached it (best.pt)
+    bad_epochs: int = 0  # validations in a row without a gain (early stopping)
+    train_seconds: float = 0.0  # wall-clock training time over every session of the run
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Run:
+    """What one training run works with, fixed once ``_setup`` has built it."""
+
+    cfg: RunConfig
+    run_dir: Path
+    method: Method
+    built: Assembled
+    net: torch.nn.Module  # the model, DDP-wrapped when world > 1
+    optim: torch.optim.Optimizer
+    params: list[torch.nn.Parameter]  # the trainable ones (clipping)
+    windows: list[Any]  # this run's training examples
+    valid: tuple[list[list[int]], list[int]]  # validation (histories, targets)
+    device: torch.device
+    rank: int
+    world: int
+    micro: int  # windows per forward
+    accum: int  # forwards per optimiser step
+    steps_per_epoch: int
+    warmup: int  # warm-up steps of the LR schedule
+    started: float  # time.monotonic() when this session started
+    used_before: float  # training seconds of earlier sessions (resume)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.train.epochs
+
+    @property
+    def budget_s(self) -> float:
+        return self.cfg.train.time_budget_min * 60
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def seconds_used(self) -> float:
+        """Training seconds of the whole run so far, the same on every rank."""
+        return _broadcast(self.used_before + time.monotonic() - self.started, self.device)
+
+
+class EpochResult(NamedTuple):
+    loss: float  # mean training loss over the epoch's forwards
+    samples_per_s: float  # targets per second over all ranks
+    started: float  # time.monotonic() at the epoch's start
+    out_of_time: bool  # the wall-clock budget ended the epoch early
+
+
+def _setup(cfg: RunConfig, run_dir: Path, *, resume: bool) -> tuple[_Run, TrainState]:
     rank, world, device = _dist_setup()
     tc = cfg.train
     _seed_all(tc.seed)
@@ -80,101 +145,143 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
     model = built.model.to(device)
     if rank == 0:
         save_run_config(run_dir, cfg)
-        loaded.built.tokenizer.save_pretrained(run_dir / "tokenizer")
-
-    sequences = data.train_sequences()
-    if tc.max_users:
-        sequences = sequences[: tc.max_users]
+        built.tokenizer.save_pretrained(run_dir / "tokenizer")
+    sequences = data.train_sequences()[: tc.max_users or None]
     windows = [w for s in sequences for w in method.examples(s, built, stride=tc.window_stride)]
-    n_targets = sum(method.n_targets(w) for w in windows)
     valid_h, valid_t = data.eval_examples("valid", max_history=cfg.prompt.max_history)
-    if tc.max_users:
-        valid_h, valid_t = valid_h[: tc.max_users], valid_t[: tc.max_users]
-
     micro = min(tc.micro_batch_size, tc.batch_size)
     accum = max(1, tc.batch_size // (micro * world))
     steps_per_epoch = max(1, len(windows) // world // (micro * accum))
-    total_steps = steps_per_epoch * tc.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    warmup = max(1, int(tc.warmup_ratio * total_steps))
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": -1, "bad_epochs": 0,
-                             "train_seconds": 0.0}
-    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
-    if rank == 0 and not (resume and last_path.is_file()):
-        (run_dir / "train_log.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
-    if resume and last_path.is_file():
-        ckpt = torch.load(last_path, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optim.load_state_dict(ckpt["optim"])
-        state = ckpt["state"]
-        log.info("resumed from %s at epoch %d", last_path, state["epoch"])
-    net: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
-    log.info("training on %d windows (%d targets), %d steps/epoch, accum %d, world %d",
-             len(windows), n_targets, steps_per_epoch, accum, world)
+    state = _resume(run_dir, model, optim, resume=resume, rank=rank, device=device)
+    run = _Run(cfg=cfg, run_dir=run_dir, method=method, built=built,
+               net=DistributedDataParallel(model) if world > 1 else model, optim=optim, params=params,
+               windows=windows, valid=(valid_h[: tc.max_users or None], valid_t[: tc.max_users or None]),
+               device=device, rank=rank, world=world, micro=micro, accum=accum, steps_per_epoch=steps_per_epoch,
+               warmup=max(1, int(tc.warmup_ratio * steps_per_epoch * tc.epochs)), started=time.monotonic(),
+               used_before=state.train_seconds)
+    return run, state
 
-    t_start, out_of_time, used_before = time.monotonic(), False, float(state.get("train_seconds", 0.0))
-    budget_s = tc.time_budget_min * 60
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    while state["epoch"] < tc.epochs and not out_of_time:
-        epoch = state["epoch"]
-        model.train()
-        order = _epoch_order(len(windows), seed=tc.seed, epoch=epoch, rank=rank, world=world)
-        t_epoch, seen, loss_sum, n_loss = time.monotonic(), 0, 0.0, 0
-        bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}")
-        for step in bar:
-            used = _broadcast(used_before + time.monotonic() - t_start, device) if budget_s else 0.0
-            lr = tc.lr * lr_factor(step=state["step"], total=total_steps, warmup=warmup,
-                                   budget_fraction=used / budget_s if budget_s else 0.0)
-            for group in optim.param_groups:
-                group["lr"] = lr
-            if budget_s and used > budget_s:
-                out_of_time = True
-                break
-            optim.zero_grad(set_to_none=True)
-            for a in range(accum):
-                chunk = order[(step * accum + a) * micro:(step * accum + a + 1) * micro]
-                batch = method.collate([windows[i] for i in chunk], built).to(device)
-                with autocast:
-                    _, loss = net(batch)
-                assert loss is not None
-                (loss / accum).backward()
-                loss_sum, n_loss = loss_sum + loss.item(), n_loss + 1
-                seen += sum(method.n_targets(windows[i]) for i in chunk)
-            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-            optim.step()
-            state["step"] += 1
-            rate = seen * world / max(1e-9, time.monotonic() - t_epoch)
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss_sum / n_loss:.4f}", samples_s=f"{rate:.0f}")
-        state["epoch"] = epoch + 1
-        state["train_seconds"] = used_before + time.monotonic() - t_start
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, n_loss),
-                  "train_samples_per_s": seen * world / max(1e-9, time.monotonic() - t_epoch),
-                  "lr": optim.param_groups[0]["lr"], "partial_epoch": out_of_time}
-        should_eval = (epoch + 1) % tc.eval_every == 0 or out_of_time or state["epoch"] == tc.epochs
-        if rank == 0 and should_eval:
-            m = evaluate_model(method, built, valid_h, valid_t, batch_size=tc.eval_batch_size,
-                               device=device, desc="valid")
-            record.update({f"valid_{k}": m[k] for k in ("ndcg@10", "hr@10")})
-            if m["ndcg@10"] > state["best"]:
-                state.update(best=m["ndcg@10"], best_epoch=epoch + 1, bad_epochs=0)
-                atomic_save({"model": model.state_dict(), "epoch": epoch + 1, "valid": m}, best_path)
-            else:
-                state["bad_epochs"] += 1
-        state["bad_epochs"] = int(_broadcast(float(state["bad_epochs"]), device))
+
+def _resume(run_dir: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, *, resume: bool, rank: int,
+            device: torch.device) -> TrainState:
+    """Counters (and weights + optimiser) from last.pt when resuming; a fresh run starts a fresh log."""
+    last_path = run_dir / "checkpoints" / "last.pt"
+    if not (resume and last_path.is_file()):
         if rank == 0:
-            atomic_save({"model": model.state_dict(), "optim": optim.state_dict(),
-                         "state": state}, last_path)
-            record["seconds"] = round(time.monotonic() - t_epoch, 2)
-            with open(run_dir / "train_log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            log.info("epoch %d: %s", epoch + 1, json.dumps(record))
-        if state["bad_epochs"] >= tc.patience:
-            log.info("early stop: no validation gain for %d epochs", tc.patience)
+            (run_dir / "train_log.jsonl").unlink(missing_ok=True)
+        return TrainState()
+    ckpt = load_checkpoint(last_path, device=device)
+    model.load_state_dict(ckpt["model"])
+    optim.load_state_dict(ckpt["optim"])
+    state = TrainState(**ckpt["state"])
+    log.info("resumed from %s at epoch %d", last_path, state.epoch)
+    return state
+
+
+def _set_lr(run: _Run, state: TrainState, used: float) -> None:
+    tc = run.cfg.train
+    lr = tc.lr * lr_factor(step=state.step, total=run.total_steps, warmup=run.warmup,
+                           budget_fraction=used / run.budget_s if run.budget_s else 0.0)
+    for group in run.optim.param_groups:
+        group["lr"] = lr
+
+
+def train_step(run: _Run, state: TrainState, order: list[int], step: int) -> tuple[float, int, int]:
+    """One optimiser step over ``accum`` micro-batches of ``order``; returns (loss sum, forwards, targets)."""
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=run.device.type == "cuda")
+    run.optim.zero_grad(set_to_none=True)
+    loss_sum, seen = 0.0, 0
+    for a in range(run.accum):
+        chunk = order[(step * run.accum + a) * run.micro:(step * run.accum + a + 1) * run.micro]
+        batch = run.method.collate([run.windows[i] for i in chunk], run.built).to(run.device)
+        with autocast:
+            _, loss = run.net(batch)
+        assert loss is not None
+        (loss / run.accum).backward()
+        loss_sum += loss.item()
+        seen += sum(run.method.n_targets(run.windows[i]) for i in chunk)
+    torch.nn.utils.clip_grad_norm_(run.params, run.cfg.train.grad_clip)
+    run.optim.step()
+    state.step += 1
+    return loss_sum, run.accum, seen
+
+
+def _train_epoch(run: _Run, state: TrainState) -> EpochResult:
+    """Steps until the epoch's windows are used up or the wall-clock budget is spent."""
+    tc = run.cfg.train
+    run.net.train()
+    order = _epoch_order(len(run.windows), seed=tc.seed, epoch=state.epoch, rank=run.rank, world=run.world)
+    t_epoch, seen, loss_sum, n_loss, out_of_time = time.monotonic(), 0, 0.0, 0, False
+    bar = progress(range(run.steps_per_epoch), desc=f"epoch {state.epoch + 1}/{tc.epochs}")
+    for step in bar:
+        used = run.seconds_used() if run.budget_s else 0.0
+        _set_lr(run, state, used)
+        if run.budget_s and used > run.budget_s:
+            out_of_time = True
             break
-    summary = {"epochs": state["epoch"], "best_valid_ndcg@10": state["best"], "best_epoch": state["best_epoch"],
-               "minutes": round((time.monotonic() - t_start) / 60, 2), "windows": len(windows),
+        step_loss, step_n, step_seen = train_step(run, state, order, step)
+        loss_sum, n_loss, seen = loss_sum + step_loss, n_loss + step_n, seen + step_seen
+        if hasattr(bar, "set_postfix"):
+            rate = seen * run.world / max(1e-9, time.monotonic() - t_epoch)
+            bar.set_postfix(loss=f"{loss_sum / n_loss:.4f}", samples_s=f"{rate:.0f}")
+    rate = seen * run.world / max(1e-9, time.monotonic() - t_epoch)
+    return EpochResult(loss=loss_sum / max(1, n_loss), samples_per_s=rate, started=t_epoch, out_of_time=out_of_time)
+
+
+def validate_and_checkpoint(run: _Run, state: TrainState, done: EpochResult) -> None:
+    """Validate (rank 0) when due, keep best.pt on a gain, save last.pt and append the epoch to the log."""
+    tc, epoch = run.cfg.train, state.epoch
+    record: dict[str, Any] = {"epoch": epoch, "train_loss": done.loss, "train_samples_per_s": done.samples_per_s,
+                              "lr": run.optim.param_groups[0]["lr"], "partial_epoch": done.out_of_time}
+    due = epoch % tc.eval_every == 0 or done.out_of_time or epoch == tc.epochs
+    model = run.built.model
+    if run.rank == 0 and due:
+        m = evaluate_model(run.method, run.built, *run.valid, batch_size=tc.eval_batch_size, device=run.device,
+                           desc="valid")
+        record.update({f"valid_{k}": m[k] for k in ("ndcg@10", "hr@10")})
+        if m["ndcg@10"] > state.best:
+            state.best, state.best_epoch, state.bad_epochs = m["ndcg@10"], epoch, 0
+            atomic_save({"model": model.state_dict(), "epoch": epoch, "valid": m},
+                        run.run_dir / "checkpoints" / "best.pt")
+        else:
+            state.bad_epochs += 1
+    state.bad_epochs = int(_broadcast(float(state.bad_epochs), run.device))
+    if run.rank == 0:
+        atomic_save({"model": model.state_dict(), "optim": run.optim.state_dict(),
+                     "state": dataclasses.asdict(state)}, run.last_path)
+        record["seconds"] = round(time.monotonic() - done.started, 2)  # training + validation + saving
+        with open(run.run_dir / "train_log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        log.info("epoch %d: %s", epoch, json.dumps(record))
+
+
+def should_stop(run: _Run, state: TrainState, done: EpochResult) -> bool:
+    """All epochs run, the budget spent, or ``patience`` validations in a row without a gain."""
+    if state.bad_epochs >= run.cfg.train.patience:
+        log.info("early stop: no validation gain for %d epochs", run.cfg.train.patience)
+        return True
+    return done.out_of_time or state.epoch >= run.cfg.train.epochs
+
+
+def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, Any]:
+    """Train ``cfg.method`` on ``cfg.data_dir`` into ``run_dir``; returns the summary (also in train_log.jsonl)."""
+    run, state = _setup(cfg, run_dir, resume=resume)
+    n_targets = sum(run.method.n_targets(w) for w in run.windows)
+    log.info("training on %d windows (%d targets), %d steps/epoch, accum %d, world %d",
+             len(run.windows), n_targets, run.steps_per_epoch, run.accum, run.world)
+    out_of_time = False
+    while state.epoch < cfg.train.epochs:
+        done = _train_epoch(run, state)
+        state.epoch += 1
+        state.train_seconds = run.used_before + time.monotonic() - run.started
+        validate_and_checkpoint(run, state, done)
+        out_of_time = done.out_of_time
+        if should_stop(run, state, done):
+            break
+    summary = {"epochs": state.epoch, "best_valid_ndcg@10": state.best, "best_epoch": state.best_epoch,
+               "minutes": round((time.monotonic() - run.started) / 60, 2), "windows": len(run.windows),
                "targets": n_targets, "out_of_time": out_of_time}
     if dist.is_initialized():
         dist.barrier()

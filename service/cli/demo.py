@@ -67,7 +67,7 @@ def run_demo(a: argparse.Namespace) -> int:
     write_metrics(metrics, run_dir, "test")
     _say("      " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
     _say(f"[5/5] export -> {bundle_dir}")
-    result = export_run(run_dir, bundle_dir)
+    result = export_run(run_dir, bundle_dir, force=True)  # the demo owns its workdir
     _say(f"      model version {result['model_version']}, FAISS == exact top-10 for "
          f"{result['checked_users']} users")
     _show_users(bundle_dir, data_dir, [0, 1])

@@ -12,15 +12,25 @@ import json
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from index import IndexFormatError
-from model.config import BaselineConfig, DataConfig, ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
+from model.config import (
+    BaselineConfig,
+    DataConfig,
+    ModelConfig,
+    PromptConfig,
+    RQVAEConfig,
+    TrainConfig,
+    from_dict,
+)
 from model.errors import SimGRError
 
 log = logging.getLogger("simgr")
+T = TypeVar("T")
 
 # training fields a resumed run may change (the rest come from the run's saved config.json)
 _RESUME_OVERRIDES = ("epochs", "patience", "time_budget_min", "eval_every")
@@ -30,8 +40,10 @@ _FLAG_ALIASES = {"layout": "input-layout"}
 
 
 def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per config field, typed from its default; unset flags keep the dataclass default."""
+    """One ``--flag`` per config field, typed from its default (choices from a Literal annotation);
+    unset flags keep the dataclass default."""
     group = p.add_argument_group(cls.__name__)
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -39,6 +51,8 @@ def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type, *, skip: tuple[s
         default = f.default
         kw: dict[str, Any] = {"dest": f"{cls.__name__}.{f.name}", "default": argparse.SUPPRESS,
                               "help": f"(default: {default})"}
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            kw["choices"] = typing.get_args(hints[f.name])
         if isinstance(default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(default, tuple):
@@ -57,10 +71,11 @@ def _tuple_of(elem: type) -> Callable[[str], tuple[Any, ...]]:
     return parse
 
 
-def _dataclass_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
+def _dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
+    """The config ``cls`` from the flags given, validated like a config file (SimGRError on a bad value)."""
     prefix = cls.__name__ + "."
     values = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
-    return cls(**{**values, **fixed})
+    return from_dict(cls, values, origin="command line", what=cls.__name__)
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -78,16 +93,16 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 
 
 def cmd_semantic_ids(a: argparse.Namespace) -> int:
+    from model.data.dataset import read_info
     from model.semantic_ids.assign import build_semantic_ids
 
     cfg = _dataclass_from_args(RQVAEConfig, a)
     given = a.given
-    info_path, given_path = a.data / "dataset.json", a.data / "given_sids.json"
-    if given is None and given_path.is_file() and info_path.is_file():
-        info = json.loads(info_path.read_text())
-        if not info.get("has_text"):  # nothing to embed: the dataset's own IDs are the only sensible ones
-            log.info("no item text in %s; using its given semantic IDs (%s)", a.data, given_path)
-            given = given_path
+    given_path = a.data / "given_sids.json"
+    no_text = given is None and given_path.is_file() and not read_info(a.data).has_text
+    if no_text:  # nothing to embed: the dataset's own IDs are the only sensible ones
+        log.info("no item text in %s; using its given semantic IDs (%s)", a.data, given_path)
+        given = given_path
     _emit(build_semantic_ids(data_dir=a.data, cfg=cfg, given=given, encoder_dir=a.encoder, device=a.device))
     return 0
 
@@ -133,7 +148,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from model.export.export import export_run
 
-    _emit(export_run(a.run, a.out, check_users=a.check_users))
+    _emit(export_run(a.run, a.out, check_users=a.check_users, force=a.force))
     return 0
 
 
@@ -162,7 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", dest="cli_log_level", default=os.environ.get("SIMGR_LOG_LEVEL", "INFO"),
                    help="logging level of the offline commands (default: $SIMGR_LOG_LEVEL or INFO)")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_data_commands(sub)
+    _add_train(sub)
+    _add_run_commands(sub)
+    _add_demo(sub)
+    _add_serve(sub)
+    return p
 
+
+def _add_data_commands(sub: Any) -> None:
     s = sub.add_parser("prepare", help="normalize a dataset: ids, leave-one-out split, summary")
     s.add_argument("--source", required=True, choices=["lcrec", "recbole", "amazon2018", "movielens100k"])
     s.add_argument("--input", type=Path, help="input file/folder (optional for movielens100k)")
@@ -179,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_flags(s, RQVAEConfig)
     s.set_defaults(func=cmd_semantic_ids)
 
+
+def _add_train(sub: Any) -> None:
     s = sub.add_parser("train", help="train SimGR on a prepared dataset")
     s.add_argument("--data", required=True, type=Path)
     s.add_argument("--out", required=True, type=Path, help="run directory")
@@ -189,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dataclass_flags(s, cls)
     s.set_defaults(func=cmd_train)
 
+
+def _add_run_commands(sub: Any) -> None:
     s = sub.add_parser("evaluate", help="full-ranking metrics of a run")
     s.add_argument("--run", required=True, type=Path)
     s.add_argument("--split", default="test", choices=["test", "valid"])
@@ -196,16 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=256)
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("export", help="write the serving bundle of a run")
-    s.add_argument("--run", required=True, type=Path)
-    s.add_argument("--out", required=True, type=Path)
-    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
-    s.set_defaults(func=cmd_export)
+    _add_export(sub)
 
     s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
     s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
     s.set_defaults(func=cmd_compare)
 
+
+def _add_demo(sub: Any) -> None:
     s = sub.add_parser("demo", help="end to end on MovieLens-100k: prepare, IDs, train, evaluate, export")
     s.add_argument("--workdir", type=Path, default=Path("demo"))
     s.add_argument("--preset", default="small")
@@ -215,8 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_demo)
 
-    _add_serve(sub)
-    return p
+
+def _add_export(sub: Any) -> None:
+    s = sub.add_parser("export", help="write the serving bundle of a run (staged beside --out, checked, renamed)")
+    s.add_argument("--run", required=True, type=Path)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--check-users", type=int, default=256, help="users in the FAISS-vs-exact check")
+    s.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
+    s.set_defaults(func=cmd_export)
 
 
 def _add_serve(sub: Any) -> None:
@@ -228,7 +260,9 @@ def _add_serve(sub: Any) -> None:
     serve_cmd.add_arguments(s)
     s.set_defaults(func=lambda a: serve_cmd.run(a))
     from service.cli import catalog as catalog_cmd
+    from service.cli import rollout
 
+    rollout.add_parsers(sub, _emit)
     catalog_cmd.add_arguments(sub)
 
 

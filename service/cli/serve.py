@@ -1,6 +1,6 @@
 """``simgr serve``: every ``Settings`` field has a flag twin (``max_batch_size`` -> ``--max-batch-size``).
 
-Flags override ``SIMGR_*`` env vars, which override defaults. Wired into service/cli.py by the lead:
+Flags override ``SIMGR_*`` env vars, which override defaults. ``service/cli/main.py`` registers it:
 
     add_arguments(subparser); ...; return run(args)
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import types
 import typing
 from typing import Any, Literal
@@ -66,6 +67,20 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise SimGRError(f"{flag(where) if where in Settings.model_fields else where}: {first['msg']}") from None
 
 
+def _check_sources(settings: Settings) -> None:
+    """Fail fast, before loading anything, on a missing bundle or publish root."""
+    if settings.root is not None:
+        if not os.path.lexists(settings.root / "CURRENT"):
+            raise SimGRError(f"{settings.root}: no CURRENT pointer; publish a bundle first: "
+                             f"simgr publish BUNDLE --root {settings.root}")
+    elif settings.artifacts is None:
+        raise SimGRError("--artifacts or --root (SIMGR_ARTIFACTS / SIMGR_ROOT) is required: "
+                         "an export bundle directory or a publish root")
+    for bundle in (settings.artifacts if settings.root is None else None, settings.canary_artifacts):
+        if bundle is not None and not (bundle / "manifest.json").is_file():
+            raise SimGRError(f"{bundle}: not an export bundle (no manifest.json)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT (graceful: in-flight requests finish). 0 on a clean stop."""
     import uvicorn
@@ -73,10 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from service.app import create_app
 
     settings = settings_from_args(args)
-    if settings.artifacts is None:
-        raise SimGRError("--artifacts (or SIMGR_ARTIFACTS) is required: the export bundle directory")
-    if not (settings.artifacts / "manifest.json").is_file():
-        raise SimGRError(f"{settings.artifacts}: not an export bundle (no manifest.json)")
+    _check_sources(settings)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )

@@ -10,7 +10,14 @@ from fastapi.responses import JSONResponse, Response
 from service.auth import require_key
 from service.recommender import Recommender
 from service.routes import ERRORS, recommender
-from service.schemas import BatchingInfo, ErrorResponse, HealthResponse, InfoResponse, ReadyResponse
+from service.schemas import (
+    BatchingInfo,
+    CanaryInfo,
+    ErrorResponse,
+    HealthResponse,
+    InfoResponse,
+    ReadyResponse,
+)
 
 router = APIRouter()
 Rec = Annotated[Recommender, Depends(recommender)]
@@ -42,11 +49,14 @@ async def readyz(rec: Rec) -> Response:
 
 @router.get("/info", response_model=InfoResponse, dependencies=[Depends(require_key)], responses=ERRORS)  # type: ignore[arg-type]
 async def info(rec: Rec) -> InfoResponse:
-    """Model version, catalogue size, embedding dim, batching settings and the session store."""
+    """Model version(s), catalogue size, embedding dim, batching settings, the session store, whether
+    /admin/* is enabled, and the publish root being followed."""
     state = rec.require_state()
     s = rec.settings
+    canary = rec.canary
     return InfoResponse(
         model_version=state.model_version,
+        serving_since=rec.serving_since,
         n_items=len(state.model.item_lookup),  # live items
         dim=state.model.dim,
         max_history=state.model.max_history,
@@ -63,6 +73,12 @@ async def info(rec: Rec) -> InfoResponse:
         ),
         session_store=rec.store.kind,  # type: ignore[arg-type]
         auth=s.auth_enabled,
+        admin="enabled" if s.admin_enabled else "disabled",
+        root=str(s.root) if s.root else None,
+        canary=None if canary is None else CanaryInfo(
+            model_version=canary.model_version, percent=s.canary_percent,
+            artifacts=str(canary.artifacts) if canary.artifacts else None,
+        ),
     )
 
 

@@ -192,11 +192,12 @@ async def test_health_ready_and_metrics(client: httpx.AsyncClient, bundle: Bundl
     await client.post("/recommend", json={"k": 3})
     await client.post("/recommend", json={"k": 999})
     text = (await client.get("/metrics")).text
-    assert 'simgr_requests_total{endpoint="/recommend",status="200"} 4.0' in text
-    assert 'simgr_requests_total{endpoint="/recommend",status="422"} 1.0' in text
+    v = bundle.model_version
+    assert f'simgr_requests_total{{endpoint="/recommend",model_version="{v}",status="200"}} 4.0' in text
+    assert 'simgr_requests_total{endpoint="/recommend",model_version="",status="422"} 1.0' in text
     assert 'simgr_request_failures_total{error_type="validation"} 1.0' in text
-    assert 'simgr_fallback_total{reason="empty_history"} 1.0' in text
-    assert f'simgr_model_info{{model_version="{bundle.model_version}"}} 1.0' in text
+    assert f'simgr_fallback_total{{model_version="{v}",reason="empty_history"}} 1.0' in text
+    assert f'simgr_model_info{{model_version="{v}",role="primary"}} 1.0' in text
     for name in (
         "simgr_request_duration_seconds_bucket",
         "simgr_queue_duration_seconds_bucket",

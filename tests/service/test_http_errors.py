@@ -69,7 +69,8 @@ async def test_bad_recommend_bodies_are_422(bundle_dir: Path, body: str) -> None
 
 
 async def test_framework_errors_use_the_table() -> None:
-    async with serve(dummy_app(max_body_bytes=2000)) as c:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with serve(dummy_app(max_body_bytes=2000, admin_keys=ADMIN_KEY), headers=admin) as c:
         assert_error(await c.get("/no/such/route"), "not_found")
         assert_error(await c.put("/recommend", json={}), "method_not_allowed")
         assert_error(await c.post("/recommend", content=b'{"history": []}' + b" " * 3000,
@@ -126,6 +127,7 @@ async def test_auth(bundle_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
         assert_error(await c.post("/admin/reload", headers=data), "forbidden")
         assert (await c.post("/admin/reload", headers=admin)).status_code == 200
         info = (await c.get("/info", headers=data)).text
+        assert (await c.get("/info", headers=data)).json()["admin"] == "enabled"
     assert info.count(DATA_KEY) == 0
     assert info.count(ADMIN_KEY) == 0
     assert DATA_KEY not in caplog.text
@@ -226,3 +228,17 @@ async def test_session_store_down_on_events_is_503() -> None:
         ready = await c.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["redis"] == "down"
+
+
+@pytest.mark.parametrize("data_key", [None, DATA_KEY])
+async def test_admin_is_disabled_without_an_admin_key(data_key: str | None) -> None:
+    headers = {"Authorization": f"Bearer {data_key}"} if data_key else {}
+    async with serve(dummy_app(api_keys=data_key or ()), headers=headers) as c:
+        for auth in ({}, {"Authorization": f"Bearer {ADMIN_KEY}"}, {"Authorization": "Bearer anything-at-all"}):
+            r = await c.post("/admin/reload", headers=auth)
+            assert_error(r, "admin_disabled")
+            assert "SIMGR_ADMIN_KEYS" in r.json()["error"]
+        assert_error(await c.post("/admin/reload", json={"artifacts": 5}), "admin_disabled")  # nothing parsed
+        info = (await c.get("/info")).json()
+        assert info["admin"] == "disabled"
+        assert (await c.post("/recommend", json={"history": ["item-1"]})).status_code == 200

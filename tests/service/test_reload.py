@@ -18,6 +18,9 @@ from service.app import create_app
 
 pytestmark = pytest.mark.anyio
 
+ADMIN_KEY = "reload-admin-key-0123"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
 
 def version(bundle_dir: Path) -> str:
     return str(json.loads((bundle_dir / "manifest.json").read_text())["model_version"])
@@ -26,9 +29,9 @@ def version(bundle_dir: Path) -> str:
 async def test_reload_under_load_has_zero_failures(bundle_dir: Path, bundle_dir_v2: Path) -> None:
     v1, v2 = version(bundle_dir), version(bundle_dir_v2)
     assert v1 != v2
-    app = create_app(make_settings(artifacts=bundle_dir, max_batch_size=8))
+    app = create_app(make_settings(artifacts=bundle_dir, max_batch_size=8, admin_keys=ADMIN_KEY))
     with UvicornThread(app) as server:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as c:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30, headers=ADMIN) as c:
             stop = asyncio.Event()
             statuses: list[int] = []
             versions: set[str] = set()
@@ -67,18 +70,24 @@ async def test_bad_bundle_keeps_old_model(bundle_dir: Path, tmp_path: Path) -> N
     del manifest["model_version"]
     (incomplete / "manifest.json").write_text(json.dumps(manifest))
     (incomplete / "index.faiss").write_bytes(b"garbage")
-    app = create_app(make_settings(artifacts=bundle_dir, warmup=False))
-    async with serve(app) as c:
-        for target in (tmp_path / "missing", broken, incomplete, tmp_path / "broken" / "manifest.json"):
+    flipped = tmp_path / "flipped"  # one byte of the item table changed after export
+    shutil.copytree(bundle_dir, flipped)
+    items = bytearray((flipped / "items.jsonl").read_bytes())
+    items[10] ^= 0x01
+    (flipped / "items.jsonl").write_bytes(bytes(items))
+    app = create_app(make_settings(artifacts=bundle_dir, warmup=False, admin_keys=ADMIN_KEY))
+    async with serve(app, headers=ADMIN) as c:
+        for target in (tmp_path / "missing", broken, incomplete, tmp_path / "broken" / "manifest.json", flipped):
             r = await c.post("/admin/reload", json={"artifacts": str(target)})
             assert r.status_code == 422, r.text
             assert r.json()["error_type"] == "bad_bundle", r.text
             assert version(bundle_dir) in r.json()["error"]  # says what keeps serving
+        assert "sha256 differs from the manifest" in r.json()["error"]  # the flipped byte, by name
         r = await c.post("/recommend", json={"history": ["item-1"]})
         assert r.status_code == 200
         assert r.json()["model_version"] == version(bundle_dir)
         metrics = (await c.get("/metrics")).text
-        assert 'simgr_reloads_total{outcome="rejected"} 4.0' in metrics
+        assert 'simgr_reloads_total{outcome="rejected"} 5.0' in metrics
 
 
 async def test_crashing_loader_is_reload_failed_and_concurrent_reload_is_409() -> None:
@@ -96,8 +105,8 @@ async def test_crashing_loader_is_reload_failed_and_concurrent_reload_is_409() -
             raise MemoryError("simulated")
         return DummyEncoder.random(seed=calls["n"])
 
-    app = create_app(make_settings(warmup=False), loader=loader)
-    async with serve(app) as c:
+    app = create_app(make_settings(warmup=False, admin_keys=ADMIN_KEY), loader=loader)
+    async with serve(app, headers=ADMIN) as c:
         first = asyncio.ensure_future(c.post("/admin/reload"))
         await asyncio.sleep(0.1)
         second = await c.post("/admin/reload")

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
 
 from model.config import DataConfig
-from model.data.jsonio import read_json
+from model.data.jsonio import read_validated
 from model.data.sources.files import require_input, require_one
-from model.data.sources.records import ItemMeta, SourceRecord
+from model.data.sources.records import ItemMeta, SidMap, SourceRecord
 from model.data.sources.text import meta_from_fields
 from model.errors import SimGRError
 from model.progress import progress
@@ -27,6 +30,23 @@ from model.progress import progress
 logger = logging.getLogger(__name__)
 
 INTER_SUFFIX = ".inter.json"
+_NOT_FOUND = "file not found"
+
+
+class LcrecItem(BaseModel):
+    """One entry of ``X.item.json``: Amazon-style side information, each field optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: str | None = None  # display title
+    description: str | list[Any] | None = None  # Amazon descriptions are sometimes lists of paragraphs
+    brand: str | None = None  # maker, part of the encoder text
+    categories: str | list[Any] | None = None  # a comma string (a path) or a (nested) list
+    category: str | list[Any] | None = None  # the Amazon 2014 spelling of ``categories``
+
+
+InterFile = dict[str, list[StrictInt | StrictStr]]  # X.inter.json: user -> item ids, oldest first
+ItemFile = dict[str, LcrecItem]  # X.item.json: item -> side information
 
 
 def _inter_file(path: Path) -> Path:
@@ -38,39 +58,18 @@ def _inter_file(path: Path) -> Path:
 
 
 def _read_sequences(path: Path) -> dict[str, list[str]]:
-    raw = read_json(path, missing="file not found")
-    if not isinstance(raw, dict):
-        raise SimGRError(f"{path}: expected a JSON object {{user: [item, ...]}}, got {type(raw).__name__}")
-    sequences: dict[str, list[str]] = {}
-    for user, items in raw.items():
-        if not isinstance(items, list) or not all(isinstance(i, (int, str)) for i in items):
-            raise SimGRError(f"{path}: user {user!r} must map to a list of item ids")
-        sequences[str(user)] = [str(i) for i in items]
-    return sequences
+    raw = read_validated(path, InterFile, what="LC-Rec interaction", missing=_NOT_FOUND)
+    return {user: [str(i) for i in items] for user, items in raw.items()}
 
 
 def _read_items(path: Path, cfg: DataConfig) -> dict[str, ItemMeta]:
-    raw = read_json(path, missing="file not found")
-    if not isinstance(raw, dict):
-        raise SimGRError(f"{path}: expected a JSON object {{item: {{title, ...}}}}, got {type(raw).__name__}")
-    items: dict[str, ItemMeta] = {}
-    for item_id, fields in progress(raw.items(), desc="items", total=len(raw)):
-        if not isinstance(fields, dict):
-            raise SimGRError(f"{path}: item {item_id!r} must map to an object with title/description/...")
-        items[str(item_id)] = meta_from_fields(fields, max_chars=cfg.max_text_chars)
-    return items
+    raw = read_validated(path, ItemFile, what="LC-Rec item", missing=_NOT_FOUND)
+    return {item_id: meta_from_fields(fields.model_dump(exclude_none=True), max_chars=cfg.max_text_chars)
+            for item_id, fields in progress(raw.items(), desc="items", total=len(raw))}
 
 
 def _read_given_sids(path: Path) -> dict[str, list[str]]:
-    raw = read_json(path, missing="file not found")
-    if not isinstance(raw, dict):
-        raise SimGRError(f"{path}: expected a JSON object {{item: [token, ...]}}, got {type(raw).__name__}")
-    sids: dict[str, list[str]] = {}
-    for item_id, tokens in raw.items():
-        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
-            raise SimGRError(f"{path}: item {item_id!r} must map to a non-empty list of token strings")
-        sids[str(item_id)] = list(tokens)
-    return sids
+    return read_validated(path, SidMap, what="LC-Rec index", missing=_NOT_FOUND)
 
 
 def read(*, input_path: Path | None, cfg: DataConfig) -> SourceRecord:

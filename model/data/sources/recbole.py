@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
-from model.config import DataConfig
+from pydantic import BaseModel, ConfigDict, Field
+
+from model.config import DataConfig, from_dict
 from model.data.sources.files import read_text, require_input, require_one
 from model.data.sources.records import ItemMeta, SourceRecord
 from model.data.sources.text import clean_text, compose_text
@@ -30,17 +33,25 @@ YEAR_FIELDS = ("release_year", "year")
 CATEGORY_FIELDS = ("class", "genre", "genres", "categories", "category")
 
 
+class Column(BaseModel):
+    """One ``name:type`` column of an atomic file's typed header."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)  # user_id, item_id, timestamp, movie_title, ...
+    type: Literal["token", "token_seq", "float", "float_seq"]  # RecBole's four feature types
+
+
 def _header(line: str, origin: str) -> tuple[list[str], list[str]]:
     """``"user_id:token\\titem_id:token"`` -> (names, types)."""
-    names: list[str] = []
-    types: list[str] = []
+    raw: list[dict[str, str]] = []
     for column in line.rstrip("\r\n").split("\t"):
         name, sep, kind = column.partition(":")
         if not sep or not name:
             raise SimGRError(f"{origin}: header column {column!r} is not of the form name:type")
-        names.append(name.strip())
-        types.append(kind.strip())
-    return names, types
+        raw.append({"name": name.strip(), "type": kind.strip()})
+    columns = from_dict(list[Column], raw, origin=f"{origin}: header", what="header column")
+    return [c.name for c in columns], [c.type for c in columns]
 
 
 def _rows(text: str, origin: str) -> tuple[list[str], list[str], list[tuple[int, list[str]]]]:

@@ -9,6 +9,12 @@ item-id sequence (original string ids) plus whatever item side information the s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import Field, StrictStr
+
+# item_id -> its semantic-ID tokens (["<a_1>", "<b_2>", ...]): X.index.json, given_sids.json, semantic_ids.json
+SidMap = dict[str, Annotated[list[StrictStr], Field(min_length=1)]]
 
 
 @dataclass(frozen=True, kw_only=True)
