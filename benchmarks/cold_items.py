@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from model.semantic_ids.assign import build_semantic_ids, read_item_texts
 from model.semantic_ids.text_encoder import encode_texts_cached
 from model.training.run import RunConfig
 from model.training.train import train
+
+VERIFY: Literal["off"] = "off"  # quality is measured here, not bundle integrity (bundles of earlier runs may lack digests)
+ADMIN = "bench-admin-key"
 
 
 def metrics(topk: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -66,8 +69,8 @@ def make_held_dataset(full: Dataset, held: set[int], out: Path) -> None:
             if len(kept) >= 3:
                 f.write(json.dumps({"user_id": uid, "items": kept}) + "\n")
                 n_users += 1
-    info = {**full.info, "n_items": len(keep), "n_users": n_users, "name": f"{full.info.get('name')}-held"}
-    (out / "dataset.json").write_text(json.dumps(info))
+    info = full.info.model_copy(update={"n_items": len(keep), "n_users": n_users, "name": f"{full.info.name}-held"})
+    (out / "dataset.json").write_text(info.model_dump_json())
 
 
 def build_model(data: Path, run: Path, bundle: Path, budget_min: float, preset: str) -> dict[str, Any]:
@@ -140,7 +143,8 @@ def time_put(bundle_dir: Path, full: Dataset, items: list[int], work: Path) -> d
     from service.settings import Settings
 
     shutil.rmtree(work / "put_state", ignore_errors=True)
-    settings = Settings(artifacts=bundle_dir, device="cpu", state_dir=work / "put_state", port=0)
+    settings = Settings(artifacts=bundle_dir, device="cpu", state_dir=work / "put_state", port=0, verify=VERIFY,
+                        admin_keys=(ADMIN,))
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -149,7 +153,8 @@ def time_put(bundle_dir: Path, full: Dataset, items: list[int], work: Path) -> d
     port = server.servers[0].sockets[0].getsockname()[1]
     body = [{"item_id": f"bench-{full.items[i].item_id}", "text": full.items[i].text or "item"} for i in items]
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as c:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN}"},
+                          timeout=300) as c:
             t0 = time.perf_counter()
             assert c.put("/items", json={"items": body[:1]}).status_code == 200  # loads the text encoder
             first = time.perf_counter() - t0
@@ -193,8 +198,8 @@ def main() -> int:
     ch, ct = [hist[n] for n in cold], [tgt[n] for n in cold]
     wh, wt = [hist[n] for n in warm], [tgt[n] for n in warm]
 
-    base = Bundle.load(a.work / "held_bundle")
-    out: dict[str, Any] = {"dataset": full.info.get("name"), "n_items": full.n_items, "held_out_items": len(held),
+    base = Bundle.load(a.work / "held_bundle", verify=VERIFY)
+    out: dict[str, Any] = {"dataset": full.info.name, "n_items": full.n_items, "held_out_items": len(held),
                            "cold_target_users": len(cold), "warm_target_users": len(warm),
                            "budget_min_each": a.budget_min, "preset": a.preset}
     pop = Dataset.load(held_data).popularity()
@@ -206,7 +211,7 @@ def main() -> int:
         added = add_items(base, full, held, levels)
         out[f"cold_simgr_{levels}"] = eval_simgr(added, full, ch, ct)
         out[f"warm_after_additions_{levels}"] = eval_simgr(added, full, wh, wt)
-    out["cold_upper_bound_warm_trained"] = eval_simgr(Bundle.load(a.work / "warm_bundle"), full, ch, ct)
+    out["cold_upper_bound_warm_trained"] = eval_simgr(Bundle.load(a.work / "warm_bundle", verify=VERIFY), full, ch, ct)
     out["put_items"] = time_put(a.work / "held_bundle", full, held[:101], a.work)
     out["train"] = {"held": held_train, "warm": warm_train}
     out["minutes"] = round((time.perf_counter() - t_start) / 60, 2)

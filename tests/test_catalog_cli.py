@@ -61,7 +61,7 @@ def test_apply_bad_changes_is_a_one_line_error(quant_bundle_dir: Path, tmp_path:
                  "--out", str(tmp_path / "b2")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("simgr: error: ")
-    assert "c.jsonl:1" in err
+    assert "c.jsonl: line 1" in err
     assert not (tmp_path / "b2").exists()
     changes = write_changes(tmp_path / "c.jsonl", [{"op": "upsert", "item": {"item_id": "c1", "sid": ["<a_99>", "<b_0>", "<c_0>"]}}])
     assert main(["catalog", "apply", "--artifacts", str(quant_bundle_dir), "--changes", str(changes),

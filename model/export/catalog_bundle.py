@@ -17,8 +17,10 @@ import numpy as np
 from index.catalog import Catalog, Change, Outcome, Retire
 from index.item_index import ItemIndex
 from model.errors import SimGRError
+from model.export.atomic import staged_dir
 from model.export.bundle import Bundle
 from model.export.export import _hash_files
+from model.export.integrity import seal_bundle
 from model.export.items import RetireLine, UpsertLine, write_items, write_popularity
 from model.export.living import AddedLevels, code_upserts, unique_code
 from model.export.manifest import BundleManifest
@@ -28,30 +30,29 @@ _REWRITTEN = ("items.jsonl", "item_embeddings.npy", "index.faiss", "popularity.j
 
 
 def write_catalog_bundle(bundle: Bundle, catalog: Catalog, out: Path, *, through: str | None) -> BundleManifest:
-    """``bundle``'s model with ``catalog`` (live items only) as a new bundle at ``out``."""
+    """``bundle``'s model with ``catalog`` (live items only) as a new, sealed bundle at ``out`` (staged
+    beside it and renamed into place; ``out`` must be new or empty)."""
     src = bundle.root.resolve()
     if out.resolve() == src or src in out.resolve().parents:
         raise SimGRError(f"{out}: the new bundle must not be written into {bundle.root}")
-    if out.exists():
-        raise SimGRError(f"{out}: already exists; choose a new directory")
     live = sorted(catalog.lookup.values())
     remap = {old: new for new, old in enumerate(live)}
     rows = [catalog.rows[i] for i in live]
     emb = catalog.embeddings[live]  # (N', D)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=lambda d, names: [n for n in names if Path(d) == src and n in _REWRITTEN])
-    write_items(tmp / "items.jsonl", rows)
-    np.save(tmp / "item_embeddings.npy", emb)
-    ItemIndex.build(emb).save(tmp / "index.faiss")
-    write_popularity(tmp, rows, [remap[i] for i in catalog.popularity])
-    weights = sorted((tmp / "model").rglob("*.safetensors"))
-    manifest = bundle.manifest.model_copy(update={
-        "model_version": _hash_files([*weights, tmp / "items.jsonl", tmp / "model" / "simgr.json"]),
-        "n_items": len(rows), "catalog_root": bundle.manifest.root, "catalog_through": through,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    manifest.write(tmp / "manifest.json")
-    tmp.rename(out)
+    with staged_dir(out) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True,
+                        ignore=lambda d, names: [n for n in names if Path(d) == src and n in _REWRITTEN])
+        write_items(tmp / "items.jsonl", rows)
+        np.save(tmp / "item_embeddings.npy", emb)
+        ItemIndex.build(emb).save(tmp / "index.faiss")
+        write_popularity(tmp, rows, [remap[i] for i in catalog.popularity])
+        weights = sorted((tmp / "model").rglob("*.safetensors"))
+        manifest = bundle.manifest.model_copy(update={
+            "model_version": _hash_files([*weights, tmp / "items.jsonl", tmp / "model" / "simgr.json"]),
+            "n_items": len(rows), "catalog_root": bundle.manifest.root, "catalog_through": through,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": {}})
+        manifest.write(tmp / "manifest.json")
+        manifest = seal_bundle(tmp, rehash=True)
     return manifest
 
 

@@ -5,7 +5,7 @@ extra="forbid", strict types)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -37,10 +37,10 @@ class ItemUpsert(BaseModel):
     item_id: ItemIdStr
     title: Text | None = None
     text: Text | None = None
-    categories: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] | None = Field(None, max_length=64)
+    categories: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] | None = Field(default=None, max_length=64)
     attributes: dict[Annotated[str, StringConstraints(min_length=1, max_length=128)], AttrValue] | None = Field(
-        None, max_length=64)
-    sid: list[Annotated[str, StringConstraints(max_length=32)]] | None = Field(None, min_length=1, max_length=8)
+        default=None, max_length=64)
+    sid: list[Annotated[str, StringConstraints(max_length=32)]] | None = Field(default=None, min_length=1, max_length=8)
 
     @model_validator(mode="after")
     def _codable(self) -> ItemUpsert:
@@ -82,8 +82,9 @@ ChangeLine = Annotated[UpsertLine | RetireLine, Field(discriminator="op")]
 
 def read_changes(path: Path) -> list[UpsertLine | RetireLine]:
     """changes.jsonl: ``{"op": "upsert", "item": {...}}`` or ``{"op": "retire", "item_id": "..."}`` lines."""
-    return [line for _, line in iter_validated_jsonl(path, ChangeLine, what="catalogue change",  # type: ignore[arg-type]
-                                                     missing="not found")]
+    rows: Iterable[tuple[int, UpsertLine | RetireLine]] = iter_validated_jsonl(
+        path, ChangeLine, what="catalogue change", missing="not found")  # type: ignore[arg-type]
+    return [line for _, line in rows]
 
 
 def popularity_by_category(rows: Sequence[CatalogRow], order: Sequence[int]) -> dict[str, list[str]]:

@@ -118,11 +118,11 @@ def test_filters_exactly_k(server: UvicornThread) -> None:
 
 
 def test_restart_replays_the_journal(quant_bundle_dir: Path, tmp_path: Path) -> None:
-    settings = make_settings(artifacts=quant_bundle_dir, state_dir=tmp_path / "state")
-    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as c:
+    settings = make_settings(artifacts=quant_bundle_dir, state_dir=tmp_path / "state", admin_keys=(ADMIN,))
+    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, headers=H, timeout=60) as c:
         sid = c.put("/items", json={"items": [{"item_id": "r1", "title": "Pipette tips"}]}).json()["items"][0]["sid"]
         assert c.delete("/items/i2").status_code == 200
-    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as c:
+    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, headers=H, timeout=60) as c:
         assert c.get("/items/r1").json()["sid"] == sid
         assert c.get("/items/i2").status_code == 404
         assert rec_ids(c, history=["i0"], k=3, allow=["r1", "i2"]) == ["r1"]
@@ -170,8 +170,8 @@ def test_oversized_body_and_keys(server: UvicornThread, tmp_path: Path) -> None:
 
 
 def test_given_ids_need_a_sid(bundle_dir: Path, tmp_path: Path) -> None:
-    settings = make_settings(artifacts=bundle_dir, state_dir=tmp_path / "state")
-    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as c:
+    settings = make_settings(artifacts=bundle_dir, state_dir=tmp_path / "state", admin_keys=(ADMIN,))
+    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, headers=H, timeout=60) as c:
         r = c.put("/items", json={"items": [{"item_id": "g1", "title": "Text only"}]})
         assert r.status_code == 422
         assert "must come with its `sid`" in r.json()["error"]
@@ -182,8 +182,8 @@ def test_given_ids_need_a_sid(bundle_dir: Path, tmp_path: Path) -> None:
 
 
 def test_no_durable_log_refuses_changes(quant_bundle_dir: Path) -> None:
-    with UvicornThread(create_app(make_settings(artifacts=quant_bundle_dir))) as srv, \
-            httpx.Client(base_url=srv.base_url, timeout=60) as c:
+    with UvicornThread(create_app(make_settings(artifacts=quant_bundle_dir, admin_keys=(ADMIN,)))) as srv, \
+            httpx.Client(base_url=srv.base_url, headers=H, timeout=60) as c:
         r = c.put("/items", json={"items": [{"item_id": "z1", "title": "A"}]})
         assert r.status_code == 503
         assert "SIMGR_STATE_DIR" in r.json()["error"]
@@ -194,15 +194,15 @@ def test_compacted_bundle_skips_folded_entries(quant_bundle_dir: Path, tmp_path:
     from service.cli.main import main
 
     state = tmp_path / "state"
-    settings = make_settings(artifacts=quant_bundle_dir, state_dir=state)
-    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as c:
+    settings = make_settings(artifacts=quant_bundle_dir, state_dir=state, admin_keys=(ADMIN,))
+    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, headers=H, timeout=60) as c:
         c.put("/items", json={"items": [{"item_id": "f1", "title": "Scale weights", "attributes": {"g": 5}}]})
         assert c.delete("/items/i7").status_code == 200
     out = tmp_path / "compacted"
     assert main(["catalog", "compact", "--artifacts", str(quant_bundle_dir), "--out", str(out),
                  "--state-dir", str(state)]) == 0
-    settings = make_settings(artifacts=out, state_dir=state)
-    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as c:
+    settings = make_settings(artifacts=out, state_dir=state, admin_keys=(ADMIN,))
+    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, headers=H, timeout=60) as c:
         assert c.get("/items/f1").json()["attributes"] == {"g": 5}  # from the bundle, not re-applied
         assert c.get("/items/i7").status_code == 404
         metrics = c.get("/metrics").text
@@ -210,7 +210,7 @@ def test_compacted_bundle_skips_folded_entries(quant_bundle_dir: Path, tmp_path:
         assert 'simgr_catalog_items{origin="added"} 1.0' in metrics
         r = c.put("/items", json={"items": [{"item_id": "f1", "title": "Scale weights", "attributes": {"g": 6}}]})
         assert r.json()["items"][0]["status"] == "updated"
-    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as c:
+    with UvicornThread(create_app(settings)) as srv, httpx.Client(base_url=srv.base_url, headers=H, timeout=60) as c:
         assert c.get("/items/f1").json()["attributes"] == {"g": 6}  # only the entry after the fold replays
         assert c.get("/items/i7").status_code == 404
         metrics = c.get("/metrics").text
