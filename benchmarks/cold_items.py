@@ -35,8 +35,9 @@ from model.evaluation.metrics import hit_ranks, hit_rate, ndcg
 from model.export.bundle import Bundle
 from model.export.export import export_run
 from model.export.items import ItemUpsert
-from model.export.living import code_upserts, unique_code
+from model.export.living import code_upserts, trained_token_rows, unique_code
 from model.semantic_ids.assign import build_semantic_ids, read_item_texts
+from model.semantic_ids.space import sid_tokens
 from model.semantic_ids.text_encoder import encode_texts_cached
 from model.training.run import RunConfig
 from model.training.train import train
@@ -107,6 +108,14 @@ def add_items(bundle: Bundle, full: Dataset, held: list[int], levels: str) -> Bu
                                                 embed=bundle.embedder(levels))  # type: ignore[arg-type]
     assert all(o.status == "created" for o in outcomes), {o.status for o in outcomes}
     return bundle.with_catalog(catalog)
+
+
+def untrained_share(bundle: Bundle, added: Bundle) -> list[float]:
+    """Per level: the share of added items whose code there no trained item uses (an untrained row)."""
+    trained = trained_token_rows(bundle.catalog, bundle.token_ids)
+    rows = [r for r in added.catalog.rows if r.origin == "added" and r.live]
+    ids = np.array([bundle.token_ids(sid_tokens(r.sid)) for r in rows])  # (A, L)
+    return [round(float(np.mean([t not in trained for t in ids[:, lvl]])), 4) for lvl in range(ids.shape[1])]
 
 
 def to_catalogue(bundle: Bundle, full: Dataset, seqs: list[list[int]]) -> list[list[int]]:
@@ -211,6 +220,7 @@ def main() -> int:
         added = add_items(base, full, held, levels)
         out[f"cold_simgr_{levels}"] = eval_simgr(added, full, ch, ct)
         out[f"warm_after_additions_{levels}"] = eval_simgr(added, full, wh, wt)
+    out["added_on_untrained_row_per_level"] = untrained_share(base, added)
     out["cold_upper_bound_warm_trained"] = eval_simgr(Bundle.load(a.work / "warm_bundle", verify=VERIFY), full, ch, ct)
     out["put_items"] = time_put(a.work / "held_bundle", full, held[:101], a.work)
     out["train"] = {"held": held_train, "warm": warm_train}
