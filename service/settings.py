@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     state_dir: Path | None = Field(default=None, description="directory of the catalogue journal when Redis is not used")
     catalog_log: str = Field(default="catalog", min_length=1, max_length=128, description="change-log name (stream key suffix / journal file stem)")
     added_item_levels: Literal["all", "trained", "semantic"] = Field(
-        default="semantic", description="code rows an added item's embedding averages (benchmarks/cold_items.py)")
+        default="trained", description="code rows an added item's embedding averages (benchmarks/cold_items.py)")
 
     # limits and security
     max_body_bytes: int = Field(default=1_000_000, ge=1, description="request body limit (413 beyond)")  # TEI: 2 MB

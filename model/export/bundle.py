@@ -100,7 +100,7 @@ class Bundle:
             self._quantizer = ItemQuantizer.load(self.root / QUANTIZER_DIR)
         return self._quantizer
 
-    def embedder(self, levels: AddedLevels = "semantic") -> ItemEmbedder:
+    def embedder(self, levels: AddedLevels = "trained") -> ItemEmbedder:
         trained = trained_token_rows(self.catalog, self.token_ids)
         return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=trained, levels=levels)
 

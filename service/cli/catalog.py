@@ -21,7 +21,7 @@ def add_arguments(sub: Any) -> None:
     s.add_argument("--changes", required=True, type=Path,
                    help='JSON lines: {"op": "upsert", "item": {...}} or {"op": "retire", "item_id": "..."}')
     s.add_argument("--out", required=True, type=Path, help="directory of the new bundle (must not exist)")
-    s.add_argument("--added-item-levels", default="semantic", choices=["all", "trained", "semantic"])
+    s.add_argument("--added-item-levels", default="trained", choices=["all", "trained", "semantic"])
     s.set_defaults(func=cmd_apply)
     s = csub.add_parser("compact", help="fold the served change log into a new bundle")
     s.add_argument("--artifacts", required=True, type=Path)
@@ -30,7 +30,7 @@ def add_arguments(sub: Any) -> None:
     s.add_argument("--state-dir", type=Path, help="journal directory without Redis (default: $SIMGR_STATE_DIR)")
     s.add_argument("--redis-prefix", default=None, help="as `simgr serve --redis-prefix`")
     s.add_argument("--log", dest="catalog_log", default=None, help="change-log name (default: catalog)")
-    s.add_argument("--added-item-levels", default="semantic", choices=["all", "trained", "semantic"])
+    s.add_argument("--added-item-levels", default="trained", choices=["all", "trained", "semantic"])
     s.set_defaults(func=cmd_compact)
 
 
