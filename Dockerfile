@@ -45,14 +45,14 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 # Dependencies next, from pyproject alone (empty package stubs), so that a source edit does not
 # reinstall them; the already-installed torch satisfies the project's torch range. Versions are
-# pinned by pyproject's ranges.
+# pinned by pyproject's ranges. The image serves bundles: the `serve` extra, not `train`/`report`.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 # hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
     mkdir -p model index service \
     && touch model/__init__.py index/__init__.py service/__init__.py \
-    && pip install ".${EXTRAS:+[$EXTRAS]}"
+    && pip install ".[serve${EXTRAS:+,$EXTRAS}]"
 
 # faiss-cpu (a core dependency) and faiss-gpu both install the `faiss` package: on a GPU build,
 # drop the CPU one and reinstall the GPU one so its files are the ones left on disk.

@@ -67,6 +67,25 @@ class DataConfig:
 
 @with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class EventsConfig:
+    """Column mapping of ``prepare --source events`` (a warehouse export: one row per interaction)."""
+
+    user_col: str = ""  # user id column; "" = the first of user_id, userId, user, uid, customer_id present
+    item_col: str = ""  # item id column; "" = the first of item_id, itemId, item, product_id, asin, movieId
+    time_col: str = ""  # epoch s / ms (detected per file) or ISO-8601; "" = timestamp, time, ts, event_time, ...
+    event_col: str = ""  # event type column; "" = every row is an interaction
+    keep_events: tuple[str, ...] = ()  # with event_col: the event types kept, e.g. purchase,click (empty = all)
+    keep_repeats: bool = False  # keep repeated user-item pairs (re-purchases); the Amazon recipes drop them
+    item_id_col: str = ""  # item table id column; "" = the interactions' item column name
+    title_col: str = "title"  # item table title column
+    text_cols: tuple[str, ...] = ("description",)  # item table columns joined (after the title) into the text
+    category_col: str = "categories"  # a list column, or a string split by category_sep
+    category_sep: str = ","  # separator of a string category column
+    batch_rows: int = 1 << 20  # rows per streamed record batch; bounds the memory of one read step
+
+
+@with_config(STRICT_FIELDS)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RQVAEConfig:
     """RQ-VAE semantic-ID tokenizer (TIGER, arXiv 2305.05065)."""
 

@@ -25,6 +25,7 @@ from model.errors import SimGRError
 from model.export.release import read_pointer
 from service.auth import Auth
 from service.catalog import CatalogService
+from service.durable_log import DurableLog, open_log
 from service.errors import ServiceError, error_response, type_for_status
 from service.follow import Follower
 from service.metrics import Metrics
@@ -48,7 +49,8 @@ def create_app(
     device = settings.resolved_device()
     loader = loader or default_loader(device=device, encoder=settings.encoder, noop_sleep_ms=settings.noop_sleep_ms,
                                       verify=settings.verify)
-    rec = Recommender(settings=settings, store=store, metrics=metrics, loader=loader)
+    rec = Recommender(settings=settings, store=store, metrics=metrics, loader=loader,
+                      event_log=open_event_log(settings))
     catalog = CatalogService(rec=rec, settings=settings, metrics=metrics)
 
     app = FastAPI(
@@ -68,6 +70,16 @@ def create_app(
     for module in (recommend, items, ops, admin):
         app.include_router(module.router)
     return app
+
+
+def open_event_log(settings: Settings) -> DurableLog | None:
+    """The interaction log of POST /events: a Redis Stream, else a journal in state_dir, else none."""
+    if not settings.event_log or not (settings.redis_url or settings.state_dir):
+        if settings.event_log:
+            log.warning("no interaction log: set SIMGR_REDIS_URL or SIMGR_STATE_DIR to keep /events for retraining")
+        return None
+    return open_log(name="events", redis_url=settings.redis_url, state_dir=settings.state_dir,
+                    redis_prefix=settings.event_log_prefix, maxlen=settings.event_log_maxlen or None)
 
 
 # errors: every path ends in error_response(), i.e. the one table in service/errors.py
@@ -147,6 +159,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await rec.batcher.stop()  # uvicorn has drained in-flight requests; finish anything queued
         await rec.store.close()
         await app.state.catalog.close()
+        if rec.event_log is not None:
+            await rec.event_log.close()
         log.info("stopped")
 
 

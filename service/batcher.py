@@ -9,6 +9,9 @@ has a deadline; the waiter gives up with 503 "timeout" and its item is dropped b
 The single worker thread is where the model and the FAISS index run (GPU indexes are not
 thread-safe, faiss wiki "Threads and asynchronous calls"); ``run_in_worker`` puts warm-ups and
 other model work on the same thread.
+
+Time comes from an injected :class:`~service.clock.Clock` (wall time by default), so tests drive the
+flush timer and the deadlines with a manual clock instead of sleeping.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from service.clock import MONOTONIC, Clock
 from service.errors import ServiceError
 from service.metrics import Metrics
 
@@ -36,7 +39,7 @@ R = TypeVar("R")
 class _Job(Generic[P, R]):
     payload: P
     future: asyncio.Future[R]
-    enqueued: float  # time.monotonic() at submit
+    enqueued: float  # clock.now() at submit
     deadline: float  # give up after this
     queue_s: float = field(default=0.0)  # set when the batch starts
 
@@ -53,8 +56,10 @@ class Batcher(Generic[P, R]):
         max_queue: int,
         retry_after_s: int = 1,
         metrics: Metrics | None = None,
+        clock: Clock = MONOTONIC,
     ) -> None:
         self._process = process
+        self._clock = clock
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
         self.max_queue = max_queue
@@ -103,14 +108,14 @@ class Batcher(Generic[P, R]):
                 f"queue full ({self.max_queue} waiting); retry later",
                 headers={"Retry-After": str(self.retry_after_s)},
             )
-        now = time.monotonic()
+        now = self._clock.now()
         job: _Job[P, R] = _Job(payload, asyncio.get_running_loop().create_future(), now, now + timeout_s)
         self._items.append(job)
         self._set_queue_gauge()
         self._wakeup.set()
         try:
             # on timeout wait_for cancels the future; the loop then drops the job unprocessed
-            result = await asyncio.wait_for(job.future, timeout=timeout_s)
+            result = await self._clock.wait_for(job.future, timeout_s)
         except TimeoutError:
             raise ServiceError("timeout", f"no result within {timeout_s * 1000:.0f} ms") from None
         return result, job.queue_s
@@ -138,19 +143,19 @@ class Batcher(Generic[P, R]):
             # wait for a full batch, but never longer than max_wait after the oldest item arrived
             flush_at = self._items[0].enqueued + self.max_wait_s
             while len(self._items) < self.max_batch_size and not self._stopping:
-                remaining = flush_at - time.monotonic()
+                remaining = flush_at - self._clock.now()
                 if remaining <= 0:
                     break
                 self._wakeup.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=remaining)
+                with contextlib.suppress(TimeoutError):
+                    await self._clock.wait_for(self._wakeup.wait(), remaining)
             batch = [self._items.popleft() for _ in range(min(self.max_batch_size, len(self._items)))]
             self._set_queue_gauge()
             await self._run(batch)
 
     def _live(self, batch: list[_Job[P, R]]) -> list[_Job[P, R]]:
         """The jobs still worth computing: not cancelled, not past their deadline (those get a timeout)."""
-        now = time.monotonic()
+        now = self._clock.now()
         live = []
         for job in batch:
             if job.future.done():  # timed out (cancelled) or client gone: drop the work

@@ -30,8 +30,9 @@ ERROR_STATUS: dict[str, int] = {
     "reload_failed": 500,  # the bundle looked fine but loading or warm-up crashed
     "not_ready": 503,  # model and index not loaded yet
     "timeout": 503,  # waited past request_timeout_ms; the work was dropped from the queue
-    "session_store_unavailable": 503,
-    "catalog_unavailable": 503,  # the change log (Redis / journal) could not be written: nothing changed  # Redis down on /events or /sessions (never silently lost)
+    "session_store_unavailable": 503,  # Redis down on /events or /sessions (never silently lost)
+    "event_log_unavailable": 503,  # the interaction log refused an /events append; nothing was stored
+    "catalog_unavailable": 503,  # the catalogue change log (Redis / journal) could not be written: nothing changed
 }
 
 _BY_STATUS: dict[int, str] = {}

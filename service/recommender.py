@@ -26,6 +26,7 @@ from model.errors import SimGRError
 from service.batcher import Batcher
 from service.canary import in_canary
 from service.candidates import dedupe, filtered, popular
+from service.durable_log import DurableLog, LogUnavailable
 from service.encoder import UserEncoder
 from service.errors import ServiceError
 from service.metrics import Metrics
@@ -39,6 +40,7 @@ from service.schemas import (
     ReloadResponse,
     RequestTiming,
 )
+from service.scoring import encode_and_search
 from service.sessions import SessionStore, SessionStoreError
 from service.settings import Settings
 
@@ -63,7 +65,8 @@ class _JobResult(NamedTuple):
 
 
 class Recommender:
-    def __init__(self, *, settings: Settings, store: SessionStore, metrics: Metrics, loader: Loader) -> None:
+    def __init__(self, *, settings: Settings, store: SessionStore, metrics: Metrics, loader: Loader,
+                 event_log: DurableLog | None = None) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
@@ -72,6 +75,7 @@ class Recommender:
         self._canary: ModelState | None = None  # optional second bundle (SIMGR_CANARY_*, ROOT/CANARY)
         self._reload_lock = asyncio.Lock()
         self.load_error: str | None = None
+        self.event_log: DurableLog | None = event_log
         self.serving_since = 0.0  # unix time the primary state was swapped in
         self.use_gpu = settings.resolved_device().startswith("cuda")
         self.batcher: Batcher[_Job, _JobResult] = Batcher(
@@ -192,10 +196,17 @@ class Recommender:
         return state.model.max_history if state is not None else 1000
 
     async def add_events(self, req: EventsRequest) -> EventsResponse:
+        """Log the events durably (503 when the log refuses), then append the known items to the session."""
         state = self.require_state()
         lookup = state.model.item_lookup
         known = [i for i in req.item_ids if i in lookup]
         unknown = dedupe(i for i in req.item_ids if i not in lookup)
+        if self.event_log is not None:
+            record = {"user_id": req.user_id, "item_ids": list(req.item_ids), "ts": time.time()}
+            try:
+                await self.event_log.append([record])
+            except LogUnavailable as exc:
+                raise ServiceError("event_log_unavailable", f"events not stored: {exc}") from None
         try:
             accepted = await self.store.append(req.user_id, known, max_items=self.session_cap(state))
         except SessionStoreError as exc:
@@ -277,20 +288,12 @@ class Recommender:
             state = jobs[rows[0]].state
             # same bundle with a newer catalogue: row indices are append-only, so the job's are still valid
             state = next((st for st in latest if st.index is state.index), state)
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                q = np.asarray(state.model.encode_users([jobs[n].history for n in rows]), dtype=np.float32)  # (B, D)
-            t1 = time.perf_counter()
-            if not np.isfinite(q).all():
-                raise RuntimeError(f"model {state.model_version} produced non-finite user embeddings")
-            kmax = max(jobs[n].k for n in rows)
-            scores, ids = state.index.search(
-                q, kmax, exclude=[jobs[n].exclude for n in rows], allow=[jobs[n].allow for n in rows]
-            )  # (B, kmax)
-            t2 = time.perf_counter()
-            self.metrics.inference_duration.observe(t1 - t0)
-            self.metrics.search_duration.observe(t2 - t1)
+            res = encode_and_search(state.model, state.index, [jobs[n].history for n in rows],
+                                    k=max(jobs[n].k for n in rows), exclude=[jobs[n].exclude for n in rows],
+                                    allow=[jobs[n].allow for n in rows])  # (B, kmax)
+            self.metrics.inference_duration.observe(res.inference_s)
+            self.metrics.search_duration.observe(res.search_s)
             for r, n in enumerate(rows):
                 k = jobs[n].k
-                out[n] = _JobResult(scores[r, :k], ids[r, :k], t1 - t0, t2 - t1, state)
+                out[n] = _JobResult(res.scores[r, :k], res.ids[r, :k], res.inference_s, res.search_s, state)
         return [r for r in out if r is not None]

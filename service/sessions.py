@@ -7,6 +7,9 @@ write). Reads are LRANGE of the last ``max_items``.
 Every Redis operation is bounded (socket and connect timeouts, no retries, plus an overall
 ``asyncio.wait_for``), and after a failure the store answers ``SessionStoreError`` at once for
 ``retry_s`` seconds (a small circuit breaker), so a dead Redis costs /recommend nothing.
+
+TTLs of the in-process store and the breaker's timer read an injected clock (``time.monotonic`` by
+default), so tests move time instead of sleeping.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from service.settings import Settings
@@ -48,16 +51,17 @@ class MemorySessionStore:
 
     kind = "memory"
 
-    def __init__(self, *, max_users: int, ttl_s: float) -> None:
+    def __init__(self, *, max_users: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_users = max_users
         self.ttl_s = ttl_s
+        self._now = clock
         self._data: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()  # user -> (expires_at, ids)
 
     def _live(self, user_id: str) -> list[str] | None:
         entry = self._data.get(user_id)
         if entry is None:
             return None
-        if entry[0] <= time.monotonic():
+        if entry[0] <= self._now():
             del self._data[user_id]
             return None
         self._data.move_to_end(user_id)
@@ -69,7 +73,7 @@ class MemorySessionStore:
 
     async def append(self, user_id: str, item_ids: Sequence[str], *, max_items: int) -> int:
         items = (self._live(user_id) or []) + list(item_ids)
-        self._data[user_id] = (time.monotonic() + self.ttl_s, items[-max_items:])
+        self._data[user_id] = (self._now() + self.ttl_s, items[-max_items:])
         self._data.move_to_end(user_id)
         while len(self._data) > self.max_users:
             self._data.popitem(last=False)
@@ -100,6 +104,7 @@ class RedisSessionStore:
         connect_timeout_s: float,
         max_connections: int,
         retry_s: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         import redis.asyncio as redis
         from redis.backoff import NoBackoff
@@ -121,13 +126,14 @@ class RedisSessionStore:
         self.ttl_s = ttl_s
         self.timeout_s = timeout_s
         self.retry_s = retry_s
+        self._now = clock
         self._down_until = 0.0
 
     def key(self, user_id: str) -> str:
         return f"{self.prefix}{user_id}"
 
     async def _run(self, op: str, aw: Awaitable[T]) -> T:
-        if time.monotonic() < self._down_until:
+        if self._now() < self._down_until:
             if asyncio.iscoroutine(aw):
                 aw.close()
             raise SessionStoreError(f"redis marked down ({op} skipped)")
@@ -135,7 +141,7 @@ class RedisSessionStore:
             # two socket round trips at most per operation (connect + command), then give up
             result = await asyncio.wait_for(aw, timeout=2 * self.timeout_s + 0.05)
         except Exception as exc:  # redis errors, OSError, asyncio.TimeoutError: all mean "unavailable"
-            self._down_until = time.monotonic() + self.retry_s
+            self._down_until = self._now() + self.retry_s
             log.warning("session store %s failed: %s", op, type(exc).__name__)
             raise SessionStoreError(f"redis {op} failed: {type(exc).__name__}") from exc
         self._down_until = 0.0

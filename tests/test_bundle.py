@@ -39,8 +39,17 @@ def test_batched_and_alone_agree(tiny_bundle_dir: Path) -> None:
         assert np.allclose(together[i], b.encode_users([h])[0], atol=1e-5)
 
 
-@pytest.mark.parametrize("damage", ["manifest", "version", "items", "embeddings", "weights"])
-def test_broken_bundle_is_a_clear_error(tiny_bundle_dir: Path, tmp_path: Path, damage: str) -> None:
+BROKEN = {  # damage -> what the error names: the file, then the problem
+    "manifest": r"manifest\.json: malformed JSON",
+    "version": r"manifest\.json: model_version: required field missing",
+    "items": r"items\.jsonl: 11 bytes, the manifest says \d+ \(truncated or replaced\)",
+    "embeddings": r"item_embeddings\.npy: \d+ bytes, the manifest says \d+ \(truncated or replaced\)",
+    "weights": r"model/backbone/model\.safetensors: missing from the bundle \(listed in its manifest\)",
+}
+
+
+@pytest.mark.parametrize(("damage", "message"), BROKEN.items(), ids=list(BROKEN))
+def test_broken_bundle_is_a_clear_error(tiny_bundle_dir: Path, tmp_path: Path, damage: str, message: str) -> None:
     root = tmp_path / "b"
     shutil.copytree(tiny_bundle_dir, root)
     if damage == "manifest":
@@ -56,5 +65,5 @@ def test_broken_bundle_is_a_clear_error(tiny_bundle_dir: Path, tmp_path: Path, d
     else:
         for f in (root / "model" / "backbone").glob("*.safetensors"):
             f.unlink()
-    with pytest.raises(SimGRError):
+    with pytest.raises(SimGRError, match=message):
         Bundle.load(root)

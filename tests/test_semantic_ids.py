@@ -96,6 +96,7 @@ def test_utilization_known_answer() -> None:
 
 def test_dedup_always_unique_on_random_codes() -> None:
     rng = np.random.default_rng(0)
+    overflowed = 0  # trials where a prefix had more duplicates than codes (an extra level is appended)
     for trial in range(300):
         n, levels, size = int(rng.integers(1, 60)), int(rng.integers(1, 4)), int(rng.integers(1, 5))
         codes = rng.integers(0, size, size=(n, levels))
@@ -105,6 +106,7 @@ def test_dedup_always_unique_on_random_codes() -> None:
         reassigned = dedup_reassign_last(codes, codebook_size=size)
         assert collision_stats(reassigned).max_group == 1, trial
         assert np.array_equal(reassigned[:, : levels - 1], codes[:, : levels - 1])  # prefixes never move
+        overflowed += reassigned.shape[1] != levels
         if reassigned.shape[1] == levels:  # no prefix overflowed: only duplicates (not first members) changed
             first: dict[tuple[int, ...], int] = {}
             for i, row in enumerate(map(tuple, codes.tolist())):
@@ -112,6 +114,7 @@ def test_dedup_always_unique_on_random_codes() -> None:
             keep = [i for i in range(n) if first[tuple(codes[i].tolist())] == i]
             assert np.array_equal(reassigned[keep], codes[keep])
             assert (reassigned < size).all()
+    assert 0 < overflowed < 300  # both kinds of trial ran
 
 
 # ---- files --------------------------------------------------------------------------------------------

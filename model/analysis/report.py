@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from model.analysis.config import CompareConfig, compare_config_json
+from model.errors import SimGRError
 
 PAPER_TABLE3 = {  # Instruments, the paper's Table 3: HR@1, HR@5, HR@10, NDCG@5, NDCG@10
     "sasrec": (0.0209, 0.0808, 0.1065, 0.0526, 0.0609),
@@ -35,22 +36,10 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _table3(out: dict[str, Any]) -> str:
-    text = ""
-    for ds, methods in out["table3"].items():
-        rows = [[m, *[v[k] for k in METRICS], v["train"]["epochs"], v["train"]["minutes"],
-                 v["train"]["best_valid_ndcg@10"], v["seconds"]] for m, v in methods.items()]
-        text += f"\n**{ds}** ({next(iter(methods.values()))['users']} sampled test users)\n\n"
-        text += _table(["method", *METRICS, "epochs (last partial)", "wall min (train + valid)", "valid NDCG@10",
-                        "rank s"], rows)
-        if ds.lower().startswith("instrument"):
-            text += "\nPaper (Table 3, Instruments, Qwen3-4B for LLM methods):\n\n"
-            text += _table(["method", *METRICS], [[m, *v] for m, v in PAPER_TABLE3.items()])
-    if out.get("latte_beams"):
-        rows = [[b, *[v[k] for k in METRICS], v["seconds"]] for b, v in out["latte_beams"].items()]
-        text += "\nLatte on the main dataset by beam size (the paper's best is beam 500; not affordable here):\n\n"
-        text += _table(["beam", *METRICS, "rank s"], rows)
-    return text
+def _latte_beams(out: dict[str, Any]) -> str:
+    rows = [[b, *[v[k] for k in METRICS], v["seconds"]] for b, v in out["latte_beams"].items()]
+    return ("\nLatte on the main dataset by beam size, seed 0 converged (the paper's best is beam 500):\n\n"
+            + _table(["beam", *METRICS, "rank s"], rows))
 
 
 def _table1(t1: dict[str, Any]) -> str:
@@ -84,7 +73,16 @@ def _diversity(out: dict[str, Any], ks: tuple[int, ...]) -> str:
     return text
 
 
+def require_matplotlib() -> None:
+    """The figures need matplotlib, which only the ``report`` extra installs: say so in one line."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SimGRError("simgr compare draws its figures with matplotlib: pip install 'simgr[report]'") from None
+
+
 def _plots(cfg: CompareConfig, out: dict[str, Any]) -> list[str]:
+    require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,23 +132,27 @@ def _plots(cfg: CompareConfig, out: dict[str, Any]) -> list[str]:
     return made
 
 
-def write_report(cfg: CompareConfig, out: dict[str, Any], *, command: str) -> Path:
-    """reports/<name>/report.md (+ PNGs + results.json); returns the report path."""
+def write_report(cfg: CompareConfig, out: dict[str, Any], *, command: str, table3: str = "") -> Path:
+    """reports/<name>/report.md (+ PNGs + results.json); ``table3``: the Table 3 sections, already built
+    from the run files (model/analysis/report_table3.py). Returns the report path."""
     d = cfg.report_dir
     d.mkdir(parents=True, exist_ok=True)
-    (d / "results.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    (d / "results.json").write_text(json.dumps(out, indent=1) + "\n")  # insertion order = table order
     plots = _plots(cfg, out)
     parts = [f"# Baselines and analyses: {cfg.name}\n",
-             f"Produced by `{command}` (config below; trained runs cached under `{cfg.cache_dir}`). "
-             f"Backbone preset `{cfg.preset}`, prompt layout `{cfg.layout}`, the same {cfg.time_budget_min} min "
-             f"wall-clock training budget per model, {cfg.threads} CPU thread(s). "
-             f"Metrics on a fixed random sample of {cfg.eval_users or 'all'} test users (seed {cfg.seed}), "
-             "full ranking over all items (beam search for the autoregressive methods).\n"]
+             f"Produced by `{command}` (config below; Table 3 from the run files in `{d / 'runs'}`, the other "
+             f"analyses from `{d / 'results.json'}`; trained models cached under `{cfg.cache_dir}`). "
+             f"Backbone preset `{cfg.preset}`, prompt layout `{cfg.layout}`, {cfg.threads} CPU thread(s). "
+             f"Metrics on {'a fixed random sample of ' + str(cfg.eval_users) if cfg.eval_users else 'every'} "
+             "test user(s), full ranking over all items (beam search for the autoregressive methods). Table 1, "
+             "4 and Figures 3-4 use the seed-0 converged models.\n"]
     notes = d / "notes.md"
     if notes.is_file():
         parts.append(notes.read_text())
-    if "table3" in out:
-        parts.append("\n## Table 3 analogue: overall performance\n" + _table3(out))
+    if table3:
+        parts.append(table3)
+    if out.get("latte_beams"):
+        parts.append(_latte_beams(out))
     if "table1" in out:
         parts.append("\n## Table 1 analogue: beam size vs exact search (autoregressive)\n" + _table1(out["table1"]))
     if "table4" in out:

@@ -1,9 +1,11 @@
 """LC-Rec/TIGER-style autoregressive generative recommendation (LC-Rec, arXiv 2311.09049; TIGER, arXiv
 2305.05065) on SimGR's backbone and prompt.
 
-Training: one sequence per (history, target) sample, ``build_prompt(history)`` followed by the target's
-semantic-ID tokens; next-token cross-entropy on the target tokens only, through an LM head tied to the
-input embeddings. SIDs all have the same length L and decoding follows a trie, so no EOS is needed.
+Training: whole-sequence teacher forcing (model/baselines/teacher_forcing.py). One causal pass over a
+user's window (SimGR's windows) gives the next-token cross-entropy at every semantic-ID token of every
+target item, exactly as one sequence per (history, target) sample, ``build_prompt(history)`` + the target's
+tokens (``collate_sequences``, kept as the reference), would. LM head tied to the input embeddings. SIDs
+all have the same length L and decoding follows a trie, so no EOS is needed.
 Inference: constrained beam search over the trie of valid SIDs (model/baselines/beam.py); an
 item's score is its sequence log-prob and items outside the final beam rank after every item in it.
 """
@@ -18,13 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.baselines.beam import PromptState, beam_search
+from model.baselines.beam import KV, PromptState, beam_search
+from model.baselines.teacher_forcing import TreeBatch, collate_tree
 from model.baselines.trie import SIDTrie
 from model.config import BaselineConfig
 from model.network.assembly import Assembled, sid_vocabulary
 from model.network.backbone import build_backbone
 from model.network.model import SimGR
 from model.network.prompt import Prompt, PromptBatch, PromptVocab, build_prompt, collate
+from model.network.windows import Window, make_windows
 from model.progress import progress
 
 
@@ -50,10 +54,10 @@ class ARModel(nn.Module):
         return weight  # (V, D), tied LM head
 
     def logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(R, D) hidden states -> (R, V) next-token log-probs."""
+        """(..., D) hidden states -> (..., V) next-token log-probs."""
         return F.log_softmax(hidden.float() @ self.embedding_matrix().float().T, dim=-1)
 
-    def _embeds(self, batch: PromptBatch) -> torch.Tensor:
+    def _embeds(self, batch: PromptBatch | TreeBatch) -> torch.Tensor:
         embeds = self.encoder.input_embeddings()(batch.input_ids)  # (B, T, D)
         slots = batch.item_slots >= 0
         if bool(slots.any()):
@@ -61,16 +65,32 @@ class ARModel(nn.Module):
             embeds = embeds.masked_scatter(slots.unsqueeze(-1), table[batch.item_slots[slots]].to(embeds.dtype))
         return embeds
 
-    def forward(self, batch: PromptBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _hidden(self, batch: PromptBatch | TreeBatch) -> torch.Tensor:
+        """(B, T, D) final hidden states; a TreeBatch carries its own attention mask and position ids."""
+        if isinstance(batch, TreeBatch):
+            out = self.encoder.backbone(inputs_embeds=self._embeds(batch), attention_mask=batch.tree_mask,
+                                        position_ids=batch.position_ids)
+        else:
+            out = self.encoder.backbone(inputs_embeds=self._embeds(batch), attention_mask=batch.attention_mask)
+        return out.last_hidden_state  # type: ignore[no-any-return]
+
+    def token_losses(self, batch: PromptBatch | TreeBatch) -> torch.Tensor:
+        """(M,) next-token cross-entropy at every labelled position (``targets >= 0``), row-major order."""
+        assert batch.targets is not None
+        return self._losses(self._hidden(batch), batch.targets)
+
+    def _losses(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        at = targets >= 0
+        logits = hidden[at].float() @ self.embedding_matrix().float().T  # (M, V)
+        return F.cross_entropy(logits, targets[at], reduction="none")
+
+    def forward(self, batch: PromptBatch | TreeBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(last hidden state (B, D), mean next-token CE over ``batch.targets`` >= 0 (token ids))."""
-        out = self.encoder.backbone(inputs_embeds=self._embeds(batch), attention_mask=batch.attention_mask)
-        hidden = out.last_hidden_state  # (B, T, D)
+        hidden = self._hidden(batch)  # (B, T, D)
         h_last = hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.last].float()
         if batch.targets is None:
             return h_last, None
-        at = batch.targets >= 0
-        logits = hidden[at].float() @ self.embedding_matrix().float().T  # (M, V)
-        return h_last, F.cross_entropy(logits, batch.targets[at])
+        return h_last, self._losses(hidden, batch.targets).mean()
 
     def prompt_state(self, batch: PromptBatch) -> PromptState:
         from transformers import DynamicCache
@@ -95,6 +115,19 @@ class ARModel(nn.Module):
         out = self.encoder.backbone(inputs_embeds=self.encoder.input_embeddings()(prefix), attention_mask=mask,
                                     position_ids=pos, past_key_values=cache, use_cache=True)
         return self.logprobs(out.last_hidden_state[:, -1]).cpu()
+
+    def tree_logprobs(self, cache: list[KV], mask: torch.Tensor, tokens: torch.Tensor,
+                      position_ids: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
+        """(B, Q, V) next-token log-probs of tokens (B, Q) fed on ``cache`` under ``mask`` (B, 1, Q, K + Q)
+        and the grown cache (model/baselines/beam.py, ``_Tree``)."""
+        from transformers import DynamicCache
+
+        dev = cache[0][0].device
+        out = self.encoder.backbone(inputs_embeds=self.encoder.input_embeddings()(tokens.to(dev)),
+                                    attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
+                                    past_key_values=DynamicCache(ddp_cache_data=cache), use_cache=True)
+        new = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return self.logprobs(out.last_hidden_state).cpu(), new
 
 
 def build_ar(cfg: Any, sids: Sequence[Sequence[str]], *, latent_tokens: int = 0) -> Assembled:
@@ -159,19 +192,19 @@ class AutoregressiveMethod:
     def build(self, cfg: Any, sids: Sequence[Sequence[str]]) -> Assembled:
         return build_ar(cfg, sids)
 
-    def examples(self, sequence: Sequence[int], built: Assembled, *, stride: int) -> list[ARExample]:
-        return history_examples(sequence, built.vocab.cfg.max_history)
+    def examples(self, sequence: Sequence[int], built: Assembled, *, stride: int) -> list[Window]:
+        return make_windows(sequence, built.vocab, stride=stride)
 
-    def n_targets(self, example: ARExample) -> int:
-        return 1
+    def n_targets(self, example: Window) -> int:
+        return len(example.targets)
 
-    def answer(self, example: ARExample, built: Assembled) -> list[int]:
-        return list(built.vocab.sid_token_ids[example.target])
+    def answer(self, item: int, built: Assembled) -> list[int]:
+        """The tokens the model must generate for ``item``."""
+        return list(built.vocab.sid_token_ids[item])
 
-    def collate(self, examples: Sequence[ARExample], built: Assembled) -> PromptBatch:
-        prompts = [build_prompt(ex.history, built.vocab) for ex in examples]
-        answers = [self.answer(ex, built) for ex in examples]
-        return collate_sequences(prompts, answers, built.vocab.pad_id)
+    def collate(self, examples: Sequence[Window], built: Assembled) -> TreeBatch:
+        answers = [[self.answer(item, built) for _, item in w.targets] for w in examples]
+        return collate_tree(examples, answers, pad_id=built.vocab.pad_id)
 
     @torch.inference_mode()
     def rank(self, built: Assembled, histories: Sequence[Sequence[int]], *, k: int, batch_size: int,
@@ -182,14 +215,15 @@ class AutoregressiveMethod:
 
 @torch.inference_mode()
 def rank_beam(built: Assembled, histories: Sequence[Sequence[int]], *, k: int, beam: int, batch_size: int = 256,
-              device: torch.device | str = "cpu", desc: str = "beam") -> np.ndarray:
-    """(U, k) top-k items per user by constrained beam search of width ``beam``."""
+              device: torch.device | str = "cpu", desc: str = "beam", cache: bool = True) -> np.ndarray:
+    """(U, k) top-k items per user by constrained beam search of width ``beam`` (``cache``: extend each
+    beam's KV cache, the default; False re-feeds the prefix, the reference implementation)."""
     model = as_ar(built)
     model.eval()
     users_per_batch = max(1, min(batch_size, 4096 // max(1, beam)))
     out = np.empty((len(histories), k), dtype=np.int64)
     for s, batch in prompt_batches(built, histories, users_per_batch, device, desc):
-        beams = beam_search(model, model.prompt_state(batch), model.trie, beam=beam)
+        beams = beam_search(model, model.prompt_state(batch), model.trie, beam=beam, cache=cache)
         items = torch.where(beams.leaves >= 0, model.trie.leaf_item[beams.leaves.clamp(min=0)], -1)
         out[s:s + len(items)] = topk_from_beams(items, beams.scores, k)
     return out

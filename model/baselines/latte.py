@@ -2,7 +2,8 @@
 baseline.
 
 M latent tokens join the vocabulary. Training: the target becomes [l, c_1..c_L] with ONE latent l drawn
-uniformly at random afresh every time a batch is built (history items carry no latent). Inference: beam
+uniformly at random afresh every time a batch is built (history items carry no latent), trained by the
+autoregressive baseline's whole-sequence teacher forcing. Inference: beam
 search with one extra first step (the latent) over the trie of [l, SID] paths; an item's score aggregates
 its paths in the final beam, max (default) or sum (logsumexp) of P(l|u) * prod_j P(c_j|l, c_<j, u); the
 list is deduplicated to distinct items and the beam doubles while fewer than K distinct items remain.
@@ -18,7 +19,6 @@ import numpy as np
 import torch
 
 from model.baselines.autoregressive import (
-    ARExample,
     AutoregressiveMethod,
     as_ar,
     build_ar,
@@ -50,9 +50,9 @@ class LatteMethod(AutoregressiveMethod):
     def build(self, cfg: Any, sids: Sequence[Sequence[str]]) -> Assembled:
         return build_ar(cfg, sids, latent_tokens=cfg.baseline.latent_tokens)
 
-    def answer(self, example: ARExample, built: Assembled) -> list[int]:
+    def answer(self, item: int, built: Assembled) -> list[int]:
         latents = as_ar(built).latent_ids.tolist()
-        return [latents[random.randrange(len(latents))], *built.vocab.sid_token_ids[example.target]]
+        return [latents[random.randrange(len(latents))], *built.vocab.sid_token_ids[item]]
 
     @torch.inference_mode()
     def rank(self, built: Assembled, histories: Sequence[Sequence[int]], *, k: int, batch_size: int,

@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, with_config
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    StrictStr,
+    model_serializer,
+    with_config,
+)
 
 from model.config import STRICT_FIELDS, from_dict
 from model.data.jsonio import iter_validated_jsonl, read_json
@@ -43,6 +52,23 @@ class DatasetInfo(BaseModel):
     has_categories: bool  # some item has categories (category entropy is computable)
     has_given_sids: bool  # given_sids.json was written
     avg_seq_len: float = Field(ge=0)  # n_interactions / n_users
+    # what `prepare --source events` read and dropped (absent for the research sources)
+    rows_read: int | None = Field(default=None, ge=0)  # log rows read
+    rows_kept: int | None = Field(default=None, ge=0)  # rows that became interactions
+    rows_dropped: dict[str, int] | None = None  # reason -> rows (missing_field, event_type, ..., k_core)
+    time_formats: list[str] | None = None  # epoch_seconds, epoch_milliseconds, iso8601, timestamp
+    first_timestamp: str | None = None  # earliest kept interaction, ISO-8601 UTC
+    last_timestamp: str | None = None  # latest kept interaction, ISO-8601 UTC
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_accounting(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The events keys appear only when set: a research source's dataset.json is unchanged."""
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k not in _EVENTS_KEYS}
+
+
+_EVENTS_KEYS = frozenset({"rows_read", "rows_kept", "rows_dropped", "time_formats", "first_timestamp",
+                          "last_timestamp"})
 
 
 def read_info(root: Path) -> DatasetInfo:
@@ -64,6 +90,7 @@ class Item:
     title: str | None = None  # display title, None without metadata
     text: str | None = None  # encoder text (title + brand + categories + description), None without metadata
     categories: tuple[str, ...] = ()  # category path or genre set, outermost first
+    attributes: dict[str, Any] = field(default_factory=dict)  # other item-table columns (events source)
 
 
 @with_config(STRICT_FIELDS)
@@ -157,7 +184,8 @@ class Dataset:
         targets = [seq[cut] for seq in self.sequences]
         return histories, targets
 
-    def popularity(self) -> np.ndarray:
-        """(n_items,) int64 interaction counts over the train part ``items[:-2]`` only."""
-        flat = np.fromiter((i for seq in self.sequences for i in seq[:-2]), dtype=np.int64)
+    def popularity(self, *, all_interactions: bool = False) -> np.ndarray:
+        """(n_items,) int64 interaction counts over the train part ``items[:-2]`` (or every interaction)."""
+        cut = None if all_interactions else -2
+        flat = np.fromiter((i for seq in self.sequences for i in seq[:cut]), dtype=np.int64)
         return np.bincount(flat, minlength=self.n_items).astype(np.int64)  # (N,)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 class Indexed(NamedTuple):
     user_ids: list[str]  # user idx -> original id
     item_ids: list[str]  # item idx -> original id
-    sequences: list[list[int]]  # user idx -> item idx, oldest first
+    sequences: Sequence[list[int]]  # user idx -> item idx, oldest first (a list, or RaggedSequences)
 
 
 def index_record(record: SourceRecord) -> Indexed:
@@ -110,20 +110,23 @@ def write_dataset(
     items = []
     for idx, item_id in enumerate(indexed.item_ids):
         meta = metas.get(item_id, empty)
-        items.append({"idx": idx, "item_id": item_id, "title": meta.title, "text": meta.text,
-                      "categories": list(meta.categories)})
+        row = {"idx": idx, "item_id": item_id, "title": meta.title, "text": meta.text,
+               "categories": list(meta.categories)}
+        if meta.attributes:
+            row["attributes"] = meta.attributes
+        items.append(row)
     _write_jsonl(out_dir / "items.jsonl", items)
     pairs = zip(indexed.user_ids, indexed.sequences, strict=True)
     _write_jsonl(out_dir / "sequences.jsonl", ({"user_id": u, "items": s} for u, s in pairs))
     _write_json(out_dir / "item_map.json", {item: idx for idx, item in enumerate(indexed.item_ids)})
     _write_json(out_dir / "user_map.json", {user: idx for idx, user in enumerate(indexed.user_ids)})
 
-    seqs = list(enumerate(indexed.sequences))
-    _write_jsonl(out_dir / "split" / "train.jsonl", ({"user": u, "items": s[:-2]} for u, s in seqs))
-    _write_jsonl(out_dir / "split" / "valid.jsonl",
-                 ({"user": u, "history": s[:-2][-max_history:], "target": s[-2]} for u, s in seqs))
-    _write_jsonl(out_dir / "split" / "test.jsonl",
-                 ({"user": u, "history": s[:-1][-max_history:], "target": s[-1]} for u, s in seqs))
+    seqs = indexed.sequences  # iterated once per file: a RaggedSequences never materialises every list
+    _write_jsonl(out_dir / "split" / "train.jsonl", ({"user": u, "items": s[:-2]} for u, s in enumerate(seqs)))
+    _write_jsonl(out_dir / "split" / "valid.jsonl", ({"user": u, "history": s[:-2][-max_history:],
+                                                      "target": s[-2]} for u, s in enumerate(seqs)))
+    _write_jsonl(out_dir / "split" / "test.jsonl", ({"user": u, "history": s[:-1][-max_history:],
+                                                     "target": s[-1]} for u, s in enumerate(seqs)))
 
     sids_path = out_dir / "given_sids.json"
     if given is not None:
@@ -133,7 +136,7 @@ def write_dataset(
     for stale in ("semantic_ids.json", "semantic_ids_report.json"):
         if (out_dir / stale).exists():
             logger.warning("%s: left from an earlier run; rebuild it if the items changed", out_dir / stale)
-    _write_json(out_dir / "dataset.json", info.model_dump(), indent=2)
+    _write_json(out_dir / "dataset.json", info.model_dump(exclude_none=True), indent=2)  # no null events keys
 
 
 def prepare_dataset(
@@ -167,4 +170,4 @@ def prepare_dataset(
     logger.info("prepared %s (%s) in %.1f s: %d users, %d items, %d interactions, %d train samples -> %s",
                 record.name, source, time.perf_counter() - start, info.n_users, info.n_items,
                 info.n_interactions, info.n_train_samples, out_dir)
-    return info.model_dump()
+    return info.model_dump(exclude_none=True)

@@ -25,13 +25,13 @@ from model.export.atomic import check_target, staged_dir
 from model.export.bundle import Bundle
 from model.export.integrity import digest_files, seal_bundle
 from model.export.items import write_items, write_popularity
-from model.export.manifest import BundleManifest, NetworkSpec
+from model.export.manifest import BundleManifest, NetworkSpec, TrainedOn
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
 from model.semantic_ids.assign import tokens_to_codes
 from model.semantic_ids.quantizer import QUANTIZER_DIR, find_quantizer
 from model.semantic_ids.space import load_sid_space
-from model.training.run import load_run
+from model.training.run import LoadedRun, load_run
 
 log = logging.getLogger(__name__)
 
@@ -132,23 +132,47 @@ def check_bundle(root: Path, histories: Sequence[Sequence[int]], *, k: int = 10,
     return len(histories)
 
 
+def _run_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's metrics_<split>.json by split, plus its best validation NDCG@10 from training."""
+    metrics: dict[str, Any] = {}
+    for split in ("test", "valid"):
+        path = run_dir / f"metrics_{split}.json"
+        if path.is_file():
+            metrics[split] = read_json(path)
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.is_file() and "valid" not in metrics:
+        state = torch.load(best, map_location="cpu", weights_only=False)
+        if state.get("valid"):
+            metrics["valid"] = {k: v for k, v in state["valid"].items() if isinstance(v, (int, float))}
+    return metrics
+
+
+def _trained_on(run: LoadedRun, run_dir: Path) -> TrainedOn:
+    info = run.data.info
+    log_path = run_dir / "train_log.jsonl"
+    epochs = len(log_path.read_text().splitlines()) if log_path.is_file() else 0
+    return TrainedOn(data_dir=run.cfg.data_dir, dataset=info.name, n_users=run.data.n_users,
+                     n_items=run.data.n_items, n_interactions=sum(len(s) for s in run.data.sequences),
+                     interactions="all" if run.cfg.final else "train_part", epochs=epochs,
+                     from_run=run.cfg.from_run)
+
+
 def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 0,
                force: bool = False) -> dict[str, Any]:
     """Best checkpoint of ``run_dir`` -> bundle at ``out``, written beside it, checked (FAISS == exact
-    top-10, every digest) and only then renamed into place; a non-empty ``out`` needs ``force``."""
+    top-10, every digest) and only then renamed into place; a non-empty ``out`` needs ``force``.
+    A ``--final`` run counts popularity over all interactions and carries its validated run's metrics."""
     run = load_run(run_dir, checkpoint="best")
     if run.cfg.method != "simgr":
         raise SimGRError(f"{run_dir}: a {run.cfg.method!r} run; only SimGR runs export a serving bundle")
     if out.resolve() == run_dir.resolve():
         raise SimGRError(f"{out}: export into the run directory itself would overwrite it")
     check_target(out, force=force)  # before the slow part
-    metrics = {}
-    for split in ("test", "valid"):
-        path = run_dir / f"metrics_{split}.json"
-        if path.is_file():
-            metrics[split] = read_json(path)
     items = run.data.items
-    popularity = np.argsort(-run.data.popularity(), kind="stable").tolist()
+    final = run.cfg.final
+    popularity = np.argsort(-run.data.popularity(all_interactions=final), kind="stable").tolist()
+    extra = {"dataset": run.data.info.name, "run": str(run_dir), "trained_on": _trained_on(run, run_dir),
+             "expected_quality": _run_metrics(Path(run.cfg.from_run)) if final and run.cfg.from_run else {}}
     hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
     rng = np.random.default_rng(seed)
     sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
@@ -156,8 +180,8 @@ def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 
     with staged_dir(out, force=force) as tmp:
         manifest = write_bundle(tmp, model=run.built.model, tokenizer=run.built.tokenizer,
                                 item_ids=[it.item_id for it in items], sids=run.sids,
-                                titles=[it.title for it in items], popularity=popularity, metrics=metrics,
-                                extra={"dataset": run.data.info.name, "run": str(run_dir)},
+                                titles=[it.title for it in items], popularity=popularity,
+                                metrics={} if final else _run_metrics(run_dir), extra=extra,
                                 texts=[it.text for it in items], categories=[it.categories for it in items],
                                 quantizer_dir=find_quantizer(run_dir, Path(run.cfg.data_dir)), sid_space=space.sizes)
         manifest = seal_bundle(tmp)  # every file in the staged bundle, whoever wrote it

@@ -21,6 +21,21 @@ AttrValue = StrictStr | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=F
 FORMAT_VERSION = 1  # bump when a reader of the old format could misread the new one
 
 
+class TrainedOn(BaseModel):
+    """Which data the exported weights saw."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: str  # the prepared dataset directory
+    dataset: str | None = None  # its dataset.json name
+    n_users: int = Field(ge=0)
+    n_items: int = Field(ge=0)
+    n_interactions: int = Field(ge=0)  # interactions in the dataset (all of them, whichever part trained)
+    interactions: Literal["train_part", "all"]  # train_part: items[:-2] per user; all: tails included (--final)
+    epochs: int = Field(ge=0)  # epochs trained
+    from_run: str | None = None  # --final: the validated run that chose the epoch count
+
+
 class FileDigest(BaseModel):
     """What one bundle file must be: its sha256 and its size (a cheap truncation check)."""
 
@@ -48,6 +63,8 @@ class BundleManifest(BaseModel):
     dataset: str | None = None  # dataset name from dataset.json
     run: str | None = None  # run directory the bundle was exported from
     synthetic: bool = False  # a random-init bundle for tests and benchmarks
+    trained_on: TrainedOn | None = None  # the data behind the weights (None for synthetic bundles)
+    expected_quality: dict[str, Any] = Field(default_factory=dict)  # --final: the validated run's metrics by split
     # every file of the bundle but manifest.json, by POSIX path relative to the bundle root, sorted;
     # empty only in bundles written before digests existed (they load with verify="off" only)
     files: dict[str, FileDigest] = Field(default_factory=dict)

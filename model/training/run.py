@@ -49,6 +49,8 @@ class RunConfig:
     prompt: PromptConfig = dataclasses.field(default_factory=PromptConfig)  # history -> model input
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # optimiser, batches, stopping
     baseline: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)  # beam size, Latte, SASRec
+    final: bool = False  # train on every interaction (valid and test tails too), no validation: the deployed model
+    from_run: str | None = None  # final only: the validated run whose best epoch count and metrics it takes
 
     def to_json(self) -> dict[str, Any]:
         return to_dict(self)
@@ -118,3 +120,25 @@ def atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def best_epoch(run_dir: Path) -> int:
+    """The epoch whose weights a validated run kept as best (from checkpoints/best.pt)."""
+    path = run_dir / "checkpoints" / "best.pt"
+    if not path.is_file():
+        raise SimGRError(f"{path}: missing; --from-run needs a run that finished a validated epoch")
+    if load_run_config(run_dir).final:
+        raise SimGRError(f"{run_dir}: a --final run has no validation; name the validated run it came from")
+    epoch = torch.load(path, map_location="cpu", weights_only=False).get("epoch")
+    if not isinstance(epoch, int) or epoch < 1:
+        raise SimGRError(f"{path}: records no best epoch")
+    return epoch
+
+
+def final_config(from_run: Path, data_dir: Path | None) -> RunConfig:
+    """The validated run's config, trained for its best epoch count on all of ``data_dir`` (default: its data)."""
+    validated = load_run_config(from_run)
+    epochs = best_epoch(from_run)
+    return dataclasses.replace(validated, data_dir=str(data_dir) if data_dir else validated.data_dir, final=True,
+                               from_run=str(from_run), train=dataclasses.replace(validated.train, epochs=epochs))
+

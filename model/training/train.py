@@ -146,7 +146,7 @@ def _setup(cfg: RunConfig, run_dir: Path, *, resume: bool) -> tuple[_Run, TrainS
     if rank == 0:
         save_run_config(run_dir, cfg)
         built.tokenizer.save_pretrained(run_dir / "tokenizer")
-    sequences = data.train_sequences()[: tc.max_users or None]
+    sequences = (data.sequences if cfg.final else data.train_sequences())[: tc.max_users or None]  # final: tails too
     windows = [w for s in sequences for w in method.examples(s, built, stride=tc.window_stride)]
     valid_h, valid_t = data.eval_examples("valid", max_history=cfg.prompt.max_history)
     micro = min(tc.micro_batch_size, tc.batch_size)
@@ -237,7 +237,9 @@ def validate_and_checkpoint(run: _Run, state: TrainState, done: EpochResult) -> 
                               "lr": run.optim.param_groups[0]["lr"], "partial_epoch": done.out_of_time}
     due = epoch % tc.eval_every == 0 or done.out_of_time or epoch == tc.epochs
     model = run.built.model
-    if run.rank == 0 and due:
+    if run.rank == 0 and run.cfg.final:  # nothing held out to validate on: the last epoch is the model
+        atomic_save({"model": model.state_dict(), "epoch": epoch, "valid": None}, run.run_dir / "checkpoints" / "best.pt")
+    elif run.rank == 0 and due:
         m = evaluate_model(run.method, run.built, *run.valid, batch_size=tc.eval_batch_size, device=run.device,
                            desc="valid")
         record.update({f"valid_{k}": m[k] for k in ("ndcg@10", "hr@10")})

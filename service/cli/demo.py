@@ -52,7 +52,7 @@ def run_demo(a: argparse.Namespace) -> int:
     info = prepare_dataset(source="movielens100k", input_path=None, out_dir=data_dir)
     _say(f"      {info['n_users']} users, {info['n_items']} items, {info['n_interactions']} interactions")
     _say("[2/5] semantic IDs: all-MiniLM-L6-v2 on titles + genres -> RQ-VAE")
-    report = build_semantic_ids(data_dir=data_dir, cfg=RQVAEConfig())
+    report = build_semantic_ids(data_dir=data_dir, cfg=RQVAEConfig(epochs=a.rqvae_epochs))
     _say(f"      collision rate before dedup {report['collision_rate_before_dedup']:.3f}, "
          f"levels {report['n_levels']}")
     _say(f"[3/5] train SimGR ({a.preset}) for at most {a.time_budget_min} min")

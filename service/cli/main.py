@@ -21,6 +21,7 @@ from index import IndexFormatError
 from model.config import (
     BaselineConfig,
     DataConfig,
+    EventsConfig,
     ModelConfig,
     PromptConfig,
     RQVAEConfig,
@@ -28,6 +29,9 @@ from model.config import (
     from_dict,
 )
 from model.errors import SimGRError
+from service.cli import catalog as catalog_cmd
+from service.cli import loop_cmds, rollout
+from service.cli.extras import add_serve_command
 
 log = logging.getLogger("simgr")
 T = TypeVar("T")
@@ -88,6 +92,9 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     from model.data.prepare import prepare_dataset
 
     cfg = _dataclass_from_args(DataConfig, a)
+    if a.source == "events" or a.interactions is not None or a.items is not None:
+        _emit(loop_cmds.prepare_events_command(a, cfg, _dataclass_from_args(EventsConfig, a)))
+        return 0
     _emit(prepare_dataset(source=a.source, input_path=a.input, out_dir=a.out, cfg=cfg))
     return 0
 
@@ -111,9 +118,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     from model.training.run import RunConfig, load_run_config
     from model.training.train import train
 
-    cfg = RunConfig(data_dir=str(a.data), method=a.method, model=_dataclass_from_args(ModelConfig, a),
-                    prompt=_dataclass_from_args(PromptConfig, a), train=_dataclass_from_args(TrainConfig, a),
-                    baseline=_dataclass_from_args(BaselineConfig, a))
+    if a.final or a.from_run is not None or a.data is None:
+        cfg = loop_cmds.final_run_config(a)
+    else:
+        cfg = RunConfig(data_dir=str(a.data), method=a.method, model=_dataclass_from_args(ModelConfig, a),
+                        prompt=_dataclass_from_args(PromptConfig, a), train=_dataclass_from_args(TrainConfig, a),
+                        baseline=_dataclass_from_args(BaselineConfig, a))
     if a.resume and (a.out / "checkpoints" / "last.pt").is_file():
         # the saved config wins, except for how long to go on, which a resumed run may change
         saved = load_run_config(a.out)
@@ -152,13 +162,6 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(a: argparse.Namespace) -> int:
-    from model.analysis.runner import run_compare
-
-    _emit(run_compare(a.config))
-    return 0
-
-
 def cmd_demo(a: argparse.Namespace) -> int:
     from service.cli.demo import run_demo
 
@@ -181,16 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_run_commands(sub)
     _add_demo(sub)
-    _add_serve(sub)
+    add_serve_command(sub)
+    loop_cmds.add_commands(sub, dataclass_flags=_add_dataclass_flags, from_args=_dataclass_from_args)
+    rollout.add_parsers(sub, _emit)
+    catalog_cmd.add_arguments(sub)
     return p
 
 
 def _add_data_commands(sub: Any) -> None:
     s = sub.add_parser("prepare", help="normalize a dataset: ids, leave-one-out split, summary")
-    s.add_argument("--source", required=True, choices=["lcrec", "recbole", "amazon2018", "movielens100k"])
+    s.add_argument("--source", required=True, choices=["lcrec", "recbole", "amazon2018", "movielens100k", "events"])
     s.add_argument("--input", type=Path, help="input file/folder (optional for movielens100k)")
     s.add_argument("--out", required=True, type=Path, help="dataset directory to write")
     _add_dataclass_flags(s, DataConfig)
+    loop_cmds.add_events_flags(s, _add_dataclass_flags)
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("semantic-ids", help="item text -> RQ-VAE semantic IDs (or take given ones)")
@@ -205,8 +212,9 @@ def _add_data_commands(sub: Any) -> None:
 
 def _add_train(sub: Any) -> None:
     s = sub.add_parser("train", help="train SimGR on a prepared dataset")
-    s.add_argument("--data", required=True, type=Path)
+    s.add_argument("--data", type=Path, help="prepared dataset (required unless --final)")
     s.add_argument("--out", required=True, type=Path, help="run directory")
+    loop_cmds.add_final_flags(s)
     s.add_argument("--method", default="simgr", choices=_method_names(), help="simgr (default) or a baseline")
     s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from RUN_DIR/checkpoints/last.pt when present (default: on)")
@@ -225,9 +233,9 @@ def _add_run_commands(sub: Any) -> None:
 
     _add_export(sub)
 
-    s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
-    s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
-    s.set_defaults(func=cmd_compare)
+    from service.cli import compare as compare_cmd
+
+    compare_cmd.add_parser(sub, emit=_emit)
 
 
 def _add_demo(sub: Any) -> None:
@@ -235,6 +243,8 @@ def _add_demo(sub: Any) -> None:
     s.add_argument("--workdir", type=Path, default=Path("demo"))
     s.add_argument("--preset", default="small")
     s.add_argument("--time-budget-min", type=float, default=8.0)
+    s.add_argument("--rqvae-epochs", type=int, default=RQVAEConfig().epochs,
+                   help="RQ-VAE training epochs for the semantic IDs (a few suffice for a smoke run)")
     s.add_argument("--serve", action=argparse.BooleanOptionalAction, default=False,
                    help="serve the bundle at the end")
     s.add_argument("--port", type=int, default=8000)
@@ -249,21 +259,6 @@ def _add_export(sub: Any) -> None:
     s.add_argument("--force", action="store_true",
                    help="replace a non-empty --out (still written beside it, checked, then renamed into place)")
     s.set_defaults(func=cmd_export)
-
-
-def _add_serve(sub: Any) -> None:
-    try:
-        from service.cli import serve as serve_cmd
-    except ImportError:  # the service layer is optional for offline-only installs
-        return
-    s = sub.add_parser("serve", help="serve a bundle over HTTP")
-    serve_cmd.add_arguments(s)
-    s.set_defaults(func=lambda a: serve_cmd.run(a))
-    from service.cli import catalog as catalog_cmd
-    from service.cli import rollout
-
-    rollout.add_parsers(sub, _emit)
-    catalog_cmd.add_arguments(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -219,7 +219,7 @@ async def test_session_store_down_on_events_is_503() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     async with serve(dummy_app(redis_url=url, redis_connect_timeout_ms=100, warmup=False)) as c:
         assert_error(await c.post("/events", json={"user_id": "u", "item_ids": ["item-1"]}),
-                     "session_store_unavailable")
+                     "event_log_unavailable")  # the interaction log lives in the same Redis; written first
         assert_error(await c.get("/sessions/u"), "session_store_unavailable")
         assert_error(await c.delete("/sessions/u"), "session_store_unavailable")
         r = await c.post("/recommend", json={"user_id": "u", "history": ["item-1"]})

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -44,17 +45,22 @@ async def test_reload_under_load_has_zero_failures(bundle_dir: Path, bundle_dir_
                         versions.add(r.json()["model_version"])
                         assert len(r.json()["items"]) == 5
 
+            async def answered(n: int) -> None:  # until n more responses came back (bounded)
+                goal, deadline = len(statuses) + n, time.monotonic() + 60
+                while len(statuses) < goal and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+
             clients = [asyncio.ensure_future(client(u)) for u in range(6)]
-            await asyncio.sleep(0.3)
+            await answered(12)
             for target in (bundle_dir_v2, bundle_dir, bundle_dir_v2):
                 r = await c.post("/admin/reload", json={"artifacts": str(target)})
                 assert r.status_code == 200, r.text
                 assert r.json()["model_version"] == version(target)
-                await asyncio.sleep(0.2)
+                await answered(12)
             stop.set()
             await asyncio.gather(*clients)
             info = (await c.get("/info")).json()
-    assert len(statuses) > 20
+    assert len(statuses) >= 48  # 12 answers before and after each of the three reloads
     assert set(statuses) == {200}
     assert versions == {v1, v2}
     assert info["model_version"] == v2
@@ -108,7 +114,9 @@ async def test_crashing_loader_is_reload_failed_and_concurrent_reload_is_409() -
     app = create_app(make_settings(warmup=False, admin_keys=ADMIN_KEY), loader=loader)
     async with serve(app, headers=ADMIN) as c:
         first = asyncio.ensure_future(c.post("/admin/reload"))
-        await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while calls["n"] < 2 and time.monotonic() < deadline:  # the first reload is inside the loader
+            await asyncio.sleep(0.01)
         second = await c.post("/admin/reload")
         assert second.status_code == 409
         assert second.json()["error_type"] == "reload_in_progress"
@@ -137,3 +145,45 @@ async def test_sighup_reloads_the_bundle_directory(bundle_dir: Path, bundle_dir_
                 break
             await asyncio.sleep(0.05)
         assert (await c.get("/info")).json()["model_version"] == version(bundle_dir_v2)
+
+
+async def test_one_batch_mixing_two_bundles_answers_each_from_its_own(tmp_path: Path) -> None:
+    """A request queued before a reload and one after it land in the same batch: each is scored by the
+    bundle it started on (one forward per bundle), with that bundle's catalogue and version."""
+    import numpy as np
+
+    from index import ItemIndex
+    from service.dummy import DummyEncoder
+
+    encoders = {"a": DummyEncoder.random(seed=1), "b": DummyEncoder.random(seed=2)}
+    for name, enc in encoders.items():  # each bundle directory holds its index, as export writes it
+        (tmp_path / name).mkdir()
+        ItemIndex.build(enc.embeddings).save(tmp_path / name / "index.faiss")
+    # max_batch_size 2 and a 10 s flush timer: the first request waits until the second fills the batch
+    settings = make_settings(artifacts=tmp_path / "a", warmup=False, max_batch_size=2, max_wait_ms=10_000,
+                             admin_keys=ADMIN_KEY)
+    app = create_app(settings, loader=lambda p: encoders[p.name])
+    rec = app.state.recommender
+    body = {"history": ["item-3", "item-7"], "k": 5}
+    async with serve(app, headers=ADMIN) as c:
+        first = asyncio.ensure_future(c.post("/recommend", json=body))
+        deadline = time.monotonic() + 10
+        while rec.batcher.queue_size < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert rec.batcher.queue_size == 1
+        r = await c.post("/admin/reload", json={"artifacts": str(tmp_path / "b")})
+        assert r.status_code == 200, r.text
+        assert r.json()["model_version"] == encoders["b"].model_version
+        second = await c.post("/recommend", json=body)
+        first_r = await first
+    assert rec.batcher.batches == 1
+    assert encoders["a"].batch_sizes == [1]
+    assert encoders["b"].batch_sizes == [1]
+    for r, enc in ((first_r, encoders["a"]), (second, encoders["b"])):
+        assert r.status_code == 200
+        assert r.json()["model_version"] == enc.model_version
+        q = enc.embeddings[[3, 7]].astype(np.float64).mean(axis=0)
+        order = np.argsort(-(enc.embeddings @ q.astype(np.float32)), kind="stable")
+        expected = [i for i in order if i not in (3, 7)][:5]  # exclude_seen: the history is not recommended
+        assert [i["item_id"] for i in r.json()["items"]] == [f"item-{i}" for i in expected]
+    assert [i["item_id"] for i in first_r.json()["items"]] != [i["item_id"] for i in second.json()["items"]]

@@ -9,7 +9,7 @@ item-id sequence (original string ids) plus whatever item side information the s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StrictStr
 
@@ -24,6 +24,7 @@ class ItemMeta:
     title: str | None = None  # display title
     text: str | None = None  # text for the semantic-ID encoder (title + brand + categories + description)
     categories: tuple[str, ...] = ()  # category path or genre set, outermost first
+    attributes: dict[str, Any] = field(default_factory=dict)  # other item-table columns (JSON values)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,60 @@
+"""Table 1 analogue of `simgr compare`: beam size vs exact global search for the autoregressive model."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.analysis.runner import TOP, Context, evaluate, list_metrics, topk_path
+from model.evaluation.metrics import ranking_metrics
+
+
+def table1(ctx: Context, data_dir: str) -> dict[str, Any]:
+    """Beam size vs exact global search for the autoregressive model (+ SimGR's one forward)."""
+    from model.baselines.autoregressive import ARModel, prompt_batches
+    from model.baselines.beam import exact_leaf_scores, target_token_ranks
+
+    cfg = ctx.cfg
+    hist, targets = ctx.sample(data_dir)
+    n_exact = min(cfg.exact_users, len(hist))
+
+    def exact() -> dict[str, Any]:
+        run = ctx.run(data_dir, "autoregressive")
+        model: ARModel = run.built.model  # type: ignore[assignment]
+        t0, tops, ranks = time.perf_counter(), [], []
+        for _, batch in prompt_batches(run.built, hist[:n_exact], 8, "cpu", "exact"):
+            scores = exact_leaf_scores(model, model.prompt_state(batch), model.trie)  # (b, n_leaves)
+            items = model.trie.leaf_item[scores.topk(TOP, dim=1).indices]
+            tops.append(items.numpy())
+        seconds = time.perf_counter() - t0
+        for s, batch in prompt_batches(run.built, hist, 64, "cpu", "ranks"):
+            tgt = torch.tensor([run.built.vocab.sid_token_ids[t] for t in targets[s:s + len(batch.last)]])
+            ranks.append(target_token_ranks(model, model.prompt_state(batch), model.trie, tgt).max(1).values)
+        top = np.concatenate(tops)
+        m = list_metrics(ctx, data_dir, top, targets[:n_exact])
+        m.update(seconds=round(seconds, 3), users=n_exact, top5=top[:, :5].tolist(),
+                 worst_token_rank=torch.cat(ranks).tolist())
+        return m
+    ex = ctx.results.get(f"table1/{ctx.name(data_dir)}/exact", exact)
+    rows = {}
+    for b in cfg.beams:
+        m = evaluate(ctx, data_dir, "autoregressive", beam=b)
+        key = f"eval/{ctx.name(data_dir)}/autoregressive/{cfg.preset}/mean/converged-s0/beam{b}"
+        top = np.load(topk_path(ctx, key))[:n_exact]
+        overlap = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(top[:, :5].tolist(), ex["top5"], strict=True)])
+        worst = np.asarray(ex["worst_token_rank"])
+        rows[str(b)] = {**{k: m[k] for k in ("ndcg@10", "hr@10", "seconds", "users")},
+                        "ndcg@10_exact_subset": _subset_ndcg(top, targets[:n_exact]),
+                        "top5_overlap_exact": float(overlap), "theorem41_fraction": float((worst < b).mean())}
+    simgr = evaluate(ctx, data_dir, "simgr")
+    simgr_top = np.load(topk_path(ctx, f"eval/{ctx.name(data_dir)}/simgr/{cfg.preset}/mean/converged-s0/beam0"))
+    return {"beams": rows, "exact": {k: ex[k] for k in ("ndcg@10", "hr@10", "seconds", "users")},
+            "simgr": {**{k: simgr[k] for k in ("ndcg@10", "hr@10", "seconds", "users")},
+                      "ndcg@10_exact_subset": _subset_ndcg(simgr_top[:n_exact], targets[:n_exact])}}
+
+
+def _subset_ndcg(top: np.ndarray, targets: np.ndarray) -> float:
+    return ranking_metrics(top, targets, n_items=1)["ndcg@10"]

@@ -1,0 +1,29 @@
+"""``simgr compare``: its flags and the call into model/analysis/compare.py. ``service/cli/main.py``
+registers it with its result printer: ``add_parser(sub, emit=_emit)``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def run(a: argparse.Namespace, emit: Callable[[dict[str, Any]], None]) -> int:
+    from model.analysis.compare import run_compare
+
+    only = tuple(m for m in (a.only or "").split(",") if m)
+    emit(run_compare(a.config, seeds=a.seeds, only=only, report_only=a.report_only, readme=a.readme))
+    return 0
+
+
+def add_parser(sub: Any, *, emit: Callable[[dict[str, Any]], None]) -> None:
+    s = sub.add_parser("compare", help="train/evaluate the baselines and write the paper-analysis report")
+    s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
+    s.add_argument("--seeds", type=int, help="training seeds per Table 3 cell (overrides the config's `seeds`)")
+    s.add_argument("--only", help="comma-separated methods: train only their missing run files, no report")
+    s.add_argument("--report-only", action="store_true", help="rebuild the report from the committed run "
+                   "files and results.json; train nothing")
+    s.add_argument("--readme", type=Path, help="also rewrite this file's <!-- compare:NAME:start/end --> block "
+                   "with the Table 3 summary")
+    s.set_defaults(func=lambda a: run(a, emit))

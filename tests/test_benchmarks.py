@@ -1,0 +1,51 @@
+"""The benchmark scripts stay runnable: each answers --help, and the decoding-cost benchmark runs on its
+synthetic setting and prints ONE JSON line (the others need minutes: quality trains on a real dataset,
+serve_load starts several servers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py"))
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def test_every_benchmark_is_listed() -> None:
+    assert [p.name for p in SCRIPTS] == ["decode_cost.py", "generative_cost.py", "quality.py", "serve_load.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_benchmark_answers_help(script: Path) -> None:
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, env=ENV,
+                         timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: ")
+    summary = (script.read_text().split('"""')[1]).splitlines()[0]
+    assert " ".join(summary.split()[:3]) in " ".join(out.stdout.split())  # the docstring's first line
+
+
+@pytest.mark.slow
+def test_decode_cost_synthetic_prints_one_json_line(tmp_path: Path) -> None:
+    cmd = [sys.executable, "benchmarks/decode_cost.py", "--synthetic", "--preset", "tiny", "--epochs", "1",
+           "--users", "8", "--cache", str(tmp_path / "cache")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert (result["users"], result["backbone"], result["beam"]) == (8, "tiny", "kv-cache")
+    runs = ("simgr", "beam20", "beam100")
+    assert set(result) == {"backbone", "n_items", "users", "threads", "beam", "simgr_run", "ar_run",
+                           "speedup_vs_beam20", "speedup_vs_beam100",
+                           *(f"{m}_{r}" for m in ("seconds", "items_per_s", "ndcg10") for r in runs)}
+    assert Path(result["simgr_run"]).is_relative_to(tmp_path)  # trained into --cache, not the repo
+    for beam in ("beam20", "beam100"):  # speedup = time ratio = throughput ratio (same users, same k)
+        ratio = result["items_per_s_simgr"] / result[f"items_per_s_{beam}"]
+        assert result[f"speedup_vs_{beam}"] == pytest.approx(ratio, rel=0.01, abs=0.01)
