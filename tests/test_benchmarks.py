@@ -18,7 +18,8 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM
 
 
 def test_every_benchmark_is_listed() -> None:
-    assert [p.name for p in SCRIPTS] == ["decode_cost.py", "generative_cost.py", "quality.py", "serve_load.py"]
+    assert [p.name for p in SCRIPTS] == ["batch_scoring.py", "cold_items.py", "decode_cost.py", "generative_cost.py",
+                                         "prepare_scale.py", "quality.py", "serve_load.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
