@@ -79,6 +79,7 @@ class ItemIndex:
         self.spec = spec
         self._matrix = matrix  # (N, D) float32 rows the backend was built on (often a read-only memmap)
         self._extra = np.empty((0, matrix.shape[1]), dtype=np.float32)  # (M, D) rows added since
+        self._codes_complete = True  # every added row came with its codes (sid-exact can be saved)
         self._codes = codes  # sid-exact only: codes of the matrix rows, extended by ``add``
         n = matrix.shape[0]
         self._ids = np.arange(n, dtype=np.int64) if ids is None else ids  # (N + M,) row -> id
@@ -206,8 +207,10 @@ class ItemIndex:
             raise ValueError(f"add needs (M, {self.dim}) embeddings and (M,) ids")
         if len(np.unique(new_ids)) != len(new_ids) or self.rows_of(new_ids.tolist()).size or (new_ids < 0).any():
             raise ValueError("added ids must be new, unique and non-negative")
-        if self._codes is not None:
-            if codes is None or codes.shape != (emb.shape[0], self._codes.codes.shape[1]):
+        if self._codes is not None and codes is None:  # searched exactly in the side segment; not savable
+            self._codes_complete = False
+        elif self._codes is not None and codes is not None:
+            if codes.shape != (emb.shape[0], self._codes.codes.shape[1]):
                 raise ValueError("a sid-exact index needs the (M, L) codes of added items")
             self._codes = SidCodes(tables=self._codes.tables, normalize=self._codes.normalize,
                                    level_tokens=self._codes.level_tokens,
@@ -230,6 +233,8 @@ class ItemIndex:
     def _compacted(self) -> ItemIndex:
         if not self._extra.shape[0]:
             return self
+        if not self._codes_complete:
+            raise ValueError("items were added to this sid-exact index without codes; rebuild it from the bundle")
         matrix = np.concatenate([self._matrix, self._extra])
         index = ItemIndex.build(matrix, ids=None if self._identity else self._ids, kind=self.spec.kind,
                                 factory=self.spec.factory, codes=self._codes)

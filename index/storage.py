@@ -85,13 +85,21 @@ def build_backend(kind: str, emb: np.ndarray, *, factory: str | None, codes: Sid
     return FaissSearch(index, kind=kind, ef_search=ef, nprobe=nprobe, rerank=_rerank(fs)), spec
 
 
+def _maps_file(arr: np.ndarray, path: Path) -> bool:
+    """Whether ``arr`` (or an array it is a view of) is a memory map of ``path``."""
+    seen: object = arr
+    while isinstance(seen, np.ndarray):
+        if isinstance(seen, np.memmap) and seen.filename is not None:
+            return Path(seen.filename).resolve() == path.resolve()
+        seen = seen.base
+    return False
+
+
 def write_index(root: Path, *, backend: Backend, spec: IndexSpec, matrix: np.ndarray, ids: np.ndarray | None,
                 codes: SidCodes | None, dead: np.ndarray) -> IndexSpec:
     root.mkdir(parents=True, exist_ok=True)
     target = root / MATRIX_FILE
-    same = isinstance(matrix, np.memmap) and matrix.filename is not None and \
-        Path(matrix.filename).resolve() == target.resolve()
-    if not same:
+    if not _maps_file(matrix, target):  # rewriting a file that ``matrix`` maps would pull it from under it
         np.save(target, np.ascontiguousarray(matrix, dtype=np.float32))
     for name, arr in ((IDS_FILE, ids), (RETIRED_FILE, dead if dead.size else None)):
         if arr is not None:

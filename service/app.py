@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from model.errors import SimGRError
 from model.export.release import read_pointer
 from service.auth import Auth
+from service.catalog import CatalogService
 from service.durable_log import DurableLog, open_log
 from service.errors import ServiceError, error_response, type_for_status
 from service.follow import Follower
@@ -31,7 +32,7 @@ from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.model_state import Loader, default_loader
 from service.recommender import Recommender
-from service.routes import admin, ops, recommend
+from service.routes import admin, items, ops, recommend
 from service.sessions import SessionStore, make_store
 from service.settings import Settings
 
@@ -50,6 +51,7 @@ def create_app(
                                       verify=settings.verify)
     rec = Recommender(settings=settings, store=store, metrics=metrics, loader=loader,
                       event_log=open_event_log(settings))
+    catalog = CatalogService(rec=rec, settings=settings, metrics=metrics)
 
     app = FastAPI(
         title="SimGR recommender",
@@ -58,13 +60,14 @@ def create_app(
         lifespan=_lifespan,
     )
     app.state.settings, app.state.metrics, app.state.recommender = settings, metrics, rec
+    app.state.catalog = catalog
     app.state.auth = Auth(settings)
     app.state.background = set()  # strong references to fire-and-forget tasks
     app.state.startup_error = None  # set when the initial load fails (the serve command reports it)
     app.state.follower = None  # a Follower when serving a publish root
     app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     _add_error_handlers(app)
-    for module in (recommend, ops, admin):
+    for module in (recommend, items, ops, admin):
         app.include_router(module.router)
     return app
 
@@ -144,6 +147,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.error("cannot serve %s: %s", settings.root or settings.artifacts, app.state.startup_error)
             await rec.batcher.stop()
             raise
+    _spawn(app, app.state.catalog.follow())
     hup = _install_sighup(app, loop)
     try:
         yield
@@ -154,9 +158,22 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await rec.batcher.stop()  # uvicorn has drained in-flight requests; finish anything queued
         await rec.store.close()
+        await app.state.catalog.close()
         if rec.event_log is not None:
             await rec.event_log.close()
         log.info("stopped")
+
+
+async def _replay(app: FastAPI) -> None:
+    """Apply the catalogue change log onto the freshly loaded bundle before reporting ready."""
+    from service.durable_log import LogUnavailable
+
+    try:
+        n = await app.state.catalog.catch_up()
+        if n:
+            log.info("catalogue: replayed %d change-log entries", n)
+    except LogUnavailable as exc:
+        log.warning("catalogue change log unavailable at start (the follower retries): %s", exc)
 
 
 def _initial_targets(settings: Settings) -> tuple[Path | None, Path | None]:
@@ -176,6 +193,7 @@ async def _start_serving(app: FastAPI) -> None:
     rec: Recommender = app.state.recommender
     primary, canary = _initial_targets(settings)
     await rec.load(primary)
+    await _replay(app)
     log.info("ready: serving %s", rec.state.model_version if rec.state else None)
     if canary is not None:
         try:

@@ -99,7 +99,7 @@ class _Ranked(NamedTuple):
 def _score_rows(state: ModelState, hist: Histories, rows: range, job: BatchJob,
                 allow: frozenset[int] | None, exclude: frozenset[int]) -> _Ranked:
     """One batch of users -> their top-k (server fallback for users with no known item)."""
-    from service.recommender import _popular
+    from service.candidates import popular as _popular
 
     max_h = state.model.max_history
     seqs = [hist.of(u) for u in rows]

@@ -18,6 +18,9 @@ ERROR_STATUS: dict[str, int] = {
     "admin_disabled": 403,  # /admin/* with no admin key configured (disabled, not open)
     "not_found": 404,  # unknown route
     "method_not_allowed": 405,
+    "item_not_found": 404,  # GET/DELETE /items/{id} of an id not in the live catalogue
+    "catalog_unsupported": 409,  # catalogue changes on the noop encoder's fixed catalogue
+    "catalog_full": 409,  # no free uniqueness code left under the item's prefix
     "reload_in_progress": 409,  # a second /admin/reload while one is loading
     "payload_too_large": 413,  # body over max_body_bytes
     "validation": 422,  # malformed JSON, wrong types, NaN, out-of-range k, too many / too long ids
@@ -29,6 +32,7 @@ ERROR_STATUS: dict[str, int] = {
     "timeout": 503,  # waited past request_timeout_ms; the work was dropped from the queue
     "session_store_unavailable": 503,  # Redis down on /events or /sessions (never silently lost)
     "event_log_unavailable": 503,  # the interaction log refused an /events append; nothing was stored
+    "catalog_unavailable": 503,  # the catalogue change log (Redis / journal) could not be written: nothing changed
 }
 
 _BY_STATUS: dict[int, str] = {}

@@ -70,6 +70,11 @@ class Metrics:
         self.model_info = Gauge(
             "simgr_model_info", "The bundles being served (value 1)", ["model_version", "role"], registry=r,
         )
+        self.catalog_items = Gauge("simgr_catalog_items", "Live catalogue items by origin", ["origin"], registry=r)
+        self.catalog_changes = Counter(
+            "simgr_catalog_changes_total", "Catalogue changes applied from the change log, by operation", ["op"], registry=r)
+        self.catalog_lag = Gauge(
+            "simgr_catalog_follower_lag_seconds", "Age of the last change-log entry when it was applied", registry=r)
         self.canary_percent = Gauge("simgr_canary_percent", "Percent of users routed to the canary", registry=r)
         self.reloads = Counter("simgr_reloads_total", "Bundle reloads by outcome", ["outcome"], registry=r)
 

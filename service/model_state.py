@@ -6,11 +6,13 @@ requests keep the state they started with, so in-flight work finishes on the old
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,11 +62,11 @@ class ModelState:
             raise SimGRError(
                 f"{artifacts}: index holds {index.ntotal} x {index.dim}, the model has {model.n_items} x {model.dim}"
             )
-        seen = set(model.popularity)
-        order = [i for i in model.popularity if 0 <= i < model.n_items]
-        order += [i for i in range(model.n_items) if i not in seen]
-        rank = {i: r for r, i in enumerate(order)}
-        return cls(model=model, index=index, artifacts=artifacts, pop_order=order, pop_rank=rank)
+        return cls(model=model, index=index, artifacts=artifacts, **_popularity(model))
+
+    def with_model(self, model: UserEncoder) -> ModelState:
+        """The same index (changed in place by the caller) with ``model``'s catalogue."""
+        return dataclasses.replace(self, model=model, **_popularity(model))
 
     def warmup(self, max_batch_size: int) -> float:
         """Forward + search at batch sizes 1, max/2, max (full-length histories); returns seconds."""
@@ -78,6 +80,16 @@ class ModelState:
         seconds = time.perf_counter() - t0
         log.info("warm-up of %s done in %.2f s", self.model_version, seconds)
         return seconds
+
+
+def _popularity(model: UserEncoder) -> dict[str, Any]:
+    """Every live item idx, popular first, then the rest; and each one's rank."""
+    live = model.item_lookup.values()
+    live_set = set(live)
+    order = [i for i in model.popularity if i in live_set]
+    seen = set(order)
+    order += [i for i in sorted(live) if i not in seen]
+    return {"pop_order": order, "pop_rank": {i: r for r, i in enumerate(order)}}
 
 
 def default_loader(*, device: str, encoder: str, noop_sleep_ms: float, verify: VerifyMode = "quick") -> Loader:

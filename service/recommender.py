@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -21,10 +21,13 @@ import numpy as np
 import torch
 
 from index import IndexFormatError
+from index.catalog import Delta
 from model.errors import SimGRError
 from service.batcher import Batcher
 from service.canary import in_canary
+from service.candidates import dedupe, filtered, popular
 from service.durable_log import DurableLog, LogUnavailable
+from service.encoder import UserEncoder
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.model_state import Loader, ModelState
@@ -58,6 +61,7 @@ class _JobResult(NamedTuple):
     ids: np.ndarray  # (k,) int64, -1 = no more candidates
     inference_s: float
     search_s: float
+    state: ModelState  # the catalogue the ids belong to (newer than the job's after a catalogue change)
 
 
 class Recommender:
@@ -168,6 +172,23 @@ class Recommender:
                 seconds=round(time.perf_counter() - t0, 3),
             )
 
+    async def swap_catalog(self, state: ModelState, model: UserEncoder, delta: Delta) -> bool:
+        """Apply an index delta and serve ``model``'s catalogue, on the batcher's worker between batches,
+        so a forward + search sees all of a batch of changes or none. False when ``state`` is no longer
+        served (a reload won; the change log is replayed onto the new bundle)."""
+
+        def swap() -> bool:
+            if self._state is not state:
+                return False
+            if len(delta.remove_ids):
+                state.index.remove(delta.remove_ids.tolist())
+            if len(delta.add_ids):
+                state.index.add(delta.add_vectors, delta.add_ids)
+            self._state = state.with_model(model)
+            return True
+
+        return bool(await self.batcher.run_in_worker(swap))
+
     # sessions
 
     def session_cap(self, state: ModelState | None = None) -> int:
@@ -181,7 +202,7 @@ class Recommender:
         state = self.require_state()
         lookup = state.model.item_lookup
         known = [i for i in req.item_ids if i in lookup]
-        unknown = _dedupe(i for i in req.item_ids if i not in lookup)
+        unknown = dedupe(i for i in req.item_ids if i not in lookup)
         if self.event_log is not None:
             record = {"user_id": req.user_id, "item_ids": list(req.item_ids), "ts": time.time()}
             try:
@@ -230,11 +251,13 @@ class Recommender:
         if req.exclude_seen:
             exclude.update(history)
         allow = None if req.allow is None else frozenset(lookup[i] for i in req.allow if i in lookup)
-        unknown = _dedupe(i for i in [*combined, *(req.exclude or ()), *(req.allow or ())] if i not in lookup)
+        if req.filter is not None:
+            allow = filtered(state, req.filter, allow)
+        unknown = dedupe(i for i in [*combined, *(req.exclude or ()), *(req.allow or ())] if i not in lookup)
 
         if not history:
             self.metrics.fallbacks.labels(reason="empty_history", model_version=version).inc()
-            ids = _popular(state, req.k, exclude, allow)
+            ids = popular(state, req.k, exclude, allow)
             items = [RecommendedItem(item_id=state.model.item_ids[i], score=None, rank=r + 1) for r, i in enumerate(ids)]
             fallback: str | None = "popular"
         else:
@@ -243,7 +266,7 @@ class Recommender:
             timing.queue_ms, timing.inference_ms, timing.search_ms = queue_s * 1e3, res.inference_s * 1e3, res.search_s * 1e3
             keep = res.ids >= 0
             items = [
-                RecommendedItem(item_id=state.model.item_ids[int(i)], score=float(s), rank=r + 1)
+                RecommendedItem(item_id=res.state.model.item_ids[int(i)], score=float(s), rank=r + 1)
                 for r, (s, i) in enumerate(zip(res.scores[keep], res.ids[keep], strict=True))
             ]
             fallback = None
@@ -262,8 +285,11 @@ class Recommender:
         groups: dict[int, list[int]] = {}
         for n, job in enumerate(jobs):
             groups.setdefault(id(job.state), []).append(n)
+        latest = [st for st in (self._state, self._canary) if st is not None]
         for rows in groups.values():
             state = jobs[rows[0]].state
+            # same bundle with a newer catalogue: row indices are append-only, so the job's are still valid
+            state = next((st for st in latest if st.index is state.index), state)
             res = encode_and_search(state.model, state.index, [jobs[n].history for n in rows],
                                     k=max(jobs[n].k for n in rows), exclude=[jobs[n].exclude for n in rows],
                                     allow=[jobs[n].allow for n in rows])  # (B, kmax)
@@ -271,22 +297,5 @@ class Recommender:
             self.metrics.search_duration.observe(res.search_s)
             for r, n in enumerate(rows):
                 k = jobs[n].k
-                out[n] = _JobResult(res.scores[r, :k], res.ids[r, :k], res.inference_s, res.search_s)
+                out[n] = _JobResult(res.scores[r, :k], res.ids[r, :k], res.inference_s, res.search_s, state)
         return [r for r in out if r is not None]
-
-
-def _dedupe(ids: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(ids))
-
-
-def _popular(state: ModelState, k: int, exclude: set[int], allow: frozenset[int] | None) -> list[int]:
-    """The k most popular items passing the filters (exactly k when at least k remain)."""
-    if allow is not None:
-        return sorted((i for i in allow if i not in exclude), key=state.pop_rank.__getitem__)[:k]
-    out: list[int] = []
-    for i in state.pop_order:
-        if i not in exclude:
-            out.append(i)
-            if len(out) == k:
-                break
-    return out

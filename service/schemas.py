@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+
+from model.export.items import MAX_BATCH, AttrValue, ItemUpsert
 
 MAX_K = 200  # largest k a client may ask for
 MAX_HISTORY_IDS = 1000  # ids in a request history / events batch
 MAX_FILTER_IDS = 10_000  # ids in exclude / allow (the 1 MB body limit bounds them anyway)
 MAX_ID_LEN = 128  # characters in an item or user id
 
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)]
 
@@ -19,6 +22,21 @@ UserId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN)]
 class _Strict(BaseModel):
     # strict: no "5" -> 5 or true -> 1 coercion; forbid: a typo'd field is an error, not ignored
     model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Range(_Strict):
+    min: StrictInt | FiniteFloat | None = None
+    max: StrictInt | FiniteFloat | None = None
+
+
+AttrCond = AttrValue | Annotated[list[AttrValue], Field(min_length=1, max_length=1000)] | Range
+
+
+class ItemFilter(_Strict):
+    categories_any: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] | None = Field(
+        None, min_length=1, max_length=1000, description="Items in at least one of these categories.")
+    attributes: dict[str, AttrCond] | None = Field(
+        None, max_length=64, description="name: value | [values] (any) | {min?, max?} (inclusive); all must hold.")
 
 
 class RecommendRequest(_Strict):
@@ -30,6 +48,41 @@ class RecommendRequest(_Strict):
     exclude_seen: bool = Field(True, description="Drop the items of the effective history.")
     exclude: list[ItemId] | None = Field(None, max_length=MAX_FILTER_IDS, description="Never return these.")
     allow: list[ItemId] | None = Field(None, max_length=MAX_FILTER_IDS, description="Return only these.")
+    filter: ItemFilter | None = Field(None, description="Restrict candidates by category and attributes.")
+
+
+class PutItemsRequest(_Strict):
+    items: list[ItemUpsert] = Field(min_length=1, max_length=MAX_BATCH, description="Items to add or update.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PutItemsRequest:
+        seen: set[str] = set()
+        for it in self.items:
+            if it.item_id in seen:
+                raise ValueError(f"item_id {it.item_id!r} appears twice in one batch")
+            seen.add(it.item_id)
+        return self
+
+
+class ItemStatus(BaseModel):
+    item_id: str
+    sid: list[str] | None
+    status: Literal["created", "updated", "unchanged", "retired"]
+
+
+class PutItemsResponse(BaseModel):
+    items: list[ItemStatus]
+    model_version: str
+
+
+class ItemView(BaseModel):
+    item_id: str
+    sid: list[str]
+    title: str | None
+    text: str | None
+    categories: list[str]
+    attributes: dict[str, str | int | float | bool]
+    origin: Literal["trained", "added"]
 
 
 class RecommendedItem(BaseModel):

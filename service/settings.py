@@ -61,13 +61,18 @@ class Settings(BaseSettings):
 
     # the interaction log: every accepted POST /events, for retraining (service/durable_log.py)
     state_dir: Path | None = Field(
-        default=None, description="directory of the service's files; the interaction log lives here without Redis"
+        default=None, description="directory of the service's files; the interaction log and the catalogue journal live here without Redis"
     )
     event_log: bool = Field(default=True, description="append accepted /events to the durable interaction log")
     event_log_prefix: str = Field(default="simgr:", description="Redis key prefix of the log (stream {prefix}log:events)")
     event_log_maxlen: int = Field(
         default=10_000_000, ge=0, description="approximate Redis stream length kept (0 = unbounded)"
     )  # ~100 B per entry: 10M entries is ~1 GB of Redis memory
+
+    # living catalogue: changes go to a Redis Stream (with redis_url) or a fsynced journal under state_dir
+    catalog_log: str = Field(default="catalog", min_length=1, max_length=128, description="catalogue change-log name (stream {redis_prefix}log:NAME, or STATE_DIR/NAME.jsonl)")
+    added_item_levels: Literal["all", "trained", "semantic"] = Field(
+        default="trained", description="code rows an added item's embedding averages (benchmarks/cold_items.py)")
 
     # limits and security
     max_body_bytes: int = Field(default=1_000_000, ge=1, description="request body limit (413 beyond)")  # TEI: 2 MB

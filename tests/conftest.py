@@ -27,3 +27,19 @@ def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "synthetic", n_users=48, n_items=30)
+
+
+@pytest.fixture(scope="session")
+def quant_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 items with text, coded by a tiny RQ-VAE over MiniLM embeddings (quantizer saved)."""
+    from catalog_helpers import make_text_dataset
+
+    return make_text_dataset(tmp_path_factory.mktemp("qdata") / "data")
+
+
+@pytest.fixture(scope="session")
+def quant_bundle_dir(quant_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init tiny bundle over ``quant_data_dir``'s items, with its item quantizer."""
+    from model.export.synthetic import make_random_bundle
+
+    return make_random_bundle(tmp_path_factory.mktemp("qbundle") / "bundle", preset="tiny", data_dir=quant_data_dir)

@@ -5,11 +5,13 @@ ARTIFACT_DIR/
   model/backbone/        the merged decoder (safetensors) + its tokenizer
   model/aggregator.safetensors  aggregator weights (absent for the parameter-free mean)
   model/simgr.json       ModelConfig + PromptConfig
-  items.jsonl            {"idx", "item_id", "sid", "title"} in index order
+  items.jsonl            {"idx", "item_id", "sid", "title", "text", "categories", "attributes", "origin"}
+  quantizer/             the item tokenizer (model/semantic_ids/quantizer.py), when the IDs came from text
   item_embeddings.npy    (N, D) float32, the one item matrix (memory-mapped by the server)
   index.json             the item index: type, parameters, measured recall@10 (also in manifest.json)
   index.faiss | index_sid_codes.npz   the index's own file (none for flat), ids = item idx
   popularity.json        item ids, most popular first (cold start)
+  popularity_by_category.json  {category: item ids, most popular first}
 
 manifest.json is written last and lists the sha256 + size of every other file; export builds the
 directory beside its target and renames it into place only after it loads and checks (atomic.py).
@@ -17,21 +19,28 @@ directory beside its target and renames it into place only after it loads and ch
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import StrictStr
 
+from index.catalog import Catalog
 from model.data.jsonio import iter_validated_jsonl, read_validated
 from model.errors import SimGRError
 from model.export.integrity import VerifyMode, verify_bundle
+from model.export.living import AddedLevels, ItemEmbedder, catalog_from_records, trained_token_rows
 from model.export.manifest import BundleItem, BundleManifest, NetworkSpec
 from model.network.model import SimGR
 from model.network.prompt import PromptVocab, build_prompt, collate
+from model.semantic_ids.quantizer import QUANTIZER_DIR, ItemQuantizer
+from model.semantic_ids.space import SidSpace, observed_space, sid_tokens
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +59,54 @@ def _read_items(path: Path) -> list[BundleItem]:
 
 
 class Bundle:
-    """A loaded bundle. ``encode_users`` is the only compute: one batched forward pass."""
+    """A loaded bundle. ``encode_users`` is the only compute: one batched forward pass. ``with_catalog``
+    gives the same model over a changed catalogue (items added or retired while serving)."""
 
     def __init__(self, *, root: Path, manifest: BundleManifest, model: SimGR, vocab: PromptVocab,
-                 items: list[BundleItem], embeddings: np.ndarray, popularity: list[int],
-                 device: torch.device) -> None:
-        self.root, self.manifest, self.model, self.vocab = root, manifest, model, vocab
+                 tokenizer: Any, catalog: Catalog, device: torch.device) -> None:
+        self.root, self.manifest, self.model, self.tokenizer = root, manifest, model, tokenizer
         self.device = device
         self.model_version: str = manifest.model_version
-        self.item_ids: list[str] = [it.item_id for it in items]
-        self.titles: list[str | None] = [it.title for it in items]
-        self.item_lookup: dict[str, int] = {iid: i for i, iid in enumerate(self.item_ids)}
-        self.embeddings = embeddings  # (N, D) float32
-        self.popularity = popularity
-        self.n_items, self.dim = embeddings.shape
         self.max_history: int = vocab.cfg.max_history
+        codes = np.asarray([r.sid for r in catalog.rows])
+        self.space = SidSpace(sizes=tuple(manifest.sid_space)) if manifest.sid_space else observed_space(codes)
+        self._quantizer: ItemQuantizer | None = None
+        self._vocab0 = vocab
+        self._set_catalog(catalog)
+
+    def _set_catalog(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.item_ids: list[str] = [r.item_id for r in catalog.rows]  # by row; dead rows keep their id
+        self.titles: list[str | None] = [r.title for r in catalog.rows]
+        self.item_lookup: dict[str, int] = catalog.lookup  # live items only
+        self.embeddings = catalog.embeddings  # (M, D) float32
+        self.popularity = catalog.popularity
+        self.n_items, self.dim = self.embeddings.shape
+        table = tuple(tuple(self.token_ids(sid_tokens(r.sid))) for r in catalog.rows)
+        self.vocab = dataclasses.replace(self._vocab0, sid_token_ids=table)
         with warnings.catch_warnings():  # a read-only map: the table is only ever read
             warnings.simplefilter("ignore", UserWarning)
-            self._table = torch.from_numpy(embeddings).to(device)  # item inputs for the ``items`` layout
+            self._table = torch.from_numpy(self.embeddings).to(self.device)  # item inputs for the ``items`` layout
+
+    def with_catalog(self, catalog: Catalog) -> Bundle:
+        """The same model (shared, not copied) serving ``catalog``."""
+        out = copy.copy(self)
+        out._set_catalog(catalog)
+        return out
+
+    def token_ids(self, tokens: list[str]) -> list[int]:
+        return list(self.tokenizer.convert_tokens_to_ids(tokens))
+
+    @property
+    def quantizer(self) -> ItemQuantizer | None:
+        """The item tokenizer saved with the bundle (None when its semantic IDs were given)."""
+        if self._quantizer is None and self.manifest.quantizer:
+            self._quantizer = ItemQuantizer.load(self.root / QUANTIZER_DIR)
+        return self._quantizer
+
+    def embedder(self, levels: AddedLevels = "trained") -> ItemEmbedder:
+        trained = trained_token_rows(self.catalog, self.token_ids)
+        return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=trained, levels=levels)
 
     @classmethod
     def load(cls, root: str | Path, *, device: str = "cpu", verify: VerifyMode = "quick") -> Bundle:
@@ -113,8 +152,8 @@ class Bundle:
         popularity = [lookup[i] for i in popular if i in lookup]
         log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(items), embeddings.shape[1],
                  manifest.model_version)
-        return cls(root=root, manifest=manifest, model=model, vocab=vocab, items=items,
-                   embeddings=embeddings, popularity=popularity, device=dev)
+        return cls(root=root, manifest=manifest, model=model, vocab=vocab, tokenizer=tokenizer,
+                   catalog=catalog_from_records(items, embeddings, popularity), device=dev)
 
     @torch.inference_mode()
     def encode_users(self, histories: Sequence[Sequence[int]]) -> np.ndarray:

@@ -7,6 +7,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from index import IndexChoice, IndexFormatError, ItemIndex, exact_topk
+from index.catalog import CatalogRow
 from model.config import to_dict
 from model.data.jsonio import read_json
 from model.errors import SimGRError
@@ -23,9 +25,13 @@ from model.export.atomic import check_target, staged_dir
 from model.export.bundle import Bundle
 from model.export.indexing import install_index, user_queries
 from model.export.integrity import digest_files, seal_bundle
-from model.export.manifest import BundleItem, BundleManifest, NetworkSpec, TrainedOn
+from model.export.items import write_items, write_popularity
+from model.export.manifest import BundleManifest, NetworkSpec, TrainedOn
 from model.network.backbone import merge_lora
 from model.network.model import SimGR
+from model.semantic_ids.assign import tokens_to_codes
+from model.semantic_ids.quantizer import QUANTIZER_DIR, find_quantizer
+from model.semantic_ids.space import load_sid_space
 from model.training.run import LoadedRun, load_run
 
 log = logging.getLogger(__name__)
@@ -54,9 +60,12 @@ def _hash_files(paths: Sequence[Path]) -> str:
 
 def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[str],
                  sids: Sequence[Sequence[str]], titles: Sequence[str | None], popularity: Sequence[int],
-                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> BundleManifest:
-    """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity and, last, the manifest
-    with the sha256 of every file written before it. ``out`` is new or empty (see ``staged_dir``)."""
+                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                 texts: Sequence[str | None] | None = None, categories: Sequence[Sequence[str]] | None = None,
+                 quantizer_dir: Path | None = None, sid_space: Sequence[int] | None = None) -> BundleManifest:
+    """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity, the item quantizer (when
+    the semantic IDs came from one) and, last, the manifest with the sha256 of every file written before
+    it. ``out`` is new or empty (see ``staged_dir``)."""
     (out / "model").mkdir(parents=True, exist_ok=True)
     model = model.cpu().float().eval()
     model.backbone = merge_lora(model.backbone)
@@ -73,11 +82,15 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
     with torch.inference_mode():
         emb = model.item_embeddings().float().numpy()  # (N, D)
     np.save(out / "item_embeddings.npy", emb)
-    with open(out / "items.jsonl", "w") as f:
-        for i, (iid, sid, title) in enumerate(zip(item_ids, sids, titles, strict=True)):
-            f.write(json.dumps(to_dict(BundleItem(idx=i, item_id=iid, sid=list(sid), title=title))) + "\n")
+    codes = tokens_to_codes(sids)
+    rows = [CatalogRow(iid, tuple(c), "trained", title=t, text=texts[i] if texts else None,
+                       categories=tuple(categories[i]) if categories else ())
+            for i, (iid, c, t) in enumerate(zip(item_ids, codes.tolist(), titles, strict=True))]
+    write_items(out / "items.jsonl", rows)
     index_spec = ItemIndex.build(emb).save(out)  # item_embeddings.npy + a flat index until export tunes one
-    (out / "popularity.json").write_text(json.dumps([item_ids[i] for i in popularity]) + "\n")
+    write_popularity(out, rows, popularity)
+    if quantizer_dir is not None:
+        shutil.copytree(quantizer_dir, out / QUANTIZER_DIR)
     weights = sorted(bdir.glob("*.safetensors")) + sorted((out / "model").glob("*.safetensors"))
     manifest = BundleManifest(
         model_version=_hash_files([*weights, out / "items.jsonl", out / "model" / "simgr.json"]),
@@ -86,6 +99,7 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
         prompt=model.prompt_cfg, n_items=int(emb.shape[0]),
         metrics=metrics or {}, packages=_versions(),
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), index=index_spec, files=digest_files(out),
+        sid_space=list(sid_space) if sid_space is not None else None, quantizer=quantizer_dir is not None,
         **(extra or {}),
     )
     manifest.write(out / "manifest.json")
@@ -178,10 +192,13 @@ def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 
     hist, _ = run.data.eval_examples("test", max_history=run.cfg.prompt.max_history)
     rng = np.random.default_rng(seed)
     sample = [hist[i] for i in rng.choice(len(hist), size=min(check_users, len(hist)), replace=False)]
+    space = load_sid_space(Path(run.cfg.data_dir), tokens_to_codes(run.sids))
     with staged_dir(out, force=force) as tmp:
         write_bundle(tmp, model=run.built.model, tokenizer=run.built.tokenizer, item_ids=[it.item_id for it in items],
                      sids=run.sids, titles=[it.title for it in items], popularity=popularity,
-                     metrics={} if final else _run_metrics(run_dir), extra=extra)
+                     metrics={} if final else _run_metrics(run_dir), extra=extra,
+                     texts=[it.text for it in items], categories=[it.categories for it in items],
+                     quantizer_dir=find_quantizer(run_dir, Path(run.cfg.data_dir)), sid_space=space.sizes)
         bundle = Bundle.load(tmp)
         spec = install_index(tmp, bundle, index or IndexChoice(), user_queries(bundle, valid, limit=recall_queries))
         del bundle

@@ -11,13 +11,14 @@ import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, with_config
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, with_config
 
 from index.spec import IndexSpec
 from model.config import STRICT_FIELDS, ModelConfig, PromptConfig, from_dict
 from model.data.jsonio import read_json
 from model.errors import SimGRError
 
+AttrValue = StrictStr | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictBool
 FORMAT_VERSION = 1  # bump when a reader of the old format could misread the new one
 
 
@@ -69,6 +70,15 @@ class BundleManifest(BaseModel):
     # every file of the bundle but manifest.json, by POSIX path relative to the bundle root, sorted;
     # empty only in bundles written before digests existed (they load with verify="off" only)
     files: dict[str, FileDigest] = Field(default_factory=dict)
+    sid_space: list[int] | None = None  # codes per semantic-ID level, every one a token (None: the items' own)
+    quantizer: bool = False  # quantizer/ holds the item tokenizer, so items can be added from their text
+    catalog_root: str | None = None  # version of the exported bundle this catalogue descends from (None: this)
+    catalog_through: str | None = None  # last catalogue change-log entry folded into this bundle
+
+    @property
+    def root(self) -> str:
+        """The catalogue lineage: change-log entries written for this root apply to this bundle."""
+        return self.catalog_root or self.model_version
 
     def write(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n")
@@ -100,3 +110,7 @@ class BundleItem:
     item_id: StrictStr  # the catalogue's id, as requests name it
     sid: Annotated[list[StrictStr], Field(min_length=1)]  # semantic-ID tokens
     title: str | None = None  # display title
+    text: str | None = None  # the text its semantic ID was coded from (title + categories + description)
+    categories: list[StrictStr] = dataclasses.field(default_factory=list)  # for filters and per-category popularity
+    attributes: dict[StrictStr, AttrValue] = dataclasses.field(default_factory=dict)  # name -> str | number | bool
+    origin: Literal["trained", "added"] = "trained"  # trained: in the training catalogue; added: coded while serving

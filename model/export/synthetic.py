@@ -15,19 +15,24 @@ from pathlib import Path
 import numpy as np
 
 from model.config import ModelConfig, PromptConfig
+from model.data.dataset import load_items
 from model.data.synthetic import random_sids
 from model.export.atomic import staged_dir
 from model.export.export import check_bundle, write_bundle
 from model.export.integrity import seal_bundle
 from model.network.assembly import build_model
 from model.network.backbone import PRESETS
+from model.semantic_ids.assign import load_semantic_ids, tokens_to_codes
+from model.semantic_ids.quantizer import find_quantizer
+from model.semantic_ids.space import load_sid_space
 
 
 def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str = "tiny", seed: int = 0,
                        layers: int | None = None, dim: int | None = None, layout: str = "items",
-                       force: bool = False) -> Path:
+                       force: bool = False, data_dir: Path | None = None) -> Path:
     """Export a random-init SimGR bundle with ``n_items`` items named item-0..item-{n-1}, staged and
-    checked like ``simgr export`` (a non-empty ``out_dir`` needs ``force``)."""
+    checked like ``simgr export`` (a non-empty ``out_dir`` needs ``force``); with ``data_dir`` (a dataset
+    with semantic IDs), its items, texts, code space and item quantizer instead."""
     out = Path(out_dir)
     if layers or dim:  # a custom-size Qwen3 preset, e.g. sized for a serving benchmark
         base = PRESETS[preset]
@@ -36,17 +41,30 @@ def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str =
             base, hidden_size=d, num_hidden_layers=layers or base.num_hidden_layers,
             num_attention_heads=max(1, d // 64), num_key_value_heads=max(1, d // 128), intermediate_size=4 * d)
         preset = "custom"
-    sids = random_sids(n_items, seed=seed)
     mcfg, pcfg = ModelConfig(backbone=preset), PromptConfig(layout=layout)  # type: ignore[arg-type]
-    built = build_model(mcfg, pcfg, sids, seed=seed)
-    item_ids = [f"item-{i}" for i in range(n_items)]
-    titles = [f"Item {i}" for i in range(n_items)]
+    if data_dir is None:
+        sids = random_sids(n_items, seed=seed)
+        item_ids = [f"item-{i}" for i in range(n_items)]
+        titles: list[str | None] = [f"Item {i}" for i in range(n_items)]
+        texts: list[str | None] | None = None
+        cats: list[tuple[str, ...]] | None = None
+        space = None
+    else:
+        items = load_items(data_dir / "items.jsonl")
+        item_ids, titles = [it.item_id for it in items], [it.title for it in items]
+        texts, cats = [it.text for it in items], [it.categories for it in items]
+        sids = load_semantic_ids(data_dir, item_ids)
+        space = load_sid_space(data_dir, tokens_to_codes(sids))
+        n_items = len(items)
+    built = build_model(mcfg, pcfg, sids, seed=seed, space=space)
     popularity = np.random.default_rng(seed).permutation(n_items).tolist()
     rng = np.random.default_rng(seed)
     checks = [rng.integers(0, n_items, size=int(rng.integers(1, 8))).tolist() for _ in range(4)]
     with staged_dir(out, force=force) as tmp:
         write_bundle(tmp, model=built.model, tokenizer=built.tokenizer, item_ids=item_ids, sids=sids,
-                     titles=titles, popularity=popularity, extra={"synthetic": True})
+                     titles=titles, popularity=popularity, extra={"synthetic": True}, texts=texts, categories=cats,
+                     quantizer_dir=find_quantizer(data_dir) if data_dir else None,
+                     sid_space=space.sizes if space else None)
         seal_bundle(tmp)
         check_bundle(tmp, checks)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,14 +13,17 @@ from model.network.assembly import Assembled, build_model
 from model.network.prompt import PromptBatch, collate
 from model.network.ranking import rank_users
 from model.network.windows import Window, make_windows
+from model.semantic_ids.assign import tokens_to_codes
+from model.semantic_ids.space import load_sid_space
 
 
 class SimGRMethod:
     name = "simgr"
 
     def build(self, cfg: Any, sids: Sequence[Sequence[str]]) -> Assembled:
+        space = load_sid_space(Path(cfg.data_dir), tokens_to_codes(sids))  # every code is a token
         return build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout,
-                           input_dropout=cfg.train.input_dropout, seed=cfg.train.seed)
+                           input_dropout=cfg.train.input_dropout, seed=cfg.train.seed, space=space)
 
     def examples(self, sequence: Sequence[int], built: Assembled, *, stride: int) -> list[Window]:
         return make_windows(sequence, built.vocab, stride=stride)

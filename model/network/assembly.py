@@ -11,6 +11,7 @@ from model.config import ModelConfig, PromptConfig
 from model.network.backbone import build_backbone
 from model.network.model import SimGR
 from model.network.prompt import PromptVocab
+from model.semantic_ids.space import SidSpace
 
 
 class Assembled(NamedTuple):
@@ -28,10 +29,16 @@ def sid_vocabulary(sids: Sequence[Sequence[str]]) -> list[str]:
 
 
 def build_model(cfg: ModelConfig, prompt: PromptConfig, sids: Sequence[Sequence[str]], *,
-                dropout: float = 0.0, input_dropout: float = 0.0, seed: int = 0) -> Assembled:
-    """Random-init preset or local checkpoint, extended with the SID tokens of ``sids`` (N items x L)."""
+                dropout: float = 0.0, input_dropout: float = 0.0, seed: int = 0,
+                space: SidSpace | None = None) -> Assembled:
+    """Random-init preset or local checkpoint, extended with the SID tokens of ``sids`` (N items x L) and,
+    given a ``space``, with every code of every level, so items added later can be written."""
     torch.manual_seed(seed)
-    backbone, tokenizer = build_backbone(cfg, sid_vocabulary(sids), dropout=dropout)
+    tokens = sid_vocabulary(sids)
+    if space is not None:
+        known = set(tokens)
+        tokens += [t for t in space.tokens() if t not in known]
+    backbone, tokenizer = build_backbone(cfg, tokens, dropout=dropout)
     vocab = PromptVocab.from_tokenizer(tokenizer, sids, prompt)
     table = torch.tensor(vocab.sid_token_ids, dtype=torch.long)  # (N, L)
     model = SimGR(backbone=backbone, sid_token_ids=table, cfg=cfg, prompt=prompt, input_dropout=input_dropout)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from model.data.dataset import load_items
 from model.data.jsonio import read_validated
 from model.data.sources.records import SidMap
 from model.errors import SimGRError
+from model.semantic_ids.space import SidSpace, lowest_free
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def dedup_reassign_last(codes: np.ndarray, codebook_size: int) -> np.ndarray:
     for row, members in groups.items():
         used = taken[row[:-1]]
         for i in members[1:]:
-            free = next((c for c in range(codebook_size) if c not in used), None)
+            free = lowest_free(used, codebook_size)
             if free is None:
                 full = True
                 break
@@ -217,30 +219,24 @@ def build_semantic_ids(
     report: dict[str, Any]
     if given is not None:
         raw = _read_sid_file(Path(given), item_ids)
+        shutil.rmtree(data_dir / "quantizer", ignore_errors=True)  # given IDs: no quantizer can code new items
         final = dedup_reassign_last(raw, cfg.given_codebook_size)
         report = {"source": "given", "given_file": str(given), "recon_loss": None,
                   "utilization_per_level": utilization(raw, [cfg.given_codebook_size] * raw.shape[1])}
     else:
-        from model.semantic_ids.rqvae import train_rqvae
-        from model.semantic_ids.text_encoder import encode_texts_cached
-
+        raw, report = _rqvae_codes(data_dir, texts, cfg=cfg, encoder_dir=encoder_dir, device=device)
+        report["items_without_text"] = n_fallback
         if n_fallback:
             log.warning("%d of %d items have no text or title; their item_id is encoded instead",
                         n_fallback, len(item_ids))
-        t_enc = time.perf_counter()
-        emb = encode_texts_cached(texts, cache_dir=data_dir / "cache", model_dir=encoder_dir, device=device)
-        encode_seconds = time.perf_counter() - t_enc
-        result = train_rqvae(emb, cfg=cfg, device=device)
-        raw = result.codes
         final = dedup_append_level(raw)
-        report = {"source": "rqvae", "recon_loss": result.recon_loss,
-                  "utilization_per_level": utilization(raw, cfg.codebook_sizes),
-                  "items_without_text": n_fallback, "encode_seconds": round(encode_seconds, 2),
-                  "train_seconds": round(result.seconds, 2), "epochs": cfg.epochs,
-                  "reseeded_codes": result.reseeded}
     before, after = collision_stats(raw), collision_stats(final)
     assert after.max_group == 1, "dedup left collisions"  # both dedup rules guarantee uniqueness
     write_semantic_ids(data_dir, item_ids, final)
+    last = cfg.given_codebook_size if given is not None else cfg.unique_codes
+    sizes = [*(cfg.codebook_sizes if given is None else [cfg.given_codebook_size] * (final.shape[1] - 1)), last]
+    sizes = [max(s, int(c) + 1) for s, c in zip(sizes, final.max(axis=0), strict=True)]
+    SidSpace(sizes=tuple(sizes)).write(data_dir)
     report.update({
         "n_items": len(item_ids), "n_levels": int(final.shape[1]),
         "collision_rate_before_dedup": before.collision_rate, "max_collision_group": before.max_group,
@@ -251,3 +247,28 @@ def build_semantic_ids(
     _write_json_atomic(data_dir / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n")
     log.info("semantic ids: %s", report)
     return report
+
+
+def _rqvae_codes(data_dir: Path, texts: list[str], *, cfg: RQVAEConfig, encoder_dir: Path | None,
+                 device: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Encode, train the RQ-VAE, save it as DATA_DIR/quantizer and code every item with the saved
+    quantizer (the same ``codes_from_embeddings`` the server uses)."""
+    from model.semantic_ids.quantizer import QUANTIZER_DIR, ItemQuantizer
+    from model.semantic_ids.rqvae import train_rqvae
+    from model.semantic_ids.text_encoder import default_encoder_dir, encode_texts_cached
+
+    t_enc = time.perf_counter()
+    folder = Path(encoder_dir).resolve() if encoder_dir is not None else default_encoder_dir()
+    emb = encode_texts_cached(texts, cache_dir=data_dir / "cache", model_dir=folder, device=device)
+    encode_seconds = time.perf_counter() - t_enc
+    result = train_rqvae(emb, cfg=cfg, device=device)
+    quantizer = ItemQuantizer.from_training(
+        rqvae=result.model, center=result.center, scale=result.scale, unique_codes=cfg.unique_codes,
+        max_text_chars=cfg.max_text_chars, encoder_dir=folder, max_length=256)
+    quantizer.save(data_dir / QUANTIZER_DIR)
+    raw = quantizer.codes_from_embeddings(emb)
+    report = {"source": "rqvae", "recon_loss": result.recon_loss,
+              "utilization_per_level": utilization(raw, cfg.codebook_sizes),
+              "encode_seconds": round(encode_seconds, 2), "train_seconds": round(result.seconds, 2),
+              "epochs": cfg.epochs, "reseeded_codes": result.reseeded, "quantizer": str(data_dir / QUANTIZER_DIR)}
+    return raw, report

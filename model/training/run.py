@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,6 +36,7 @@ from model.errors import SimGRError
 from model.methods.base import Method
 from model.network.assembly import Assembled
 from model.semantic_ids.assign import load_semantic_ids
+from model.semantic_ids.quantizer import QUANTIZER_DIR, find_quantizer
 from model.training.registry import get_method
 
 
@@ -68,7 +70,12 @@ class LoadedRun(NamedTuple):
 
 
 def save_run_config(run_dir: Path, cfg: RunConfig) -> None:
+    """Write config.json and carry the dataset's item quantizer into the run (export takes it from here)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    src = find_quantizer(Path(cfg.data_dir))
+    if src is not None and src.resolve() != (run_dir / QUANTIZER_DIR).resolve():
+        shutil.rmtree(run_dir / QUANTIZER_DIR, ignore_errors=True)
+        shutil.copytree(src, run_dir / QUANTIZER_DIR)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_json(), indent=2, sort_keys=True) + "\n")
 
 

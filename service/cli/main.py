@@ -28,6 +28,7 @@ from model.config import (
     from_dict,
 )
 from model.errors import SimGRError
+from service.cli import catalog as catalog_cmd
 from service.cli import loop_cmds, rollout
 from service.cli.export import add_export_parser
 from service.cli.export import emit as _emit
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_command(sub)
     loop_cmds.add_commands(sub, dataclass_flags=_add_dataclass_flags, from_args=_dataclass_from_args)
     rollout.add_parsers(sub, _emit)
+    catalog_cmd.add_arguments(sub)
     return p
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Request
 
 from service.auth import require_admin
+from service.durable_log import LogUnavailable
 from service.recommender import Recommender
 from service.routes import ERRORS, recommender
 from service.schemas import ErrorResponse, ReloadRequest, ReloadResponse
@@ -25,9 +27,14 @@ router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], respo
     },
 )
 async def reload(
+    request: Request,
     rec: Annotated[Recommender, Depends(recommender)],
     body: Annotated[ReloadRequest | None, Body()] = None,
 ) -> ReloadResponse:
-    """Load, warm up and atomically swap in a bundle; the old one keeps serving if it fails."""
+    """Load, warm up and atomically swap in a bundle; the old one keeps serving if it fails. The
+    catalogue change log is then replayed onto the new bundle (the follower retries if the log is down)."""
     artifacts = body.artifacts if body is not None else None
-    return await rec.reload(Path(artifacts) if artifacts else None)
+    out = await rec.reload(Path(artifacts) if artifacts else None)
+    with contextlib.suppress(LogUnavailable):
+        await request.app.state.catalog.catch_up()
+    return out

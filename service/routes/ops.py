@@ -57,7 +57,7 @@ async def info(rec: Rec) -> InfoResponse:
     return InfoResponse(
         model_version=state.model_version,
         serving_since=rec.serving_since,
-        n_items=state.model.n_items,
+        n_items=len(state.model.item_lookup),  # live items
         dim=state.model.dim,
         max_history=state.model.max_history,
         encoder=s.encoder,

@@ -22,8 +22,9 @@ from service.app import create_app
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(bundle_dir: Path) -> Iterator[UvicornThread]:
-    app = create_app(make_settings(artifacts=bundle_dir, warmup=False))
+def fuzz_server(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UvicornThread]:
+    state = tmp_path_factory.mktemp("fuzz_state")  # catalogue changes are journaled here
+    app = create_app(make_settings(artifacts=bundle_dir, warmup=False, state_dir=state))
     with UvicornThread(app) as server:
         yield server
 

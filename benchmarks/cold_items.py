@@ -1,0 +1,233 @@
+"""Cold items benchmark (not a test): how well SimGR scores items added while serving, never trained on.
+
+    python benchmarks/cold_items.py --data data/sci --work /tmp/cold --budget-min 4
+
+``--data`` is a prepared dataset with item text (``simgr prepare --source lcrec --input .../scientific``).
+1. Hold out a random 10% of items; remove every interaction with them (users keep the rest); semantic IDs
+   (the RQ-VAE sees only the kept items' text), train within the budget, export.
+2. Add the held-out items through the catalogue path of ``PUT /items`` (quantizer -> lowest free
+   uniqueness code -> embedding -> index), once per ``added_item_levels`` policy.
+3. On the ORIGINAL test split, users whose target is a held-out item: NDCG@10 / HR@10 over the full
+   catalogue for SimGR, popularity, a MiniLM text baseline (cosine between the last history item and
+   every other item) and the upper bound (the normal pipeline on all items, same budget). Warm-target
+   users: SimGR NDCG@10 before and after the additions.
+4. ``PUT /items`` of 100 new items with text over real HTTP (encode, quantise, embed, index): items/s.
+Prints ONE JSON line. Steps whose outputs exist in ``--work`` are reused (resume after an interruption).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from model.config import ModelConfig, PromptConfig, TrainConfig
+from model.data.dataset import Dataset
+from model.evaluation.metrics import hit_ranks, hit_rate, ndcg
+from model.export.bundle import Bundle
+from model.export.export import export_run
+from model.export.items import ItemUpsert
+from model.export.living import code_upserts, trained_token_rows, unique_code
+from model.semantic_ids.assign import build_semantic_ids, read_item_texts
+from model.semantic_ids.space import sid_tokens
+from model.semantic_ids.text_encoder import encode_texts_cached
+from model.training.run import RunConfig
+from model.training.train import train
+
+VERIFY: Literal["off"] = "off"  # quality is measured here, not bundle integrity (bundles of earlier runs may lack digests)
+ADMIN = "bench-admin-key"
+
+
+def metrics(topk: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """NDCG@10 and HR@10 of (U, 10) rankings (exactly the evaluator's hit-rank rule)."""
+    ranks = hit_ranks(topk, targets)  # (U,) 0-based rank or -1
+    return {"ndcg@10": round(ndcg(ranks, 10), 4), "hr@10": round(hit_rate(ranks, 10), 4)}
+
+
+def make_held_dataset(full: Dataset, held: set[int], out: Path) -> None:
+    """``full`` without the held-out items (reindexed) and without every interaction with them."""
+    if (out / "dataset.json").is_file():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    keep = [it for it in full.items if it.idx not in held]
+    new_idx = {it.idx: n for n, it in enumerate(keep)}
+    with open(out / "items.jsonl", "w") as f:
+        for it in keep:
+            f.write(json.dumps({"idx": new_idx[it.idx], "item_id": it.item_id, "title": it.title, "text": it.text,
+                                "categories": list(it.categories)}) + "\n")
+    n_users = 0
+    with open(out / "sequences.jsonl", "w") as f:
+        for uid, seq in zip(full.user_ids, full.sequences, strict=True):
+            kept = [new_idx[i] for i in seq if i not in held]
+            if len(kept) >= 3:
+                f.write(json.dumps({"user_id": uid, "items": kept}) + "\n")
+                n_users += 1
+    info = full.info.model_copy(update={"n_items": len(keep), "n_users": n_users, "name": f"{full.info.name}-held"})
+    (out / "dataset.json").write_text(info.model_dump_json())
+
+
+def build_model(data: Path, run: Path, bundle: Path, budget_min: float, preset: str) -> dict[str, Any]:
+    """semantic-ids -> train (budget) -> export, each skipped when its output exists."""
+    if not (data / "semantic_ids.json").is_file():
+        build_semantic_ids(data_dir=data)
+    summary: dict[str, Any] = {}
+    if not (run / "checkpoints" / "best.pt").is_file():
+        cfg = RunConfig(data_dir=str(data), model=ModelConfig(backbone=preset), prompt=PromptConfig(),
+                        train=TrainConfig(time_budget_min=budget_min, epochs=50))
+        summary = train(cfg, run)
+    if not (bundle / "manifest.json").is_file():
+        export_run(run, bundle, check_users=32)
+    return summary
+
+
+def rank(bundle: Bundle, histories: list[list[int]]) -> np.ndarray:
+    """(U, 10) top-10 over the live catalogue, as the service ranks (exact inner product)."""
+    live = np.array(sorted(bundle.item_lookup.values()), dtype=np.int64)
+    table = bundle.embeddings[live]  # (N, D)
+    out = np.empty((len(histories), 10), dtype=np.int64)
+    for s in range(0, len(histories), 256):
+        q = bundle.encode_users(histories[s:s + 256])  # (B, D)
+        out[s:s + 256] = live[np.argsort(-(q @ table.T), axis=1)[:, :10]]
+    return out
+
+
+def add_items(bundle: Bundle, full: Dataset, held: list[int], levels: str) -> Bundle:
+    """The held-out items through the PUT /items path: code (quantizer), unique code, embed, apply."""
+    records = [ItemUpsert(item_id=full.items[i].item_id, text=full.items[i].text or full.items[i].title or "item")
+               for i in held]
+    changes = code_upserts(records, bundle.catalog, space=bundle.space, quantizer=bundle.quantizer)
+    catalog, _, outcomes = bundle.catalog.apply(changes, unique=unique_code(bundle.space),
+                                                embed=bundle.embedder(levels))  # type: ignore[arg-type]
+    assert all(o.status == "created" for o in outcomes), {o.status for o in outcomes}
+    return bundle.with_catalog(catalog)
+
+
+def untrained_share(bundle: Bundle, added: Bundle) -> list[float]:
+    """Per level: the share of added items whose code there no trained item uses (an untrained row)."""
+    trained = trained_token_rows(bundle.catalog, bundle.token_ids)
+    rows = [r for r in added.catalog.rows if r.origin == "added" and r.live]
+    ids = np.array([bundle.token_ids(sid_tokens(r.sid)) for r in rows])  # (A, L)
+    return [round(float(np.mean([t not in trained for t in ids[:, lvl]])), 4) for lvl in range(ids.shape[1])]
+
+
+def to_catalogue(bundle: Bundle, full: Dataset, seqs: list[list[int]]) -> list[list[int]]:
+    """Original item indices -> the bundle's rows (items it does not know are dropped, as serving does)."""
+    ids = full.item_ids
+    return [[bundle.item_lookup[ids[i]] for i in h if ids[i] in bundle.item_lookup] or [-1] for h in seqs]
+
+
+def eval_simgr(bundle: Bundle, full: Dataset, hist: list[list[int]], tgt: list[int]) -> dict[str, float]:
+    h = to_catalogue(bundle, full, hist)
+    ok = [n for n, x in enumerate(h) if x != [-1]]  # users left without history get popularity in serving
+    topk = rank(bundle, [h[n] for n in ok])
+    targets = np.array([bundle.item_lookup.get(full.item_ids[tgt[n]], -2) for n in ok])
+    out = metrics(topk, targets)
+    out["users"] = len(ok)
+    return out
+
+
+def text_baseline(full: Dataset, hist: list[list[int]], tgt: list[int], cache: Path) -> dict[str, float]:
+    """MiniLM cosine between the last history item and every other item."""
+    emb = encode_texts_cached(read_item_texts(full.root)[1], cache_dir=cache)  # (N, 384), the semantic-ids texts
+    last = np.array([h[-1] for h in hist])
+    scores = emb[last] @ emb.T  # (U, N)
+    scores[np.arange(len(last)), last] = -np.inf  # not the item itself
+    return metrics(np.argsort(-scores, axis=1)[:, :10], np.array(tgt))
+
+
+def time_put(bundle_dir: Path, full: Dataset, items: list[int], work: Path) -> dict[str, float]:
+    """PUT /items of 100 new items with text on a real uvicorn server (journal under ``work``)."""
+    import httpx
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    shutil.rmtree(work / "put_state", ignore_errors=True)
+    settings = Settings(artifacts=bundle_dir, device="cpu", state_dir=work / "put_state", port=0, verify=VERIFY,
+                        admin_keys=(ADMIN,))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    body = [{"item_id": f"bench-{full.items[i].item_id}", "text": full.items[i].text or "item"} for i in items]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN}"},
+                          timeout=300) as c:
+            t0 = time.perf_counter()
+            assert c.put("/items", json={"items": body[:1]}).status_code == 200  # loads the text encoder
+            first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            r = c.put("/items", json={"items": body[1:101]})
+            seconds = time.perf_counter() - t0
+            assert r.status_code == 200, r.text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    n = len(body[1:101])
+    return {"items": n, "seconds": round(seconds, 3), "items_per_s": round(n / seconds, 1),
+            "first_put_s_with_encoder_load": round(first, 2)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset with item text")
+    p.add_argument("--work", type=Path, required=True, help="working directory (reused on re-runs)")
+    p.add_argument("--budget-min", type=float, default=4.0, help="training minutes for EACH of the two models")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--holdout", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    t_start = time.perf_counter()
+    full = Dataset.load(a.data)
+    rng = np.random.default_rng(a.seed)
+    held = sorted(rng.choice(full.n_items, size=round(a.holdout * full.n_items), replace=False).tolist())
+    held_set = set(held)
+    warm_data, held_data = a.work / "warm_data", a.work / "held_data"
+    if not (warm_data / "dataset.json").is_file():
+        shutil.copytree(a.data, warm_data)
+    make_held_dataset(full, held_set, held_data)
+    held_train = build_model(held_data, a.work / "held_run", a.work / "held_bundle", a.budget_min, a.preset)
+    warm_train = build_model(warm_data, a.work / "warm_run", a.work / "warm_bundle", a.budget_min, a.preset)
+
+    hist, tgt = full.eval_examples("test", max_history=20)
+    cold = [n for n, t in enumerate(tgt) if t in held_set]
+    warm = [n for n, t in enumerate(tgt) if t not in held_set]
+    ch, ct = [hist[n] for n in cold], [tgt[n] for n in cold]
+    wh, wt = [hist[n] for n in warm], [tgt[n] for n in warm]
+
+    base = Bundle.load(a.work / "held_bundle", verify=VERIFY)
+    out: dict[str, Any] = {"dataset": full.info.name, "n_items": full.n_items, "held_out_items": len(held),
+                           "cold_target_users": len(cold), "warm_target_users": len(warm),
+                           "budget_min_each": a.budget_min, "preset": a.preset}
+    pop = Dataset.load(held_data).popularity()
+    pop_top = np.array([full.item_ids.index(base.item_ids[i]) for i in np.argsort(-pop, kind="stable")[:10]])
+    out["cold_popularity"] = metrics(np.tile(pop_top, (len(ct), 1)), np.array(ct))
+    out["cold_text_minilm"] = text_baseline(full, ch, ct, warm_data / "cache")
+    out["warm_before_additions"] = eval_simgr(base, full, wh, wt)
+    for levels in ("semantic", "trained", "all"):
+        added = add_items(base, full, held, levels)
+        out[f"cold_simgr_{levels}"] = eval_simgr(added, full, ch, ct)
+        out[f"warm_after_additions_{levels}"] = eval_simgr(added, full, wh, wt)
+    out["added_on_untrained_row_per_level"] = untrained_share(base, added)
+    out["cold_upper_bound_warm_trained"] = eval_simgr(Bundle.load(a.work / "warm_bundle", verify=VERIFY), full, ch, ct)
+    out["put_items"] = time_put(a.work / "held_bundle", full, held[:101], a.work)
+    out["train"] = {"held": held_train, "warm": warm_train}
+    out["minutes"] = round((time.perf_counter() - t_start) / 60, 2)
+    sys.stdout.write(json.dumps(out, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
