@@ -180,8 +180,7 @@ class Recommender:
         def swap() -> bool:
             if self._state is not state:
                 return False
-            if len(delta.remove_ids):
-                state.index.remove(delta.remove_ids.tolist())
+            state.index.remove(delta.remove_ids.tolist())
             if len(delta.add_ids):
                 state.index.add(delta.add_vectors, delta.add_ids)
             self._state = state.with_model(model)
