@@ -198,9 +198,11 @@ def scenario(procs: Procs, a: argparse.Namespace, stack: dict[str, Any]) -> dict
                                   str(stop), f"{v1},{v2}", "--threads", str(a.threads), "--items", str(a.items)])
     time.sleep(a.phase_s)  # steady load before the first fault
     killed = random.Random(a.seed).randrange(a.replicas)
-    procs.procs[f"replica{killed}"].send_signal(signal.SIGKILL)
-    log(f"killed replica {killed} (SIGKILL)")
+    victim, sig = procs.procs[f"replica{killed}"], signal.Signals[f"SIG{a.kill_signal}"]
+    victim.send_signal(sig)
+    log(f"killed replica {killed} ({sig.name})")
     time.sleep(a.phase_s)  # load with one replica gone: nginx must route around it
+    victim.wait(timeout=60)
     proc = start_replica(procs, killed, ports[killed], a, stack["redis_url"])
     wait_ready(f"http://127.0.0.1:{ports[killed]}/readyz", proc, a.ready_timeout)
     simgr_cli(procs, "publish", str(stack["bundles"][1]), "--root", str(a.root), *nudge)
@@ -244,6 +246,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ready-timeout", type=float, default=240.0)
     p.add_argument("--converge-timeout", type=float, default=120.0)
     p.add_argument("--seed", type=int, default=0, help="picks the replica to kill")
+    p.add_argument("--kill-signal", choices=["TERM", "KILL"], default="TERM",
+                   help="TERM stops a replica as Kubernetes and compose do (it drains, then exits); KILL can cut "
+                        "a response that is half written, which nginx cannot retry once it relayed the header")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, ROOT)")
     p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     p.add_argument("--redis-server", default=shutil.which("redis-server") or "redis-server")

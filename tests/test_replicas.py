@@ -73,5 +73,6 @@ def test_kill_publish_rollback_under_load_has_zero_failures() -> None:
     assert result["requests"] >= 100
     assert len(result["versions_seen"]) == 2
     assert 0 <= result["killed_replica"] < 3
-    assert 0 < result["publish_converge_s"] < 60
-    assert 0 < result["rollback_converge_s"] < 60
+    # noticed within the follow interval (a Redis nudge is immediate), plus loading and warming a tiny bundle
+    assert 0 < result["publish_converge_s"] <= result["follow_interval_s"] + 4.0
+    assert 0 < result["rollback_converge_s"] <= result["follow_interval_s"] + 4.0
