@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from model.config import STRICT_FIELDS, from_dict
-from model.data.jsonio import iter_validated_jsonl, read_json
+from model.data.jsonio import iter_validated_jsonl, read_indexed_jsonl, read_json
 from model.errors import SimGRError
 
 FORMAT_VERSION = 1  # dataset.json "format_version"; bump on layout changes
@@ -104,12 +104,7 @@ class _SequenceRow:
 
 def load_items(path: Path) -> list[Item]:
     """items.jsonl -> items in idx order (SimGRError naming the file and line)."""
-    items: list[Item] = []
-    for lineno, item in iter_validated_jsonl(path, Item, what="items.jsonl", missing=_MISSING):
-        if item.idx != len(items):
-            raise SimGRError(f"{path}: line {lineno}: expected idx {len(items)}, got {item.idx}")
-        items.append(item)
-    return items
+    return read_indexed_jsonl(path, Item, what="items.jsonl", missing=_MISSING)
 
 
 def _load_sequences(path: Path, n_items: int) -> tuple[list[str], list[list[int]]]:

@@ -52,3 +52,13 @@ def iter_validated_jsonl(path: Path, cls: type[T], *, what: str, missing: str = 
     """(line number, row as a ``cls``) for every non-blank line, parsed and validated in one pass."""
     for lineno, line in _lines(path, missing):
         yield lineno, from_json(cls, line, origin=f"{path}: line {lineno}", what=what)
+
+
+def read_indexed_jsonl(path: Path, cls: type[T], *, what: str, missing: str = "missing") -> list[T]:
+    """Every row of a JSON-lines table whose ``idx`` field must count 0, 1, 2, ... in file order."""
+    rows: list[T] = []
+    for lineno, row in iter_validated_jsonl(path, cls, what=what, missing=missing):
+        if getattr(row, "idx", None) != len(rows):
+            raise SimGRError(f"{path}: line {lineno}: expected idx {len(rows)}, got {getattr(row, 'idx', None)}")
+        rows.append(row)
+    return rows

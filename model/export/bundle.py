@@ -32,7 +32,7 @@ import torch
 from pydantic import StrictStr
 
 from index.catalog import Catalog
-from model.data.jsonio import iter_validated_jsonl, read_validated
+from model.data.jsonio import read_indexed_jsonl, read_validated
 from model.errors import SimGRError
 from model.export.integrity import VerifyMode, verify_bundle
 from model.export.living import AddedLevels, ItemEmbedder, catalog_from_records, trained_token_rows
@@ -48,11 +48,7 @@ _MISSING = "missing from the bundle"
 
 
 def _read_items(path: Path) -> list[BundleItem]:
-    items: list[BundleItem] = []
-    for n, item in iter_validated_jsonl(path, BundleItem, what="bundle item", missing=_MISSING):
-        if item.idx != len(items):
-            raise SimGRError(f"{path}: line {n}: expected idx {len(items)}, got {item.idx}")
-        items.append(item)
+    items = read_indexed_jsonl(path, BundleItem, what="bundle item", missing=_MISSING)
     if not items:
         raise SimGRError(f"{path}: no items")
     return items
