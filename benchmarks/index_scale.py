@@ -2,6 +2,10 @@
 
     python benchmarks/index_scale.py [--sizes 100000x128,1000000x128,100000x1024]
                                      [--kinds flat,sid-exact,hnsw,ivf,ivfpq,faiss-rq-lut] [--bundle DIR]
+                                     [--build-threads 1]
+
+``hnsw`` takes the export defaults (``IndexChoice``: M=32, efConstruction=200); a kind such as
+``hnsw-M16-efc40`` sets both, so graph degree and build beam can be measured side by side.
 
 Catalogues have SimGR's structure: every item is the L2-normalised mean of 4 code embeddings drawn from
 4 tables of 256 codes (with --bundle: the trained token rows of that bundle's semantic-ID levels), so
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -112,11 +117,22 @@ def _rq_lut(cat: Path, emb: Any) -> tuple[Any, Any, int]:
     return idx, (lambda q: idx.search(q, 10)[1]), int(idx.sa_code_size() * idx.ntotal)
 
 
-def _build(kind: str, cat: Path, cache: Path, emb: Any, tune_q: Any, min_recall: float) -> tuple[Any, Any, float, int]:
+def _hnsw_variant(kind: str) -> tuple[str, Any]:
+    """``hnsw-M16-efc40`` -> ("hnsw", IndexChoice(hnsw_m=16, ef_construction=40)); other kinds as given."""
+    from index.spec import IndexChoice
+
+    m = re.fullmatch(r"hnsw-M(\d+)-efc(\d+)", kind)
+    if m is None:
+        return kind, IndexChoice()
+    return "hnsw", IndexChoice(hnsw_m=int(m[1]), ef_construction=int(m[2]))
+
+
+def _build(kind: str, cat: Path, cache: Path, emb: Any, tune_q: Any, min_recall: float,
+           build_threads: int) -> tuple[Any, Any, float, int]:
     import numpy as np
 
     from index import ItemIndex, SidCodes
-    from index.spec import IndexChoice, factory_string
+    from index.spec import factory_string
     from index.tuning import tune
 
     t0 = time.perf_counter()
@@ -134,9 +150,14 @@ def _build(kind: str, cat: Path, cache: Path, emb: Any, tune_q: Any, min_recall:
         index = ItemIndex.load(saved, matrix=emb)
         build_s = json.loads((saved / "build.json").read_text())["build_s"]
     else:
+        import faiss
+
         n, d = emb.shape
-        fs = factory_string(kind, IndexChoice(), n_items=n, dim=d)
-        index = ItemIndex.build(emb, kind=kind, factory=fs, ef_construction=IndexChoice().ef_construction)
+        base, choice = _hnsw_variant(kind)
+        fs = factory_string(base, choice, n_items=n, dim=d)
+        faiss.omp_set_num_threads(build_threads)  # searches below stay on one thread
+        index = ItemIndex.build(emb, kind=base, factory=fs, ef_construction=choice.ef_construction)
+        faiss.omp_set_num_threads(1)
         build_s = time.perf_counter() - t0
         index.save(saved)
         (saved / "build.json").write_text(json.dumps({"build_s": build_s}))
@@ -151,7 +172,7 @@ def _build(kind: str, cat: Path, cache: Path, emb: Any, tune_q: Any, min_recall:
     return index, (lambda q: index.search(q, 10)[1]), build_s, nbytes
 
 
-def worker(kind: str, cat: Path, cache: Path, min_recall: float) -> dict[str, Any]:
+def worker(kind: str, cat: Path, cache: Path, min_recall: float, build_threads: int) -> dict[str, Any]:
     import numpy as np
 
     from index.tuning import recall_at_k
@@ -159,7 +180,7 @@ def worker(kind: str, cat: Path, cache: Path, min_recall: float) -> dict[str, An
     emb = np.load(cat / "emb.npy", mmap_mode="r")
     queries, truth = np.load(cat / "queries.npy"), np.load(cat / "truth.npy")
     half = len(queries) // 2
-    index, fn, build_s, nbytes = _build(kind, cat, cache, emb, queries[:half], min_recall)
+    index, fn, build_s, nbytes = _build(kind, cat, cache, emb, queries[:half], min_recall, build_threads)
     test_q = queries[half:]
     fn(test_q[:4])  # warm
     found = np.concatenate([fn(q[None, :]) for q in test_q])
@@ -179,12 +200,13 @@ def main() -> int:
     p.add_argument("--bundle", help="a trained bundle: its token rows embed the codes, its model encodes users")
     p.add_argument("--queries", type=int, default=400, help="user embeddings: half tune, half measure")
     p.add_argument("--min-recall", type=float, default=0.98)
+    p.add_argument("--build-threads", type=int, default=1, help="FAISS threads while building (search: 1)")
     p.add_argument("--cache", type=Path, default=ROOT / ".cache" / "index_scale")
     p.add_argument("--worker", nargs=2, metavar=("KIND", "CATALOGUE"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
         cat = Path(a.worker[1])
-        sys.stdout.write(json.dumps(worker(a.worker[0], cat, cat, a.min_recall)) + "\n")
+        sys.stdout.write(json.dumps(worker(a.worker[0], cat, cat, a.min_recall, a.build_threads)) + "\n")
         return 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT)}
@@ -196,7 +218,8 @@ def main() -> int:
         rows = []
         for kind in a.kinds.split(","):
             out = subprocess.run([sys.executable, __file__, "--worker", kind, str(cat), "--min-recall",
-                                  str(a.min_recall)], env=env, capture_output=True, text=True, check=False)
+                                  str(a.min_recall), "--build-threads", str(a.build_threads)],
+                                 env=env, capture_output=True, text=True, check=False)
             if out.returncode:
                 rows.append({"index": kind, "n_items": n, "dim": d, "error": out.stderr.strip().splitlines()[-1]})
                 continue
