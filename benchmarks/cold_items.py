@@ -90,7 +90,7 @@ def build_model(data: Path, run: Path, bundle: Path, budget_min: float, preset: 
 
 def rank(bundle: Bundle, histories: list[list[int]]) -> np.ndarray:
     """(U, 10) top-10 over the live catalogue, as the service ranks (exact inner product)."""
-    live = np.array(sorted(bundle.item_lookup.values()), dtype=np.int64)
+    live = bundle.catalog.live_rows()
     table = bundle.embeddings[live]  # (N, D)
     out = np.empty((len(histories), 10), dtype=np.int64)
     for s in range(0, len(histories), 256):
@@ -113,7 +113,7 @@ def add_items(bundle: Bundle, full: Dataset, held: list[int], levels: str) -> Bu
 def untrained_share(bundle: Bundle, added: Bundle) -> list[float]:
     """Per level: the share of added items whose code there no trained item uses (an untrained row)."""
     trained = trained_token_rows(bundle.catalog, bundle.token_ids)
-    rows = [r for r in added.catalog.rows if r.origin == "added" and r.live]
+    rows = [r for r in map(added.catalog.row, added.catalog.live_rows().tolist()) if r.origin == "added"]
     ids = np.array([bundle.token_ids(sid_tokens(r.sid)) for r in rows])  # (A, L)
     return [round(float(np.mean([t not in trained for t in ids[:, lvl]])), 4) for lvl in range(ids.shape[1])]
 

@@ -8,6 +8,11 @@ changed, gets a new row; the old row stays (dead) so histories and queued reques
 still resolve. A dead row's semantic ID stays taken. Only live rows are in ``lookup``, ``popularity``
 and the search index.
 
+Storage: the loaded rows are columns (``BaseRows``, shared by every later catalogue); rows changed or
+appended while serving sit in small overlays (``changed``, ``tail``) until ``simgr catalog compact``
+folds them into a new bundle. A batch therefore costs O(batch) Python work plus a copy of the (M,) live
+flags, whatever the catalogue's size.
+
 The uniqueness rule and the item embedding are passed in (``unique``, ``embed``), so the catalogue
 stays free of model code and the same ``apply`` runs offline (``simgr catalog apply``) and online.
 """
@@ -15,57 +20,17 @@ stays free of model code and the same ``apply`` runs offline (``simgr catalog ap
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-Scalar = str | int | float | bool
-Origin = Literal["trained", "added"]
+from index.catalog_work import Work
+from index.rows import BaseRows, CatalogRow, Change, Origin, Outcome, Retire, Scalar, Status, Upsert
 
-
-@dataclasses.dataclass(frozen=True)
-class CatalogRow:
-    item_id: str
-    sid: tuple[int, ...]  # full semantic ID (uniqueness code last)
-    origin: Origin  # "trained": in the training catalogue; "added": coded while serving
-    title: str | None = None
-    text: str | None = None
-    categories: tuple[str, ...] = ()
-    attributes: tuple[tuple[str, Scalar], ...] = ()  # sorted by name
-    live: bool = True
-
-    def meta(self) -> tuple[Any, ...]:
-        return (self.title, self.text, self.categories, self.attributes)
-
-
-@dataclasses.dataclass(frozen=True)
-class Upsert:
-    item_id: str
-    title: str | None = None
-    text: str | None = None
-    categories: tuple[str, ...] = ()
-    attributes: tuple[tuple[str, Scalar], ...] = ()
-    codes: tuple[int, ...] | None = None  # RQ-VAE codes (L-1) or a full given ID (L); None: keep the ID
-    full: bool = False  # ``codes`` already holds the uniqueness level
-
-
-@dataclasses.dataclass(frozen=True)
-class Retire:
-    item_id: str
-
-
-Change = Upsert | Retire
-Status = Literal["created", "updated", "unchanged", "retired", "absent", "uncoded"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    item_id: str
-    status: Status
-    sid: tuple[int, ...] | None  # the item's semantic ID after the change (None when absent)
+__all__ = ["Catalog", "CatalogRow", "Change", "Delta", "Origin", "Outcome", "Retire", "Scalar", "Status",
+           "Upsert"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,51 +41,113 @@ class Delta:
 
 
 class Catalog:
-    def __init__(self, rows: Sequence[CatalogRow], embeddings: np.ndarray, base_popularity: Sequence[int]) -> None:
-        self.rows = list(rows)
+    """``Catalog(rows, embeddings, base_popularity)``: rows (streamed into columns, or columns already
+    built), their (M, D) vectors, and the trained rows' popularity order."""
+
+    def __init__(self, rows: Iterable[CatalogRow] | BaseRows, embeddings: np.ndarray,
+                 base_popularity: Sequence[int]) -> None:
+        base = rows if isinstance(rows, BaseRows) else BaseRows.build(rows)
+        self._set(base, tail=(), changed={}, live=base.live.copy(), latest={}, taken={}, embeddings=embeddings,
+                  base_popularity=np.asarray(base_popularity, dtype=np.int64))
+
+    def _set(self, base: BaseRows, *, tail: tuple[CatalogRow, ...], changed: dict[int, CatalogRow],
+             live: np.ndarray, latest: dict[str, int], taken: dict[tuple[int, ...], set[int]],
+             embeddings: np.ndarray, base_popularity: np.ndarray) -> None:
+        self.base, self.tail, self.changed = base, tail, changed  # rows: base, then tail; changed overrides base
+        self.live = live  # (M,) bool
+        self.latest = latest  # item id -> its latest row, for ids with a row in ``tail``
+        self.taken = taken  # prefix -> every taken uniqueness code, for prefixes with a row in ``tail``
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)  # (M, D), row i = rows[i]
-        self.base_popularity = list(base_popularity)  # trained rows, most popular first
-        self.lookup = {r.item_id: i for i, r in enumerate(self.rows) if r.live}
-        self.last_row = {r.item_id: i for i, r in enumerate(self.rows)}  # latest row per id, live or dead
-        self.taken: defaultdict[tuple[int, ...], set[int]] = defaultdict(set)  # prefix -> used last codes
-        for r in self.rows:
-            self.taken[r.sid[:-1]].add(r.sid[-1])
+        if len(self.embeddings) != len(live):
+            raise ValueError(f"{len(live)} rows but {len(self.embeddings)} vectors")
+        self.base_popularity = base_popularity  # trained rows, most popular first
+
+    # reading
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    def row(self, i: int) -> CatalogRow:
+        i = int(i)
+        b = len(self.base)
+        r = self.tail[i - b] if i >= b else self.changed.get(i) or self.base.row(i)
+        live = bool(self.live[i])
+        return r if r.live == live else dataclasses.replace(r, live=live)
 
     @property
+    def rows(self) -> Rows:
+        return Rows(self)
+
+    @property
+    def ids(self) -> ItemIds:
+        return ItemIds(self)
+
+    @property
+    def lookup(self) -> Lookup:
+        """item id -> row, live items only (a Mapping view over the columns)."""
+        return Lookup(self)
+
+    def last_row(self, item_id: str) -> int | None:
+        """The latest row that held ``item_id``, live or dead."""
+        r = self.latest.get(item_id)
+        return r if r is not None else self.base.last_row(item_id)
+
+    def row_of(self, item_id: str) -> int | None:
+        """The live row of ``item_id``, or None."""
+        r = self.last_row(item_id)
+        return r if r is not None and self.live[r] else None
+
+    def used_codes(self, prefix: tuple[int, ...]) -> set[int]:
+        extra = self.taken.get(prefix)
+        return set(extra) if extra is not None else self.base.used_codes(prefix)
+
+    @cached_property
     def n_live(self) -> int:
-        return len(self.lookup)
+        return int(self.live.sum())
+
+    def live_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.live)  # (n_live,) int64, ascending
 
     @cached_property
-    def popularity(self) -> list[int]:
+    def codes(self) -> np.ndarray:
+        """(M, L) int32 semantic ID of every row."""
+        if not self.tail:
+            return self.base.codes
+        return np.concatenate([self.base.codes, np.asarray([r.sid for r in self.tail], dtype=np.int32)])
+
+    @cached_property
+    def popularity(self) -> np.ndarray:
         """Live rows: trained ones by training popularity, then the rest in row order (added items)."""
-        live = set(self.lookup.values())
-        order = [i for i in self.base_popularity if i in live]
-        seen = set(order)
-        return order + [i for i in sorted(live) if i not in seen]
-
-    @cached_property
-    def by_category(self) -> dict[str, set[int]]:
-        out: defaultdict[str, set[int]] = defaultdict(set)
-        for i in self.lookup.values():
-            for c in self.rows[i].categories:
-                out[c].add(i)
-        return dict(out)
+        pop = self.base_popularity[self.live[self.base_popularity]] if len(self.base_popularity) else self.base_popularity
+        rest = self.live.copy()
+        rest[pop] = False
+        return np.concatenate([pop, np.flatnonzero(rest)]).astype(np.int64)
 
     def counts(self) -> dict[str, int]:
         """Live items per origin."""
-        out = {"trained": 0, "added": 0}
-        for i in self.lookup.values():
-            out[self.rows[i].origin] += 1
-        return out
+        b = len(self.base)
+        added = int((self.base.added & self.live[:b]).sum())
+        added += sum(1 for j, r in enumerate(self.tail) if self.live[b + j] and r.origin == "added")
+        return {"trained": self.n_live - added, "added": added}  # a changed row keeps its origin
 
     def matching(self, categories_any: Sequence[str] | None, attributes: Mapping[str, Any] | None) -> set[int]:
         """Live rows in any of ``categories_any`` whose attributes match every condition: a value, a list of
         values (any), or ``{"min": a, "max": b}`` (inclusive, numbers only)."""
-        ids = set(self.lookup.values()) if not categories_any else set().union(
-            *(self.by_category.get(c, set()) for c in categories_any))
+        ids = self._in_categories(set(categories_any)) if categories_any else set(self.live_rows().tolist())
         for name, cond in (attributes or {}).items():
-            ids = {i for i in ids if _matches(dict(self.rows[i].attributes).get(name), cond)}
+            ids = {i for i in ids if _matches(dict(self.row(i).attributes).get(name), cond)}
         return ids
+
+    def _in_categories(self, want: set[str]) -> set[int]:
+        base = [self.base.categories[c] for c in want if c in self.base.categories]
+        rows = set(np.unique(np.concatenate(base)).tolist()) if base else set()
+        rows -= self.changed.keys()  # their categories may have changed: decided below
+        b = len(self.base)
+        overlay = [*self.changed.items(), *((b + j, r) for j, r in enumerate(self.tail))]
+        rows |= {i for i, r in overlay if want.intersection(r.categories)}
+        return {i for i in rows if self.live[i]}
+
+    # changing
 
     def apply(self, changes: Iterable[Change], *, unique: Callable[[tuple[int, ...], set[int]], int | None],
               embed: Callable[[list[tuple[int, ...]]], np.ndarray]) -> tuple[Catalog, Delta, list[Outcome]]:
@@ -128,95 +155,78 @@ class Catalog:
 
         ``unique(prefix, taken)`` picks the uniqueness code of a new ID; ``embed(sids)`` -> (n, D) vectors.
         """
-        w = _Work(list(self.rows), defaultdict(set, {k: set(v) for k, v in self.taken.items()}),
-                  dict(self.lookup), dict(self.last_row), unique)
-        outcomes = [w.retire(ch) if isinstance(ch, Retire) else w.upsert(ch) for ch in changes]
+        w = Work(self, unique)
+        outcomes = [w.retire(ch.item_id) if isinstance(ch, Retire) else w.upsert(ch) for ch in changes]
         dim = self.embeddings.shape[1]
-        vectors = embed([w.rows[i].sid for i in w.new_rows]) if w.new_rows else np.zeros((0, dim))
+        vectors = embed([w.row(i).sid for i in w.new_rows]) if w.new_rows else np.zeros((0, dim))
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(w.new_rows), dim)
         emb = np.concatenate([self.embeddings, vectors]) if w.new_rows else self.embeddings
+        live = np.concatenate([self.live, np.zeros(len(w.new_rows), dtype=bool)])
+        for i, flag in w.live.items():
+            live[i] = flag
         gone = set(w.removed)
-        add = [i for i in [*w.revived, *w.new_rows] if w.rows[i].live and i not in gone]
-        old_live = sorted(i for i in gone if i < len(self.rows) and self.rows[i].live)
+        add = [i for i in [*w.revived, *w.new_rows] if live[i] and i not in gone]
+        old_live = sorted(i for i in gone if i < len(self) and self.live[i])
         delta = Delta(np.asarray(add, dtype=np.int64), emb[add] if add else vectors[:0],
                       np.asarray(old_live, dtype=np.int64))
-        return Catalog(w.rows, emb, self.base_popularity), delta, outcomes
+        nxt = object.__new__(Catalog)
+        nxt._set(self.base, tail=tuple(w.tail), changed=w.changed, live=live, latest=w.latest,
+                 taken=w.taken, embeddings=emb, base_popularity=self.base_popularity)
+        return nxt, delta, outcomes
 
 
-@dataclasses.dataclass
-class _Work:
-    """The next catalogue while a batch is applied (rows copied, never the current catalogue's)."""
+class Rows(Sequence[CatalogRow]):
+    """Row objects made on demand: ``catalog.rows[i]``."""
 
-    rows: list[CatalogRow]
-    taken: defaultdict[tuple[int, ...], set[int]]
-    lookup: dict[str, int]
-    last: dict[str, int]
-    unique: Callable[[tuple[int, ...], set[int]], int | None]
-    new_rows: list[int] = dataclasses.field(default_factory=list)  # appended rows (need vectors)
-    removed: list[int] = dataclasses.field(default_factory=list)  # rows leaving the index
-    revived: list[int] = dataclasses.field(default_factory=list)  # dead rows back in the index
+    def __init__(self, catalog: Catalog) -> None:
+        self._c = catalog
 
-    def retire(self, ch: Retire) -> Outcome:
-        idx = self.lookup.pop(ch.item_id, None)
-        if idx is None:
-            return Outcome(ch.item_id, "absent", None)
-        self.rows[idx] = dataclasses.replace(self.rows[idx], live=False)
-        self.removed.append(idx)
-        return Outcome(ch.item_id, "retired", self.rows[idx].sid)
+    def __len__(self) -> int:
+        return len(self._c)
 
-    def upsert(self, ch: Upsert) -> Outcome:
-        meta: dict[str, Any] = {"title": ch.title, "text": ch.text, "categories": ch.categories,
-                                "attributes": ch.attributes}
-        idx = self.lookup.get(ch.item_id)
-        if idx is None:  # new, or back after retirement
-            prev = self.last.get(ch.item_id)
-            if prev is not None and (self.rows[prev].origin == "trained" or ch.codes is None
-                                     or _same_id(self.rows[prev].sid, ch)):
-                self.rows[prev] = dataclasses.replace(self.rows[prev], live=True, **meta)  # its ID and vector
-                self.lookup[ch.item_id] = prev
-                self.revived.append(prev)
-                return Outcome(ch.item_id, "created", self.rows[prev].sid)
-            sid = None if ch.codes is None else self.new_sid(ch)
-            if sid is None:
-                return Outcome(ch.item_id, "uncoded", None)
-            return self.append(CatalogRow(ch.item_id, sid, "added", **meta), "created")
-        row = self.rows[idx]
-        if row.origin == "added" and ch.codes is not None and not _same_id(row.sid, ch):
-            sid = self.new_sid(ch)
-            if sid is None:
-                return Outcome(ch.item_id, "uncoded", row.sid)
-            self.rows[idx] = dataclasses.replace(row, live=False)
-            self.removed.append(idx)
-            return self.append(CatalogRow(ch.item_id, sid, "added", **meta), "updated")
-        updated = dataclasses.replace(row, **meta)
-        if updated.meta() == row.meta():
-            return Outcome(ch.item_id, "unchanged", row.sid)
-        self.rows[idx] = updated
-        return Outcome(ch.item_id, "updated", row.sid)
-
-    def append(self, row: CatalogRow, status: Status) -> Outcome:
-        self.rows.append(row)
-        idx = len(self.rows) - 1
-        self.lookup[row.item_id] = self.last[row.item_id] = idx
-        self.taken[row.sid[:-1]].add(row.sid[-1])
-        self.new_rows.append(idx)
-        return Outcome(row.item_id, status, row.sid)
-
-    def new_sid(self, ch: Upsert) -> tuple[int, ...] | None:
-        assert ch.codes is not None
-        prefix = ch.codes[:-1] if ch.full else ch.codes
-        used = self.taken[prefix]
-        if ch.full and ch.codes[-1] not in used:
-            return ch.codes  # a given ID that is free keeps its uniqueness code
-        code = self.unique(prefix, used)
-        return None if code is None else (*prefix, code)
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._c.row(j) for j in range(*i.indices(len(self)))]
+        return self._c.row(i)
 
 
-def _same_id(sid: tuple[int, ...], ch: Upsert) -> bool:
-    """Whether ``ch.codes`` describe ``sid``: the same codes before the uniqueness level (that last code is
-    the catalogue's to pick, so a repeated request with a given ID that collided stays unchanged)."""
-    assert ch.codes is not None
-    return (ch.codes[:-1] if ch.full else ch.codes) == sid[:-1]
+class ItemIds(Sequence[str]):
+    """Row -> item id (dead rows keep theirs)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._c = catalog
+
+    def __len__(self) -> int:
+        return len(self._c)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        b = len(self._c.base)
+        return self._c.tail[i - b].item_id if i >= b else self._c.base.ids[i]
+
+
+class Lookup(Mapping[str, int]):
+    """Item id -> live row."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._c = catalog
+
+    def __getitem__(self, item_id: str) -> int:
+        r = self._c.row_of(item_id) if isinstance(item_id, str) else None
+        if r is None:
+            raise KeyError(item_id)
+        return r
+
+    def __contains__(self, item_id: object) -> bool:
+        return isinstance(item_id, str) and self._c.row_of(item_id) is not None
+
+    def __len__(self) -> int:
+        return self._c.n_live
+
+    def __iter__(self) -> Iterator[str]:
+        ids = self._c.ids
+        return (ids[i] for i in self._c.live_rows().tolist())
 
 
 def _matches(value: Any, cond: Any) -> bool:

@@ -5,6 +5,7 @@ a known item is scored). Item ids are mapped to the bundle's indices; items the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def _compact(user_ids: list[str], offsets: np.ndarray, mapped: np.ndarray) -> Hi
     return _ragged(user_ids, lengths.astype(np.int64), mapped[known])
 
 
-def from_dataset(root: Path, lookup: dict[str, int]) -> Histories:
+def from_dataset(root: Path, lookup: Mapping[str, int]) -> Histories:
     data = Dataset.load(root)
     to_bundle = np.array([lookup.get(i, -1) for i in data.item_ids], dtype=np.int64)  # dataset idx -> bundle idx
     lengths = np.array([len(s) for s in data.sequences], dtype=np.int64)
@@ -54,7 +55,7 @@ def from_dataset(root: Path, lookup: dict[str, int]) -> Histories:
     return _compact(list(data.user_ids), offsets, to_bundle[flat])
 
 
-def from_events(path: Path, lookup: dict[str, int], cfg: EventsConfig) -> Histories:
+def from_events(path: Path, lookup: Mapping[str, int], cfg: EventsConfig) -> Histories:
     log = read_event_log(path, cfg, DataConfig(min_user_interactions=1, min_item_interactions=1), k_core=False)
     names = log.item_names.to_pylist()
     to_bundle = np.array([lookup.get(str(i), -1) for i in names], dtype=np.int64)
@@ -65,7 +66,7 @@ def from_events(path: Path, lookup: dict[str, int], cfg: EventsConfig) -> Histor
     return _compact(user_ids, offsets, mapped)
 
 
-def load_histories(source: Path, lookup: dict[str, int], *, cfg: EventsConfig = EventsConfig()) -> Histories:
+def load_histories(source: Path, lookup: Mapping[str, int], *, cfg: EventsConfig = EventsConfig()) -> Histories:
     """A prepared dataset directory (with dataset.json) or an events file/directory."""
     if not source.exists():
         raise SimGRError(f"{source}: no such file or directory")

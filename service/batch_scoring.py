@@ -162,7 +162,7 @@ def score_to_parquet(state: ModelState, hist: Histories, out: Path, *, job: Batc
     users_todo = sum(min(len(hist), (c + 1) * job.chunk_users) - c * job.chunk_users for c in todo)
     bar = progress(range(users_todo), desc="recommend-batch", unit="user", total=users_todo)
     t0, rows = time.perf_counter(), 0
-    item_names = np.asarray(state.model.item_ids, dtype=object)  # (N,) idx -> id
+    item_names = np.asarray(list(state.model.item_ids), dtype=object)  # (N,) idx -> id
     for c in todo:
         lo, hi = c * job.chunk_users, min(len(hist), (c + 1) * job.chunk_users)
 

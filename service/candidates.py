@@ -31,9 +31,9 @@ def popular(state: ModelState, k: int, exclude: set[int], allow: frozenset[int] 
     if allow is not None:
         return sorted((i for i in allow if i not in exclude), key=state.pop_rank.__getitem__)[:k]
     out: list[int] = []
-    for i in state.pop_order:
+    for i in state.pop_order:  # stops after k (plus the excluded ones it skips)
         if i not in exclude:
-            out.append(i)
+            out.append(int(i))
             if len(out) == k:
                 break
     return out

@@ -25,7 +25,7 @@ class DummyEncoder:
         *,
         item_ids: Sequence[str],
         embeddings: np.ndarray,
-        popularity: Sequence[int],
+        popularity: Sequence[int] | np.ndarray,
         max_history: int = 20,
         model_version: str | None = None,
         sleep_ms: float = 0.0,
@@ -34,7 +34,7 @@ class DummyEncoder:
         self.item_lookup = {iid: i for i, iid in enumerate(self.item_ids)}
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)  # (N, D)
         self.n_items, self.dim = self.embeddings.shape
-        self.popularity = list(popularity)
+        self.popularity = [int(i) for i in popularity]
         self.max_history = max_history
         self.model_version = model_version or "dummy-" + hashlib.sha256(self.embeddings.tobytes()).hexdigest()[:12]
         self.sleep_ms = sleep_ms

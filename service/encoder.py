@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -15,9 +15,15 @@ class UserEncoder(Protocol):
     n_items: int
     dim: int
     max_history: int
-    item_ids: list[str]
-    item_lookup: dict[str, int]
     embeddings: np.ndarray  # (N, D) float32
-    popularity: list[int]  # item idx, most popular first
+
+    @property
+    def item_ids(self) -> Sequence[str]: ...  # row -> item id
+
+    @property
+    def item_lookup(self) -> Mapping[str, int]: ...  # item id -> row, live items only
+
+    @property
+    def popularity(self) -> Sequence[int] | np.ndarray: ...  # live item rows, most popular first
 
     def encode_users(self, histories: Sequence[Sequence[int]]) -> np.ndarray: ...  # (B, D) float32

@@ -33,8 +33,8 @@ class ModelState:
     index: ItemIndex
     artifacts: Path | None
     loaded_at: float = field(default_factory=time.time)
-    pop_order: list[int] = field(default_factory=list)  # every item idx, popular first, then the rest
-    pop_rank: dict[int, int] = field(default_factory=dict)  # item idx -> position in pop_order
+    pop_order: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n_live,) popular first
+    pop_rank: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,) idx -> place in pop_order
 
     @property
     def model_version(self) -> str:
@@ -71,7 +71,7 @@ class ModelState:
     def warmup(self, max_batch_size: int) -> float:
         """Forward + search at batch sizes 1, max/2, max (full-length histories); returns seconds."""
         t0 = time.perf_counter()
-        hist = self.pop_order[: max(1, self.model.max_history)]
+        hist = self.pop_order[: max(1, self.model.max_history)].tolist()
         for b in sorted({1, max(1, max_batch_size // 2), max_batch_size}):
             q = self.model.encode_users([hist] * b)
             if q.shape != (b, self.model.dim) or not np.isfinite(q).all():
@@ -83,13 +83,15 @@ class ModelState:
 
 
 def _popularity(model: UserEncoder) -> dict[str, Any]:
-    """Every live item idx, popular first, then the rest; and each one's rank."""
-    live = model.item_lookup.values()
-    live_set = set(live)
-    order = [i for i in model.popularity if i in live_set]
-    seen = set(order)
-    order += [i for i in sorted(live) if i not in seen]
-    return {"pop_order": order, "pop_rank": {i: r for r, i in enumerate(order)}}
+    """Every live item idx, popular first, then the rest; and each one's rank (N for a dead row)."""
+    order = np.asarray(model.popularity, dtype=np.int64)
+    if len(order) < len(model.item_lookup):  # a partial popularity list (in-process encoders): the rest by idx
+        seen = set(order.tolist())
+        rest = sorted(i for i in model.item_lookup.values() if i not in seen)
+        order = np.concatenate([order, np.asarray(rest, dtype=np.int64)])
+    rank = np.full(model.n_items, model.n_items, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return {"pop_order": order, "pop_rank": rank}
 
 
 def default_loader(*, device: str, encoder: str, noop_sleep_ms: float, verify: VerifyMode = "quick") -> Loader:

@@ -19,7 +19,7 @@ def test_round_trip_is_exact(tiny_bundle_dir: Path) -> None:
     b = Bundle.load(tiny_bundle_dir)
     assert b.n_items == 200
     assert b.item_ids[5] == "item-5"
-    assert b.titles[5] == "Item 5"
+    assert b.catalog.row(5).title == "Item 5"
     index = ItemIndex.load(tiny_bundle_dir, expect=b.manifest.index, matrix=b.embeddings)
     assert index.ntotal == 200
     # the vectors in the index are exactly item_embeddings.npy

@@ -34,7 +34,7 @@ def test_new_item_on_a_taken_tuple_gets_the_next_free_code() -> None:
     assert delta.add_vectors.shape == (2, 3)
     assert cat.n_live == 3  # the old catalogue is untouched
     assert nxt.n_live == 5
-    assert nxt.popularity == [2, 0, 1, 3, 4]
+    assert nxt.popularity.tolist() == [2, 0, 1, 3, 4]
     full, _, out = nxt.apply([Upsert("f", title="F", codes=(0, 0))], unique=lowest, embed=embed)
     assert out[0].status == "uncoded"  # the prefix ran out of codes
     assert "f" not in full.lookup
@@ -61,7 +61,7 @@ def test_trained_item_keeps_its_id_and_added_item_is_recoded_on_new_text() -> No
     assert delta.add_ids.tolist() == [4]
     assert nxt.lookup["d"] == 4
     assert nxt.rows[3].live is False
-    assert (1, 1) in nxt.taken  # a dead row's ID stays taken
+    assert nxt.used_codes((1, 1)) == {0, 1}  # c, and the dead row of d: its ID stays taken
 
 
 def test_retire_then_revive() -> None:
@@ -69,7 +69,7 @@ def test_retire_then_revive() -> None:
     assert [o.status for o in out] == ["retired", "absent"]
     assert delta.remove_ids.tolist() == [1]
     assert "b" not in cat.lookup
-    assert 1 not in cat.popularity
+    assert 1 not in cat.popularity.tolist()
     _back, delta, out = cat.apply([Upsert("b", title="B")], unique=lowest, embed=embed)
     assert out[0].status == "created"
     assert out[0].sid == (0, 0, 1)

@@ -31,7 +31,7 @@ def table1(ctx: Context, data_dir: str) -> dict[str, Any]:
             tops.append(items.numpy())
         seconds = time.perf_counter() - t0
         for s, batch in prompt_batches(run.built, hist, 64, "cpu", "ranks"):
-            tgt = torch.tensor([run.built.vocab.sid_token_ids[t] for t in targets[s:s + len(batch.last)]])
+            tgt = torch.from_numpy(run.built.vocab.sid_token_ids[list(targets[s:s + len(batch.last)])])
             ranks.append(target_token_ranks(model, model.prompt_state(batch), model.trie, tgt).max(1).values)
         top = np.concatenate(tops)
         m = list_metrics(ctx, data_dir, top, targets[:n_exact])

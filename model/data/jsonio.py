@@ -54,11 +54,14 @@ def iter_validated_jsonl(path: Path, cls: type[T], *, what: str, missing: str = 
         yield lineno, from_json(cls, line, origin=f"{path}: line {lineno}", what=what)
 
 
+def iter_indexed_jsonl(path: Path, cls: type[T], *, what: str, missing: str = "missing") -> Iterator[T]:
+    """Rows of a JSON-lines table whose ``idx`` field must count 0, 1, 2, ... in file order, one at a time."""
+    for n, (lineno, row) in enumerate(iter_validated_jsonl(path, cls, what=what, missing=missing)):
+        if getattr(row, "idx", None) != n:
+            raise SimGRError(f"{path}: line {lineno}: expected idx {n}, got {getattr(row, 'idx', None)}")
+        yield row
+
+
 def read_indexed_jsonl(path: Path, cls: type[T], *, what: str, missing: str = "missing") -> list[T]:
     """Every row of a JSON-lines table whose ``idx`` field must count 0, 1, 2, ... in file order."""
-    rows: list[T] = []
-    for lineno, row in iter_validated_jsonl(path, cls, what=what, missing=missing):
-        if getattr(row, "idx", None) != len(rows):
-            raise SimGRError(f"{path}: line {lineno}: expected idx {len(rows)}, got {getattr(row, 'idx', None)}")
-        rows.append(row)
-    return rows
+    return list(iter_indexed_jsonl(path, cls, what=what, missing=missing))

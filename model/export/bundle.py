@@ -23,7 +23,7 @@ import copy
 import dataclasses
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,26 +32,54 @@ import torch
 from pydantic import StrictStr
 
 from index.catalog import Catalog
-from model.data.jsonio import read_indexed_jsonl, read_validated
+from index.rows import BaseRows
+from model.data.jsonio import iter_indexed_jsonl, read_validated
 from model.errors import SimGRError
 from model.export.integrity import VerifyMode, verify_bundle
-from model.export.living import AddedLevels, ItemEmbedder, catalog_from_records, trained_token_rows
+from model.export.living import AddedLevels, ItemEmbedder, catalog_row, trained_token_rows
 from model.export.manifest import BundleItem, BundleManifest, NetworkSpec
 from model.network.model import SimGR
 from model.network.prompt import PromptVocab, build_prompt, collate
 from model.semantic_ids.quantizer import QUANTIZER_DIR, ItemQuantizer
-from model.semantic_ids.space import SidSpace, observed_space, sid_tokens
+from model.semantic_ids.space import SidSpace, code_token, observed_space
 
 log = logging.getLogger(__name__)
 
 _MISSING = "missing from the bundle"
 
 
-def _read_items(path: Path) -> list[BundleItem]:
-    items = read_indexed_jsonl(path, BundleItem, what="bundle item", missing=_MISSING)
-    if not items:
+def _read_catalog(root: Path, embeddings: np.ndarray) -> Catalog:
+    """items.jsonl streamed into the columnar catalogue (no object per item is kept) + popularity.json."""
+    path = root / "items.jsonl"
+    rows = map(catalog_row, iter_indexed_jsonl(path, BundleItem, what="bundle item", missing=_MISSING))
+    try:
+        base = BaseRows.build(rows)
+    except ValueError as e:
+        raise SimGRError(f"{path}: {e}") from None
+    if not len(base):
         raise SimGRError(f"{path}: no items")
-    return items
+    if embeddings.shape[0] != len(base):
+        raise SimGRError(f"{root}/item_embeddings.npy: a {embeddings.dtype} array of shape {embeddings.shape}, "
+                         f"expected float32 ({len(base)}, D) for {len(base)} items")
+    popular = read_validated(root / "popularity.json", list[StrictStr], what="popularity", missing=_MISSING)
+    rows_of = (base.last_row(i) for i in popular)
+    return Catalog(base, embeddings, [r for r in rows_of if r is not None and base.live[r]])
+
+
+def token_table(lut: Sequence[np.ndarray], codes: np.ndarray) -> np.ndarray:
+    """(M, L) codes -> (M, L) int64 token ids through one look-up array per level."""
+    if not len(codes):
+        return np.zeros((0, len(lut)), dtype=np.int64)
+    return np.stack([lut[lvl][codes[:, lvl]] for lvl in range(len(lut))], axis=1)
+
+
+def _token_lut(tokenizer: Any, space: SidSpace) -> list[np.ndarray]:
+    """Per level, the token id of every code in the space (-1 where the tokenizer lacks the token)."""
+    out = []
+    for lvl, size in enumerate(space.sizes):
+        ids = tokenizer.convert_tokens_to_ids([code_token(lvl, c) for c in range(size)])
+        out.append(np.asarray([-1 if t is None else t for t in ids], dtype=np.int64))
+    return out
 
 
 class Bundle:
@@ -59,26 +87,28 @@ class Bundle:
     gives the same model over a changed catalogue (items added or retired while serving)."""
 
     def __init__(self, *, root: Path, manifest: BundleManifest, model: SimGR, vocab: PromptVocab,
-                 tokenizer: Any, catalog: Catalog, device: torch.device) -> None:
+                 tokenizer: Any, catalog: Catalog, space: SidSpace, device: torch.device) -> None:
         self.root, self.manifest, self.model, self.tokenizer = root, manifest, model, tokenizer
         self.device = device
         self.model_version: str = manifest.model_version
         self.max_history: int = vocab.cfg.max_history
-        codes = np.asarray([r.sid for r in catalog.rows])
-        self.space = SidSpace(sizes=tuple(manifest.sid_space)) if manifest.sid_space else observed_space(codes)
+        self.space = space
+        self._lut = _token_lut(tokenizer, space)  # code -> token id, per level
         self._quantizer: ItemQuantizer | None = None
         self._vocab0 = vocab
-        self._set_catalog(catalog)
+        self._trained_rows: set[int] | None = None  # token ids some trained item uses (never changes)
+        self._set_catalog(catalog, table=model.sid_token_ids.cpu().numpy())
 
-    def _set_catalog(self, catalog: Catalog) -> None:
+    def _set_catalog(self, catalog: Catalog, table: np.ndarray | None = None) -> None:
+        """Serve ``catalog``; ``table`` is its (M, L) token-id table when already built (shared, not copied)."""
         self.catalog = catalog
-        self.item_ids: list[str] = [r.item_id for r in catalog.rows]  # by row; dead rows keep their id
-        self.titles: list[str | None] = [r.title for r in catalog.rows]
-        self.item_lookup: dict[str, int] = catalog.lookup  # live items only
+        self.item_ids: Sequence[str] = catalog.ids  # by row; dead rows keep their id
+        self.item_lookup: Mapping[str, int] = catalog.lookup  # live items only
         self.embeddings = catalog.embeddings  # (M, D) float32
-        self.popularity = catalog.popularity
+        self.popularity = catalog.popularity  # (n_live,) every live row, most popular first
         self.n_items, self.dim = self.embeddings.shape
-        table = tuple(tuple(self.token_ids(sid_tokens(r.sid))) for r in catalog.rows)
+        if table is None:
+            table = token_table(self._lut, catalog.codes)
         self.vocab = dataclasses.replace(self._vocab0, sid_token_ids=table)
         with warnings.catch_warnings():  # a read-only map: the table is only ever read
             warnings.simplefilter("ignore", UserWarning)
@@ -101,8 +131,9 @@ class Bundle:
         return self._quantizer
 
     def embedder(self, levels: AddedLevels = "trained") -> ItemEmbedder:
-        trained = trained_token_rows(self.catalog, self.token_ids)
-        return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=trained, levels=levels)
+        if self._trained_rows is None:
+            self._trained_rows = trained_token_rows(self.catalog, self.token_ids)
+        return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=self._trained_rows, levels=levels)
 
     @classmethod
     def load(cls, root: str | Path, *, device: str = "cpu", verify: VerifyMode = "quick") -> Bundle:
@@ -117,16 +148,16 @@ class Bundle:
         verify_bundle(root, manifest, verify)
         spec = read_validated(root / "model" / "simgr.json", NetworkSpec, what="network spec", missing=_MISSING)
         mcfg, pcfg = spec.model, spec.prompt
-        items = _read_items(root / "items.jsonl")
         try:
             embeddings = np.load(root / "item_embeddings.npy", mmap_mode="r")  # one copy, shared with the index
         except FileNotFoundError:
             raise SimGRError(f"{root}/item_embeddings.npy: missing from the bundle") from None
         except ValueError as e:
             raise SimGRError(f"{root}/item_embeddings.npy: unreadable ({e})") from None
-        if embeddings.dtype != np.float32 or embeddings.ndim != 2 or embeddings.shape[0] != len(items):
+        if embeddings.dtype != np.float32 or embeddings.ndim != 2:
             raise SimGRError(f"{root}/item_embeddings.npy: a {embeddings.dtype} array of shape {embeddings.shape}, "
-                             f"expected float32 ({len(items)}, D) for {len(items)} items")
+                             "expected float32 (N, D)")
+        catalog = _read_catalog(root, embeddings)
         bdir = root / "model" / "backbone"
         hf_logging.disable_progress_bar()  # no per-load weight bars in server logs
         try:
@@ -134,8 +165,10 @@ class Bundle:
             backbone = AutoModel.from_pretrained(bdir, local_files_only=True, attn_implementation="sdpa")
         except (OSError, ValueError) as e:
             raise SimGRError(f"{bdir}: cannot load the model ({e})") from None
-        vocab = PromptVocab.from_tokenizer(tokenizer, [it.sid for it in items], pcfg)
-        model = SimGR(backbone=backbone, sid_token_ids=torch.tensor(vocab.sid_token_ids), cfg=mcfg, prompt=pcfg)
+        space = SidSpace(sizes=tuple(manifest.sid_space)) if manifest.sid_space else observed_space(catalog.codes)
+        vocab = PromptVocab.from_tokenizer(tokenizer, [], pcfg)
+        table = token_table(_token_lut(tokenizer, space), catalog.codes)  # (N, L)
+        model = SimGR(backbone=backbone, sid_token_ids=torch.from_numpy(table), cfg=mcfg, prompt=pcfg)
         agg = root / "model" / "aggregator.safetensors"
         if agg.is_file():
             from safetensors.torch import load_file
@@ -143,13 +176,10 @@ class Bundle:
             model.aggregator.load_state_dict(load_file(str(agg)))
         dev = torch.device(device)
         model = model.to(dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32).eval()
-        lookup = {it.item_id: i for i, it in enumerate(items)}
-        popular = read_validated(root / "popularity.json", list[StrictStr], what="popularity", missing=_MISSING)
-        popularity = [lookup[i] for i in popular if i in lookup]
-        log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(items), embeddings.shape[1],
+        log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(catalog), embeddings.shape[1],
                  manifest.model_version)
-        return cls(root=root, manifest=manifest, model=model, vocab=vocab, tokenizer=tokenizer,
-                   catalog=catalog_from_records(items, embeddings, popularity), device=dev)
+        return cls(root=root, manifest=manifest, model=model, vocab=vocab, tokenizer=tokenizer, catalog=catalog,
+                   space=space, device=dev)
 
     @torch.inference_mode()
     def encode_users(self, histories: Sequence[Sequence[int]]) -> np.ndarray:

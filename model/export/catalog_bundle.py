@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from index.catalog import Catalog, Change, Outcome, Retire
 from index.item_index import ItemIndex
 from model.errors import SimGRError
@@ -33,16 +35,17 @@ def write_catalog_bundle(bundle: Bundle, catalog: Catalog, out: Path, *, through
     src = bundle.root.resolve()
     if out.resolve() == src or src in out.resolve().parents:
         raise SimGRError(f"{out}: the new bundle must not be written into {bundle.root}")
-    live = sorted(catalog.lookup.values())
-    remap = {old: new for new, old in enumerate(live)}
-    rows = [catalog.rows[i] for i in live]
+    live = catalog.live_rows()  # ascending
+    remap = np.full(len(catalog), -1, dtype=np.int64)
+    remap[live] = np.arange(len(live))
+    rows = [catalog.row(i) for i in live.tolist()]
     emb = catalog.embeddings[live]  # (N', D)
     with staged_dir(out) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True,
                         ignore=lambda d, names: [n for n in names if Path(d) == src and n in _REWRITTEN])
         write_items(tmp / "items.jsonl", rows)
         index_spec = ItemIndex.build(emb).save(tmp)  # item_embeddings.npy + an exact flat index
-        write_popularity(tmp, rows, [remap[i] for i in catalog.popularity])
+        write_popularity(tmp, rows, remap[catalog.popularity].tolist())
         weights = sorted((tmp / "model").rglob("*.safetensors"))
         manifest = bundle.manifest.model_copy(update={
             "model_version": _hash_files([*weights, tmp / "items.jsonl", tmp / "model" / "simgr.json"]),

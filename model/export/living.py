@@ -24,7 +24,7 @@ from model.export.items import ItemUpsert
 from model.export.manifest import BundleItem
 from model.semantic_ids.assign import tokens_to_codes
 from model.semantic_ids.quantizer import ItemQuantizer
-from model.semantic_ids.space import SidSpace, lowest_free, sid_tokens
+from model.semantic_ids.space import SidSpace, code_token, lowest_free, sid_tokens
 
 AddedLevels = Literal["all", "trained", "semantic"]  # which code rows an added item's embedding averages
 ADDED_LEVELS: tuple[str, ...] = ("all", "trained", "semantic")
@@ -34,11 +34,9 @@ class CatalogInputError(ValueError):
     """A change that cannot be applied as given (bad sid, no quantizer, ...); nothing was changed."""
 
 
-def catalog_from_records(records: Sequence[BundleItem], embeddings: np.ndarray, popularity: Sequence[int]) -> Catalog:
-    rows = [CatalogRow(r.item_id, tuple(int(c) for c in tokens_to_codes([r.sid])[0]), r.origin, title=r.title,
-                       text=r.text, categories=tuple(r.categories), attributes=tuple(sorted(r.attributes.items())))
-            for r in records]
-    return Catalog(rows, embeddings, popularity)
+def catalog_row(r: BundleItem) -> CatalogRow:
+    return CatalogRow(r.item_id, tuple(int(c) for c in tokens_to_codes([r.sid])[0]), r.origin, title=r.title,
+                      text=r.text, categories=tuple(r.categories), attributes=tuple(sorted(r.attributes.items())))
 
 
 class ItemEmbedder:
@@ -104,8 +102,8 @@ def code_upserts(records: Sequence[ItemUpsert], catalog: Catalog, *, space: SidS
         if rec.sid is not None:
             codes[n], full[n] = _given_codes(rec, space), True
             continue
-        idx = catalog.lookup.get(rec.item_id, catalog.last_row.get(rec.item_id))
-        row = catalog.rows[idx] if idx is not None else None
+        idx = catalog.last_row(rec.item_id)
+        row = catalog.row(idx) if idx is not None else None
         if row is not None and (row.origin == "trained" or _same_text(row, rec)):
             continue
         if quantizer is None:
@@ -131,8 +129,6 @@ def _same_text(row: CatalogRow, rec: ItemUpsert) -> bool:
 
 def trained_token_rows(catalog: Catalog, token_id: Callable[[list[str]], list[int]]) -> set[int]:
     """Token ids of every code some trained item uses: the rows training has updated."""
-    out: set[int] = set()
-    for row in catalog.rows:
-        if row.origin == "trained":
-            out.update(token_id(sid_tokens(row.sid)))
-    return out
+    codes = catalog.base.codes[~catalog.base.added]  # (T, L); rows added while serving are never trained
+    tokens = [code_token(lvl, c) for lvl in range(codes.shape[1]) for c in np.unique(codes[:, lvl]).tolist()]
+    return set(token_id(tokens)) if tokens else set()

@@ -18,25 +18,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from model.config import PromptConfig
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PromptVocab:
     """What the builder needs from the tokenizer, resolved once."""
 
     cfg: PromptConfig
     instruction_ids: tuple[int, ...]  # the tokenized instruction (with BOS if the tokenizer adds one)
-    sid_token_ids: tuple[tuple[int, ...], ...]  # (N, L) token id of each item's semantic-ID tokens
+    sid_token_ids: np.ndarray  # (N, L) int64 token id of each item's semantic-ID tokens (any (N, L) ints given)
     pad_id: int  # right padding; also the placeholder id under item slots
+
+    def __post_init__(self) -> None:
+        table = np.asarray(self.sid_token_ids, dtype=np.int64)
+        object.__setattr__(self, "sid_token_ids", table.reshape(len(table), -1) if table.size else table.reshape(0, 0))
 
     @classmethod
     def from_tokenizer(cls, tokenizer: object, sids: Sequence[Sequence[str]], cfg: PromptConfig) -> PromptVocab:
         ids = tokenizer(cfg.instruction)["input_ids"]  # type: ignore[operator]
-        table = tuple(tuple(tokenizer.convert_tokens_to_ids(list(s))) for s in sids)  # type: ignore[attr-defined]
-        return cls(cfg=cfg, instruction_ids=tuple(ids), sid_token_ids=table,
+        table = [tokenizer.convert_tokens_to_ids(list(s)) for s in sids]  # type: ignore[attr-defined]
+        return cls(cfg=cfg, instruction_ids=tuple(ids), sid_token_ids=np.asarray(table, dtype=np.int64),
                    pad_id=int(tokenizer.pad_token_id))  # type: ignore[attr-defined]
 
     @property
@@ -58,7 +63,7 @@ def build_prompt(history: Sequence[int], vocab: PromptVocab) -> Prompt:
     boundaries: list[int] = []
     for item in items:
         if vocab.cfg.layout == "tokens":
-            sid = vocab.sid_token_ids[item]
+            sid = vocab.sid_token_ids[item].tolist()
             input_ids.extend(sid)
             item_slots.extend([-1] * len(sid))
         else:

@@ -76,6 +76,11 @@ def lowest_free(used: Collection[int], size: int) -> int | None:
     return next((c for c in range(size) if c not in used), None)
 
 
+def code_token(level: int, code: int) -> str:
+    """The token of one code. Example: code_token(1, 3) -> '<b_3>'"""
+    return f"<{LETTERS[level]}_{int(code)}>"
+
+
 def sid_tokens(codes: Sequence[int]) -> list[str]:
     """One semantic ID as tokens. Example: [12, 3, 0] -> ['<a_12>', '<b_3>', '<c_0>']"""
-    return [f"<{LETTERS[lvl]}_{int(c)}>" for lvl, c in enumerate(codes)]
+    return [code_token(lvl, c) for lvl, c in enumerate(codes)]

@@ -32,9 +32,9 @@ def _show_users(bundle_dir: Path, data_dir: Path, users: list[int]) -> None:
         h = hist[u]
         scores, ids = index.search(bundle.encode_users([h]), 10, exclude=[set(h)])
         _say(f"\nuser {data.user_ids[u]} — last watched: "
-             + "; ".join(str(bundle.titles[i]) for i in h[-5:]))
+             + "; ".join(str(bundle.catalog.row(i).title) for i in h[-5:]))
         for rank, (i, s) in enumerate(zip(ids[0].tolist(), scores[0].tolist(), strict=True), 1):
-            _say(f"  {rank:2d}. {bundle.titles[i]}  (score {s:.3f})")
+            _say(f"  {rank:2d}. {bundle.catalog.row(i).title}  (score {s:.3f})")
 
 
 def run_demo(a: argparse.Namespace) -> int:
