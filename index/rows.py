@@ -11,6 +11,7 @@ import dataclasses
 import json
 from array import array
 from collections.abc import Iterable
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -88,14 +89,21 @@ class BaseRows:
     live: np.ndarray  # (B,) bool, live when loaded
     meta: StringColumn  # (B,) JSON [title, text, categories, attributes], "" when all are empty
     id_index: HashIndex  # hash(item_id) -> row
-    prefix_index: HashIndex  # hash(sid[:-1]) -> row
     categories: dict[str, np.ndarray]  # category -> rows (ascending)
+
+    @cached_property
+    def prefix_index(self) -> HashIndex:
+        """hash(sid[:-1]) -> row; built on the first new ID (only catalogue writes need it)."""
+        prefixes = self.codes[:, :-1].tolist()
+        hashes = np.fromiter((hash(tuple(p)) for p in prefixes), dtype=np.int64, count=len(prefixes))
+        del prefixes
+        return HashIndex(hashes, np.arange(len(hashes), dtype=np.int64))
 
     @classmethod
     def build(cls, rows: Iterable[CatalogRow]) -> BaseRows:
         """Streams ``rows`` into columns (a row object lives only while it is copied in)."""
         ids, meta = StringColumnBuilder(), StringColumnBuilder()
-        codes, flags, id_h, pre_h = array("q"), array("b"), array("q"), array("q")
+        codes, flags, id_h = array("q"), array("b"), array("q")
         cats: dict[str, array[int]] = {}
         width = None
         for i, r in enumerate(rows):
@@ -108,7 +116,6 @@ class BaseRows:
             codes.extend(r.sid)
             flags.append((r.origin == "added") | (r.live << 1))
             id_h.append(hash(r.item_id))
-            pre_h.append(hash(r.sid[:-1]))
             for c in r.categories:
                 cats.setdefault(c, array("q")).append(i)
         n = len(flags)
@@ -117,7 +124,6 @@ class BaseRows:
         out = cls(ids=ids.finish(), codes=np.frombuffer(codes, dtype=np.int64).reshape(n, width or 0).astype(np.int32),
                   added=(f & 1).astype(bool), live=(f & 2).astype(bool), meta=meta.finish(),
                   id_index=HashIndex(np.frombuffer(id_h, dtype=np.int64), rows_),
-                  prefix_index=HashIndex(np.frombuffer(pre_h, dtype=np.int64), rows_),
                   categories={c: np.frombuffer(v, dtype=np.int64).copy() for c, v in cats.items()})
         out._check_repeats()
         return out
@@ -151,4 +157,4 @@ class BaseRows:
     @property
     def nbytes(self) -> int:
         return int(self.ids.nbytes + self.meta.nbytes + self.codes.nbytes + self.added.nbytes + self.live.nbytes
-                   + self.id_index.nbytes + self.prefix_index.nbytes + sum(a.nbytes for a in self.categories.values()))
+                   + self.id_index.nbytes + sum(a.nbytes for a in self.categories.values()))

@@ -62,15 +62,19 @@ def _read_catalog(root: Path, embeddings: np.ndarray) -> Catalog:
         raise SimGRError(f"{root}/item_embeddings.npy: a {embeddings.dtype} array of shape {embeddings.shape}, "
                          f"expected float32 ({len(base)}, D) for {len(base)} items")
     popular = read_validated(root / "popularity.json", list[StrictStr], what="popularity", missing=_MISSING)
-    rows_of = (base.last_row(i) for i in popular)
-    return Catalog(base, embeddings, [r for r in rows_of if r is not None and base.live[r]])
+    rows = np.fromiter((-1 if (r := base.last_row(i)) is None else r for i in popular), dtype=np.int64,
+                       count=len(popular))  # no int object per item outlives this line
+    del popular
+    rows = rows[rows >= 0]
+    return Catalog(base, embeddings, rows[base.live[rows]])
 
 
 def token_table(lut: Sequence[np.ndarray], codes: np.ndarray) -> np.ndarray:
     """(M, L) codes -> (M, L) int64 token ids through one look-up array per level."""
-    if not len(codes):
-        return np.zeros((0, len(lut)), dtype=np.int64)
-    return np.stack([lut[lvl][codes[:, lvl]] for lvl in range(len(lut))], axis=1)
+    out = np.empty((len(codes), len(lut)), dtype=np.int64)
+    for lvl, table in enumerate(lut):  # filled in place: no (M,) temporaries left for malloc to keep
+        np.take(table, codes[:, lvl], out=out[:, lvl], mode="clip")
+    return out
 
 
 def _token_lut(tokenizer: Any, space: SidSpace) -> list[np.ndarray]:
