@@ -151,7 +151,8 @@ def bench_main(a: argparse.Namespace) -> int:
     else:
         from model.export.synthetic import make_random_bundle
 
-        artifacts = make_random_bundle(tmp / "bundle", n_items=a.items, layers=a.layers, dim=a.dim, seed=0)
+        artifacts = make_random_bundle(tmp / "bundle", n_items=a.items, layers=a.layers, dim=a.dim, seed=0,
+                                       index=a.index)
     items = json.loads((artifacts / "popularity.json").read_text())
     max_history = json.loads((artifacts / "manifest.json").read_text())["prompt"]["max_history"]
     lookup = {iid: i for i, iid in enumerate(
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--items", type=int, default=5000, help="random bundle: catalogue size")
     p.add_argument("--layers", type=int, default=4, help="random bundle: decoder layers")
     p.add_argument("--dim", type=int, default=256, help="random bundle: hidden size")
+    p.add_argument("--index", default="flat", help="random bundle: its export --index type (e.g. sid-exact)")
     return bench_main(p.parse_args(argv))
 
 

@@ -78,18 +78,7 @@ def main() -> int:
     from model.export.synthetic import make_random_bundle
 
     with tempfile.TemporaryDirectory(prefix="simgr_mem_") as tmp:
-        bundle = make_random_bundle(Path(tmp) / "b", n_items=a.items, layers=2, dim=a.dim, seed=0)
-        if a.index == "sid-exact":
-            from index import IndexChoice
-            from model.export.bundle import Bundle
-            from model.export.indexing import install_index
-
-            b = Bundle.load(bundle)
-            from model.export.integrity import seal_bundle
-
-            install_index(bundle, b, IndexChoice(kind="sid-exact"), b.encode_users([[1, 2], [3, 4, 5]]))
-            del b
-            seal_bundle(bundle, rehash=True)
+        bundle = make_random_bundle(Path(tmp) / "b", n_items=a.items, layers=2, dim=a.dim, seed=0, index=a.index)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1"}
         out = subprocess.run([sys.executable, __file__, "--worker", str(bundle), "--index", a.index], env=env,
                              capture_output=True, text=True, check=False)

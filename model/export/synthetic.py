@@ -29,10 +29,11 @@ from model.semantic_ids.space import load_sid_space
 
 def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str = "tiny", seed: int = 0,
                        layers: int | None = None, dim: int | None = None, layout: str = "items",
-                       force: bool = False, data_dir: Path | None = None) -> Path:
+                       force: bool = False, data_dir: Path | None = None, index: str = "flat") -> Path:
     """Export a random-init SimGR bundle with ``n_items`` items named item-0..item-{n-1}, staged and
     checked like ``simgr export`` (a non-empty ``out_dir`` needs ``force``); with ``data_dir`` (a dataset
-    with semantic IDs), its items, texts, code space and item quantizer instead."""
+    with semantic IDs), its items, texts, code space and item quantizer instead. ``index`` is any
+    ``simgr export --index`` type, tuned on random histories."""
     out = Path(out_dir)
     if layers or dim:  # a custom-size Qwen3 preset, e.g. sized for a serving benchmark
         base = PRESETS[preset]
@@ -66,8 +67,22 @@ def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str =
                      quantizer_dir=find_quantizer(data_dir) if data_dir else None,
                      sid_space=space.sizes if space else None)
         seal_bundle(tmp)
+        if index != "flat":
+            _install_index(tmp, index, rng)
         check_bundle(tmp, checks)
     return out
+
+
+def _install_index(root: Path, kind: str, rng: np.random.Generator) -> None:
+    from index import IndexChoice
+    from model.export.bundle import Bundle
+    from model.export.indexing import install_index
+
+    b = Bundle.load(root)
+    hist = [rng.integers(0, b.n_items, size=int(rng.integers(3, 20))).tolist() for _ in range(200)]
+    install_index(root, b, IndexChoice(kind=kind), b.encode_users(hist))  # type: ignore[arg-type]
+    del b
+    seal_bundle(root, rehash=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layout", default="items", choices=["items", "tokens"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--index", default="flat", help="an export --index type (default: flat)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = make_random_bundle(a.out, n_items=a.items, preset=a.preset, seed=a.seed, layers=a.layers, dim=a.dim,
-                             layout=a.layout, force=a.force)
+                             layout=a.layout, force=a.force, index=a.index)
     sys.stdout.write(json.dumps({"bundle": str(out)}) + "\n")
     return 0
 
