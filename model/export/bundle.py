@@ -62,11 +62,11 @@ def _read_catalog(root: Path, embeddings: np.ndarray) -> Catalog:
         raise SimGRError(f"{root}/item_embeddings.npy: a {embeddings.dtype} array of shape {embeddings.shape}, "
                          f"expected float32 ({len(base)}, D) for {len(base)} items")
     popular = read_validated(root / "popularity.json", list[StrictStr], what="popularity", missing=_MISSING)
-    rows = np.fromiter((-1 if (r := base.last_row(i)) is None else r for i in popular), dtype=np.int64,
-                       count=len(popular))  # no int object per item outlives this line
+    order = np.fromiter((-1 if (r := base.last_row(i)) is None else r for i in popular), dtype=np.int64,
+                        count=len(popular))  # no int object per item outlives this line
     del popular
-    rows = rows[rows >= 0]
-    return Catalog(base, embeddings, rows[base.live[rows]])
+    order = order[order >= 0]
+    return Catalog(base, embeddings, order[base.live[order]])
 
 
 def token_table(lut: Sequence[np.ndarray], codes: np.ndarray) -> np.ndarray:
