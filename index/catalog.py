@@ -47,25 +47,50 @@ class Catalog:
     def __init__(self, rows: Iterable[CatalogRow] | BaseRows, embeddings: np.ndarray,
                  base_popularity: Sequence[int]) -> None:
         base = rows if isinstance(rows, BaseRows) else BaseRows.build(rows)
-        self._set(base, tail=(), changed={}, live=base.live.copy(), latest={}, taken={}, embeddings=embeddings,
-                  base_popularity=np.asarray(base_popularity, dtype=np.int64))
+        vectors = np.ascontiguousarray(embeddings, dtype=np.float32)  # no copy for a float32 memmap
+        if len(vectors) != len(base):
+            raise ValueError(f"{len(base)} rows but {len(vectors)} vectors")
+        self._set(base, tail=(), changed={}, live=base.live.copy(), latest={}, taken={},
+                  vectors=(vectors, vectors[:0]), base_popularity=np.asarray(base_popularity, dtype=np.int64))
 
     def _set(self, base: BaseRows, *, tail: tuple[CatalogRow, ...], changed: dict[int, CatalogRow],
              live: np.ndarray, latest: dict[str, int], taken: dict[tuple[int, ...], set[int]],
-             embeddings: np.ndarray, base_popularity: np.ndarray) -> None:
+             vectors: tuple[np.ndarray, np.ndarray], base_popularity: np.ndarray) -> None:
         self.base, self.tail, self.changed = base, tail, changed  # rows: base, then tail; changed overrides base
         self.live = live  # (M,) bool
         self.latest = latest  # item id -> its latest row, for ids with a row in ``tail``
         self.taken = taken  # prefix -> every taken uniqueness code, for prefixes with a row in ``tail``
-        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)  # (M, D), row i = rows[i]
-        if len(self.embeddings) != len(live):
-            raise ValueError(f"{len(live)} rows but {len(self.embeddings)} vectors")
+        self.base_vectors, self.tail_vectors = vectors  # (B, D) as loaded (often a memmap), (T, D) added since
         self.base_popularity = base_popularity  # trained rows, most popular first
 
     # reading
 
     def __len__(self) -> int:
         return len(self.live)
+
+    @property
+    def dim(self) -> int:
+        return int(self.base_vectors.shape[1])
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """(n, D) float32 vectors of ``rows`` (n,), read from the loaded matrix and the added segment."""
+        rows = np.asarray(rows, dtype=np.int64)
+        b = len(self.base_vectors)
+        if not len(self.tail_vectors) or (len(rows) and rows.max() < b):
+            return np.asarray(self.base_vectors[rows])
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        old = rows < b
+        out[old] = self.base_vectors[rows[old]]
+        out[~old] = self.tail_vectors[rows[~old] - b]
+        return out
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:
+        """(M, D) every row's vector as one matrix: the loaded one itself until items are added, then a
+        copy (offline tools; serving reads ``vectors`` and the index's own segments instead)."""
+        if not len(self.tail_vectors):
+            return self.base_vectors
+        return np.concatenate([self.base_vectors, self.tail_vectors])
 
     def row(self, i: int) -> CatalogRow:
         i = int(i)
@@ -157,21 +182,19 @@ class Catalog:
         """
         w = Work(self, unique)
         outcomes = [w.retire(ch.item_id) if isinstance(ch, Retire) else w.upsert(ch) for ch in changes]
-        dim = self.embeddings.shape[1]
-        vectors = embed([w.row(i).sid for i in w.new_rows]) if w.new_rows else np.zeros((0, dim))
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(w.new_rows), dim)
-        emb = np.concatenate([self.embeddings, vectors]) if w.new_rows else self.embeddings
+        vectors = embed([w.row(i).sid for i in w.new_rows]) if w.new_rows else np.zeros((0, self.dim))
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(w.new_rows), self.dim)
+        tail_vectors = np.concatenate([self.tail_vectors, vectors]) if w.new_rows else self.tail_vectors
         live = np.concatenate([self.live, np.zeros(len(w.new_rows), dtype=bool)])
         for i, flag in w.live.items():
             live[i] = flag
         gone = set(w.removed)
-        add = [i for i in [*w.revived, *w.new_rows] if live[i] and i not in gone]
+        add = np.asarray([i for i in [*w.revived, *w.new_rows] if live[i] and i not in gone], dtype=np.int64)
         old_live = sorted(i for i in gone if i < len(self) and self.live[i])
-        delta = Delta(np.asarray(add, dtype=np.int64), emb[add] if add else vectors[:0],
-                      np.asarray(old_live, dtype=np.int64))
         nxt = object.__new__(Catalog)
         nxt._set(self.base, tail=tuple(w.tail), changed=w.changed, live=live, latest=w.latest,
-                 taken=w.taken, embeddings=emb, base_popularity=self.base_popularity)
+                 taken=w.taken, vectors=(self.base_vectors, tail_vectors), base_popularity=self.base_popularity)
+        delta = Delta(add, nxt.vectors(add) if len(add) else vectors[:0], np.asarray(old_live, dtype=np.int64))
         return nxt, delta, outcomes
 
 

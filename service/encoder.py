@@ -15,7 +15,9 @@ class UserEncoder(Protocol):
     n_items: int
     dim: int
     max_history: int
-    embeddings: np.ndarray  # (N, D) float32
+
+    @property
+    def embeddings(self) -> np.ndarray: ...  # (N, D) float32
 
     @property
     def item_ids(self) -> Sequence[str]: ...  # row -> item id

@@ -67,3 +67,27 @@ def test_broken_bundle_is_a_clear_error(tiny_bundle_dir: Path, tmp_path: Path, d
             f.unlink()
     with pytest.raises(SimGRError, match=message):
         Bundle.load(root)
+
+
+def test_added_items_are_read_from_their_own_segment_and_encode_like_one_matrix(tiny_bundle_dir: Path) -> None:
+    """After an addition the loaded matrix is shared, not copied, and a history holding the new item encodes
+    exactly as with the whole (M, D) table."""
+    import torch
+
+    from index.catalog import Upsert
+    from model.export.living import unique_code
+    from model.network.prompt import build_prompt, collate
+
+    b = Bundle.load(tiny_bundle_dir)
+    sid = b.catalog.row(3).sid
+    catalog, delta, _ = b.catalog.apply([Upsert("new", title="New", codes=sid, full=True)],
+                                        unique=unique_code(b.space), embed=b.embedder())
+    assert catalog.base_vectors is b.catalog.base_vectors
+    assert delta.add_ids.tolist() == [200]
+    b2 = b.with_catalog(catalog)
+    np.testing.assert_array_equal(catalog.vectors(np.array([200, 3])), catalog.embeddings[[200, 3]])
+    hist = [[1, 200, 5], [200]]
+    batch = collate([build_prompt(h, b2.vocab) for h in hist], pad_id=b2.vocab.pad_id)
+    with torch.inference_mode():
+        whole = b2.model.user_embeddings(batch, torch.from_numpy(catalog.embeddings)).numpy()
+    np.testing.assert_allclose(b2.encode_users(hist), whole, atol=1e-6)

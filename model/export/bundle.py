@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,15 +107,16 @@ class Bundle:
         self.catalog = catalog
         self.item_ids: Sequence[str] = catalog.ids  # by row; dead rows keep their id
         self.item_lookup: Mapping[str, int] = catalog.lookup  # live items only
-        self.embeddings = catalog.embeddings  # (M, D) float32
         self.popularity = catalog.popularity  # (n_live,) every live row, most popular first
-        self.n_items, self.dim = self.embeddings.shape
+        self.n_items, self.dim = len(catalog), catalog.dim
         if table is None:
             table = token_table(self._lut, catalog.codes)
         self.vocab = dataclasses.replace(self._vocab0, sid_token_ids=table)
-        with warnings.catch_warnings():  # a read-only map: the table is only ever read
-            warnings.simplefilter("ignore", UserWarning)
-            self._table = torch.from_numpy(self.embeddings).to(self.device)  # item inputs for the ``items`` layout
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """(M, D) float32 item matrix (the memory-mapped file until items are added; see Catalog.embeddings)."""
+        return self.catalog.embeddings
 
     def with_catalog(self, catalog: Catalog) -> Bundle:
         """The same model (shared, not copied) serving ``catalog``."""
@@ -189,6 +189,12 @@ class Bundle:
     def encode_users(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         """(B, D) float32 user embeddings; histories are item indices, oldest first, each non-empty."""
         prompts = [build_prompt(h, self.vocab) for h in histories]
-        batch = collate(prompts, pad_id=self.vocab.pad_id).to(self.device)
-        h = self.model.user_embeddings(batch, self._table)  # (B, D)
+        batch = collate(prompts, pad_id=self.vocab.pad_id)
+        table = None
+        if self.vocab.cfg.layout == "items":  # only the rows of the items in these prompts, renumbered
+            is_slot = batch.item_slots >= 0
+            needed, local = torch.unique(batch.item_slots[is_slot], return_inverse=True)
+            table = torch.from_numpy(self.catalog.vectors(needed.numpy())).to(self.device)  # (U, D)
+            batch = batch._replace(item_slots=batch.item_slots.masked_scatter(is_slot, local))
+        h = self.model.user_embeddings(batch.to(self.device), table)  # (B, D)
         return h.float().cpu().numpy()
