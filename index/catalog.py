@@ -136,9 +136,15 @@ class Catalog:
     @cached_property
     def codes(self) -> np.ndarray:
         """(M, L) int32 semantic ID of every row."""
+        return self.codes_from(0)
+
+    def codes_from(self, start: int) -> np.ndarray:
+        """(M - start, L) int32 semantic IDs of rows ``start``.. (a row's ID never changes once written)."""
+        b = len(self.base)
         if not self.tail:
-            return self.base.codes
-        return np.concatenate([self.base.codes, np.asarray([r.sid for r in self.tail], dtype=np.int32)])
+            return self.base.codes[start:]
+        tail = np.asarray([r.sid for r in self.tail[max(0, start - b):]], dtype=np.int32).reshape(-1, self.base.codes.shape[1])
+        return np.concatenate([self.base.codes[start:], tail]) if start < b else tail
 
     @cached_property
     def popularity(self) -> np.ndarray:

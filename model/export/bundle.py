@@ -99,18 +99,24 @@ class Bundle:
         self._lut = _token_lut(tokenizer, space)  # code -> token id, per level
         self._quantizer: ItemQuantizer | None = None
         self._vocab0 = vocab
+        self.vocab: PromptVocab = vocab
+        self.catalog: Catalog = catalog
+        self.n_items = 0
         self._trained_rows: set[int] | None = None  # token ids some trained item uses (never changes)
         self._set_catalog(catalog, table=model.sid_token_ids.cpu().numpy())
 
     def _set_catalog(self, catalog: Catalog, table: np.ndarray | None = None) -> None:
         """Serve ``catalog``; ``table`` is its (M, L) token-id table when already built (shared, not copied)."""
+        if table is None and catalog.base is self.catalog.base and len(catalog) >= self.n_items:
+            prev = self.vocab.sid_token_ids  # rows keep their IDs: only rows past the served table need tokens
+            table = np.concatenate([prev, token_table(self._lut, catalog.codes_from(len(prev)))])
+        elif table is None:
+            table = token_table(self._lut, catalog.codes)
         self.catalog = catalog
         self.item_ids: Sequence[str] = catalog.ids  # by row; dead rows keep their id
         self.item_lookup: Mapping[str, int] = catalog.lookup  # live items only
         self.popularity = catalog.popularity  # (n_live,) every live row, most popular first
         self.n_items, self.dim = len(catalog), catalog.dim
-        if table is None:
-            table = token_table(self._lut, catalog.codes)
         self.vocab = dataclasses.replace(self._vocab0, sid_token_ids=table)
 
     @property

@@ -22,7 +22,7 @@ import torch
 from index.catalog import Catalog, CatalogRow, Upsert
 from model.export.items import ItemUpsert
 from model.export.manifest import BundleItem
-from model.semantic_ids.assign import tokens_to_codes
+from model.semantic_ids.assign import sid_codes, tokens_to_codes
 from model.semantic_ids.quantizer import ItemQuantizer
 from model.semantic_ids.space import SidSpace, code_token, lowest_free, sid_tokens
 
@@ -35,7 +35,7 @@ class CatalogInputError(ValueError):
 
 
 def catalog_row(r: BundleItem) -> CatalogRow:
-    return CatalogRow(r.item_id, tuple(int(c) for c in tokens_to_codes([r.sid])[0]), r.origin, title=r.title,
+    return CatalogRow(r.item_id, sid_codes(r.sid), r.origin, title=r.title,
                       text=r.text, categories=tuple(r.categories), attributes=tuple(sorted(r.attributes.items())))
 
 

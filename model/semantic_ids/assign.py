@@ -120,12 +120,26 @@ def tokens_to_codes(tokens: Sequence[Sequence[str]]) -> np.ndarray:
     for i, row in enumerate(tokens):
         if len(row) != length:
             raise ValueError(f"row {i} has {len(row)} tokens, row 0 has {length}")
-        for lvl, tok in enumerate(row):
-            m = TOKEN_RE.match(tok) if isinstance(tok, str) else None
-            if m is None or m.group(1) != LEVEL_LETTERS[lvl]:
-                raise ValueError(f"row {i}: token {tok!r} is not <{LEVEL_LETTERS[lvl]}_N>")
-            out[i, lvl] = int(m.group(2))
+        try:
+            out[i] = sid_codes(row)
+        except ValueError as e:
+            raise ValueError(f"row {i}: {e}") from None
     return out
+
+
+def sid_codes(tokens: Sequence[str]) -> tuple[int, ...]:
+    """One semantic ID's tokens -> its codes (no array: the per-item path of a million-item load).
+
+    Example: ['<a_12>', '<b_201>'] -> (12, 201)
+    """
+    out = []
+    for lvl, tok in enumerate(tokens):
+        m = TOKEN_RE.match(tok) if isinstance(tok, str) else None
+        if m is None or lvl >= len(LEVEL_LETTERS) or m.group(1) != LEVEL_LETTERS[lvl]:
+            letter = LEVEL_LETTERS[lvl] if lvl < len(LEVEL_LETTERS) else "?"
+            raise ValueError(f"token {tok!r} is not <{letter}_N>")
+        out.append(int(m.group(2)))
+    return tuple(out)
 
 
 def utilization(codes: np.ndarray, sizes: Sequence[int]) -> list[float]:
