@@ -10,6 +10,7 @@ Inference is one forward pass plus an exact top-K over every item: no beam searc
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from model.config import ModelConfig, PromptConfig
 from model.network.aggregators import make_aggregator
 from model.network.losses import draw_candidates, sampled_softmax_loss
 from model.network.prompt import PromptBatch
+from model.network.shared_prefix import PrefixMemo, run_backbone
 
 
 class SimGR(nn.Module):
@@ -37,6 +39,7 @@ class SimGR(nn.Module):
         self.register_buffer("item_log_prior", torch.full((n,), -math.log(max(n, 1))), persistent=False)  # (N,)
         dim = int(backbone.get_input_embeddings().weight.shape[1])  # type: ignore[operator,index]
         self.aggregator = make_aggregator(cfg.aggregator, dim=dim, levels=int(sid_token_ids.shape[1]))
+        self._prefix_memo = PrefixMemo()  # the instruction's pass, kept between no-grad eval calls
 
     @property
     def n_items(self) -> int:
@@ -64,8 +67,16 @@ class SimGR(nn.Module):
             assert item_table is not None, "layout 'items' needs the item table"
             embeds = embeds.masked_scatter(slots.unsqueeze(-1),
                                            item_table[batch.item_slots[slots]].to(embeds.dtype))
-        out = self.backbone(inputs_embeds=self.input_dropout(embeds), attention_mask=batch.attention_mask)
-        return out.last_hidden_state  # type: ignore[no-any-return]
+        memo = self._prefix_memo if not (self.training or torch.is_grad_enabled()) else None
+        return run_backbone(self.backbone, embeds, batch, dropout=self.input_dropout, memo=memo)  # (B, T, D)
+
+    def train(self, mode: bool = True) -> SimGR:
+        self._prefix_memo.clear()  # weights may change from here on
+        return super().train(mode)
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self._prefix_memo.clear()
+        return super().load_state_dict(*args, **kwargs)
 
     def user_embeddings(self, batch: PromptBatch, item_table: torch.Tensor | None = None) -> torch.Tensor:
         """(B, D) user embeddings h(C), normalised like the item table."""
