@@ -25,6 +25,8 @@ from model.network.shared_prefix import PrefixMemo, run_backbone
 
 
 class SimGR(nn.Module):
+    share_prefix = True  # one pass over the prompts' common opening (shared_prefix.py); False: a full pass each
+
     def __init__(self, *, backbone: nn.Module, sid_token_ids: torch.Tensor, cfg: ModelConfig,
                  prompt: PromptConfig, input_dropout: float = 0.0) -> None:
         super().__init__()
@@ -68,6 +70,9 @@ class SimGR(nn.Module):
             embeds = embeds.masked_scatter(slots.unsqueeze(-1),
                                            item_table[batch.item_slots[slots]].to(embeds.dtype))
         memo = self._prefix_memo if not (self.training or torch.is_grad_enabled()) else None
+        if not self.share_prefix:
+            return self.backbone(inputs_embeds=self.input_dropout(embeds),  # type: ignore[no-any-return]
+                                 attention_mask=batch.attention_mask).last_hidden_state
         return run_backbone(self.backbone, embeds, batch, dropout=self.input_dropout, memo=memo)  # (B, T, D)
 
     def train(self, mode: bool = True) -> SimGR:
