@@ -22,12 +22,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from index.catalog_work import Work
 from index.rows import BaseRows, CatalogRow, Change, Origin, Outcome, Retire, Scalar, Status, Upsert
+
+T = TypeVar("T")
 
 __all__ = ["Catalog", "CatalogRow", "Change", "Delta", "Origin", "Outcome", "Retire", "Scalar", "Status",
            "Upsert"]
@@ -99,13 +101,18 @@ class Catalog:
         live = bool(self.live[i])
         return r if r.live == live else dataclasses.replace(r, live=live)
 
-    @property
-    def rows(self) -> Rows:
-        return Rows(self)
+    def item_id(self, i: int) -> str:
+        b = len(self.base)
+        return self.tail[i - b].item_id if i >= b else self.base.ids[i]
 
     @property
-    def ids(self) -> ItemIds:
-        return ItemIds(self)
+    def rows(self) -> RowView[CatalogRow]:
+        return RowView(self, self.row)
+
+    @property
+    def ids(self) -> RowView[str]:
+        """Row -> item id (dead rows keep theirs)."""
+        return RowView(self, self.item_id)
 
     @property
     def lookup(self) -> Lookup:
@@ -204,35 +211,19 @@ class Catalog:
         return nxt, delta, outcomes
 
 
-class Rows(Sequence[CatalogRow]):
-    """Row objects made on demand: ``catalog.rows[i]``."""
+class RowView(Sequence[T]):
+    """Per-row values made on demand (``catalog.rows[i]``, ``catalog.ids[i]``), no list of M objects."""
 
-    def __init__(self, catalog: Catalog) -> None:
-        self._c = catalog
+    def __init__(self, catalog: Catalog, get: Callable[[int], T]) -> None:
+        self._n, self._get = len(catalog), get
 
     def __len__(self) -> int:
-        return len(self._c)
+        return self._n
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
-            return [self._c.row(j) for j in range(*i.indices(len(self)))]
-        return self._c.row(i)
-
-
-class ItemIds(Sequence[str]):
-    """Row -> item id (dead rows keep theirs)."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._c = catalog
-
-    def __len__(self) -> int:
-        return len(self._c)
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        b = len(self._c.base)
-        return self._c.tail[i - b].item_id if i >= b else self._c.base.ids[i]
+            return [self._get(j) for j in range(*i.indices(self._n))]
+        return self._get(i)
 
 
 class Lookup(Mapping[str, int]):
