@@ -74,13 +74,15 @@ def make_held_dataset(full: Dataset, held: set[int], out: Path) -> None:
     (out / "dataset.json").write_text(info.model_dump_json())
 
 
-def build_model(data: Path, run: Path, bundle: Path, budget_min: float, preset: str) -> dict[str, Any]:
+def build_model(data: Path, run: Path, bundle: Path, budget_min: float, preset: str,
+                code_init: str = "random") -> dict[str, Any]:
     """semantic-ids -> train (budget) -> export, each skipped when its output exists."""
     if not (data / "semantic_ids.json").is_file():
         build_semantic_ids(data_dir=data)
     summary: dict[str, Any] = {}
     if not (run / "checkpoints" / "best.pt").is_file():
-        cfg = RunConfig(data_dir=str(data), model=ModelConfig(backbone=preset), prompt=PromptConfig(),
+        cfg = RunConfig(data_dir=str(data), model=ModelConfig(backbone=preset, code_init=code_init),  # type: ignore[arg-type]
+                        prompt=PromptConfig(),
                         train=TrainConfig(time_budget_min=budget_min, epochs=50))
         summary = train(cfg, run)
     if not (bundle / "manifest.json").is_file():
@@ -187,6 +189,8 @@ def main() -> int:
     p.add_argument("--preset", default="small")
     p.add_argument("--holdout", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--code-init", default="random", choices=["random", "codebook"],
+                   help="code rows at start, both models (model/network/code_init.py)")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t_start = time.perf_counter()
@@ -198,8 +202,8 @@ def main() -> int:
     if not (warm_data / "dataset.json").is_file():
         shutil.copytree(a.data, warm_data)
     make_held_dataset(full, held_set, held_data)
-    held_train = build_model(held_data, a.work / "held_run", a.work / "held_bundle", a.budget_min, a.preset)
-    warm_train = build_model(warm_data, a.work / "warm_run", a.work / "warm_bundle", a.budget_min, a.preset)
+    held_train = build_model(held_data, a.work / "held_run", a.work / "held_bundle", a.budget_min, a.preset, a.code_init)
+    warm_train = build_model(warm_data, a.work / "warm_run", a.work / "warm_bundle", a.budget_min, a.preset, a.code_init)
 
     hist, tgt = full.eval_examples("test", max_history=20)
     cold = [n for n, t in enumerate(tgt) if t in held_set]
@@ -210,7 +214,7 @@ def main() -> int:
     base = Bundle.load(a.work / "held_bundle", verify=VERIFY)
     out: dict[str, Any] = {"dataset": full.info.name, "n_items": full.n_items, "held_out_items": len(held),
                            "cold_target_users": len(cold), "warm_target_users": len(warm),
-                           "budget_min_each": a.budget_min, "preset": a.preset}
+                           "budget_min_each": a.budget_min, "preset": a.preset, "code_init": a.code_init}
     pop = Dataset.load(held_data).popularity()
     pop_top = np.array([full.item_ids.index(base.item_ids[i]) for i in np.argsort(-pop, kind="stable")[:10]])
     out["cold_popularity"] = metrics(np.tile(pop_top, (len(ct), 1)), np.array(ct))

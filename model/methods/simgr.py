@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.errors import SimGRError
 from model.network.assembly import Assembled, build_model
+from model.network.code_init import init_code_rows, quantizer_codebooks
 from model.network.prompt import PromptBatch, collate
 from model.network.ranking import rank_users
 from model.network.windows import Window, make_windows
@@ -22,8 +24,14 @@ class SimGRMethod:
 
     def build(self, cfg: Any, sids: Sequence[Sequence[str]]) -> Assembled:
         space = load_sid_space(Path(cfg.data_dir), tokens_to_codes(sids))  # every code is a token
-        return build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout,
-                           input_dropout=cfg.train.input_dropout, seed=cfg.train.seed, space=space)
+        built = build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout,
+                            input_dropout=cfg.train.input_dropout, seed=cfg.train.seed, space=space)
+        if cfg.model.code_init == "codebook":
+            if cfg.model.lora:
+                raise SimGRError("code_init 'codebook' is for scratch presets: LoRA keeps the pretrained rows")
+            init_code_rows(built, quantizer_codebooks(Path(cfg.data_dir)), levels=len(space.sizes),
+                           seed=cfg.train.seed)
+        return built
 
     def examples(self, sequence: Sequence[int], built: Assembled, *, stride: int) -> list[Window]:
         return make_windows(sequence, built.vocab, stride=stride)
