@@ -46,7 +46,8 @@ def test_random_init_is_unchanged_and_given_ids_are_refused(quant_data_dir: Path
     assert not torch.equal(plain.model.input_embeddings().weight, coded.model.input_embeddings().weight)
     with pytest.raises(SimGRError, match="quantizer"):
         built_for(synthetic_data_dir, "codebook")
+    cfg = RunConfig(data_dir=str(quant_data_dir), model=dataclasses.replace(
+        ModelConfig(backbone="tiny", code_init="codebook"), lora=True))
+    sids = load_semantic_ids(quant_data_dir, [it.item_id for it in load_items(quant_data_dir / "items.jsonl")])
     with pytest.raises(SimGRError, match="LoRA"):
-        cfg = RunConfig(data_dir=str(quant_data_dir), model=dataclasses.replace(
-            ModelConfig(backbone="tiny", code_init="codebook"), lora=True))
-        SimGRMethod().build(cfg, load_semantic_ids(quant_data_dir, [it.item_id for it in load_items(quant_data_dir / "items.jsonl")]))
+        SimGRMethod().build(cfg, sids)

@@ -25,7 +25,7 @@ from model.baselines.teacher_forcing import TreeBatch, collate_tree
 from model.baselines.trie import SIDTrie
 from model.config import BaselineConfig
 from model.network.assembly import Assembled, sid_vocabulary
-from model.network.backbone import build_backbone
+from model.network.backbone import build_backbone, forward_with_cache
 from model.network.model import SimGR
 from model.network.prompt import Prompt, PromptBatch, PromptVocab, build_prompt, collate
 from model.network.windows import Window, make_windows
@@ -93,41 +93,33 @@ class ARModel(nn.Module):
         return h_last, self._losses(hidden, batch.targets).mean()
 
     def prompt_state(self, batch: PromptBatch) -> PromptState:
-        from transformers import DynamicCache
-
-        out = self.encoder.backbone(inputs_embeds=self._embeds(batch), attention_mask=batch.attention_mask,
-                                    past_key_values=DynamicCache(), use_cache=True)
-        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        h = out.last_hidden_state[torch.arange(batch.input_ids.shape[0]), batch.last]  # (B, D)
+        hidden, kv = forward_with_cache(self.encoder.backbone, None, inputs_embeds=self._embeds(batch),
+                                        attention_mask=batch.attention_mask)
+        h = hidden[torch.arange(batch.input_ids.shape[0]), batch.last]  # (B, D)
         return PromptState(kv, batch.attention_mask, batch.last + 1, self.logprobs(h))
 
     def next_logprobs(self, state: PromptState, rows: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         if prefix.shape[1] == 0:
             return state.last_logp[rows]
-        from transformers import DynamicCache
-
         dev = state.mask.device
         rows, prefix = rows.to(dev), prefix.to(dev)
-        cache = DynamicCache(ddp_cache_data=[(k[rows], v[rows]) for k, v in state.kv])
         d = prefix.shape[1]
         pos = state.length[rows, None] + torch.arange(d, device=dev)  # (R, d)
         mask = torch.cat([state.mask[rows], torch.ones(len(rows), d, dtype=torch.long, device=dev)], dim=1)
-        out = self.encoder.backbone(inputs_embeds=self.encoder.input_embeddings()(prefix), attention_mask=mask,
-                                    position_ids=pos, past_key_values=cache, use_cache=True)
-        return self.logprobs(out.last_hidden_state[:, -1]).cpu()
+        hidden, _ = forward_with_cache(self.encoder.backbone, [(k[rows], v[rows]) for k, v in state.kv],
+                                       inputs_embeds=self.encoder.input_embeddings()(prefix), attention_mask=mask,
+                                       position_ids=pos)
+        return self.logprobs(hidden[:, -1]).cpu()
 
     def tree_logprobs(self, cache: list[KV], mask: torch.Tensor, tokens: torch.Tensor,
                       position_ids: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
         """(B, Q, V) next-token log-probs of tokens (B, Q) fed on ``cache`` under ``mask`` (B, 1, Q, K + Q)
         and the grown cache (model/baselines/beam.py, ``_Tree``)."""
-        from transformers import DynamicCache
-
         dev = cache[0][0].device
-        out = self.encoder.backbone(inputs_embeds=self.encoder.input_embeddings()(tokens.to(dev)),
-                                    attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
-                                    past_key_values=DynamicCache(ddp_cache_data=cache), use_cache=True)
-        new = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        return self.logprobs(out.last_hidden_state).cpu(), new
+        hidden, new = forward_with_cache(self.encoder.backbone, cache,
+                                         inputs_embeds=self.encoder.input_embeddings()(tokens.to(dev)),
+                                         attention_mask=mask.to(dev), position_ids=position_ids.to(dev))
+        return self.logprobs(hidden).cpu(), new
 
 
 def build_ar(cfg: Any, sids: Sequence[Sequence[str]], *, latent_tokens: int = 0) -> Assembled:

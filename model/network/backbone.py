@@ -6,10 +6,12 @@ semantic-ID token. No hub access: presets build their own tokenizer with ``token
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from model.config import ModelConfig
@@ -153,3 +155,21 @@ def merge_lora(backbone: nn.Module) -> nn.Module:
     if hasattr(backbone, "merge_and_unload"):
         return backbone.merge_and_unload()  # type: ignore[no-any-return,operator]
     return backbone
+
+
+KV = tuple[torch.Tensor, torch.Tensor]  # one layer's keys and values, each (B, H_kv, K, Dh)
+
+
+def forward_with_cache(backbone: nn.Module, kv: list[KV] | None, **inputs: Any) -> tuple[torch.Tensor, list[KV]]:
+    """Run the decoder on top of the per-layer keys/values ``kv`` (None: an empty cache); returns the last
+    hidden states and the grown keys/values. The one place that knows transformers' cache API: the
+    argument and output field are ``cache`` in late 5.x releases and ``past_key_values`` before."""
+    from transformers import DynamicCache
+
+    get_base = getattr(backbone, "get_base_model", None)  # through a peft wrapper
+    base = get_base() if callable(get_base) else backbone
+    name = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    cache = DynamicCache() if kv is None else DynamicCache(ddp_cache_data=kv)
+    out = backbone(use_cache=True, **inputs, **{name: cache})
+    grown = out[name] if name == "cache" else out.past_key_values
+    return out.last_hidden_state, [(layer.keys, layer.values) for layer in grown.layers]

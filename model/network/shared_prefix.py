@@ -14,15 +14,13 @@ batch's prompts (one draw instead of B), the only difference from separate passe
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 from torch import nn
 
+from model.network.backbone import KV, forward_with_cache
 from model.network.prompt import PromptBatch
-
-KV = tuple[torch.Tensor, torch.Tensor]
 
 
 def shared_prefix_len(batch: PromptBatch) -> int:
@@ -46,27 +44,10 @@ class PrefixMemo:
         self.entry = None
 
 
-def _cache_kw(backbone: nn.Module) -> str:
-    """The forward argument that takes a KV cache: ``cache`` in late transformers 5, ``past_key_values``
-    before (still accepted there, with a deprecation warning)."""
-    get_base = getattr(backbone, "get_base_model", None)  # through a peft wrapper
-    base = get_base() if callable(get_base) else backbone
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-def _prefix_pass(backbone: nn.Module, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
-    from transformers import DynamicCache
-
-    out = backbone(inputs_embeds=embeds, attention_mask=mask, use_cache=True, **{_cache_kw(backbone): DynamicCache()})
-    return out.last_hidden_state, [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-
-
 def run_backbone(backbone: nn.Module, embeds: torch.Tensor, batch: PromptBatch, *, dropout: nn.Module,
                  memo: PrefixMemo | None) -> torch.Tensor:
     """(B, T, D) final hidden states of ``embeds`` (B, T, D), the instruction computed once (see above).
     ``memo``: keep the prefix pass between calls (only valid while the weights cannot change)."""
-    from transformers import DynamicCache
-
     b = int(embeds.shape[0])
     p = shared_prefix_len(batch) if (b > 1 or memo is not None) else 0
     if p < 2:  # nothing worth sharing
@@ -77,10 +58,11 @@ def run_backbone(backbone: nn.Module, embeds: torch.Tensor, batch: PromptBatch, 
     if entry is not None and entry[0] == key:
         hidden, kv = entry[1]
     else:
-        hidden, kv = _prefix_pass(backbone, dropout(embeds[:1, :p]), batch.attention_mask[:1, :p])
+        hidden, kv = forward_with_cache(backbone, None, inputs_embeds=dropout(embeds[:1, :p]),
+                                        attention_mask=batch.attention_mask[:1, :p])
         if memo is not None:
             memo.entry = (key, (hidden, kv))
-    cache = DynamicCache(ddp_cache_data=[(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in kv])
-    out = backbone(inputs_embeds=dropout(embeds[:, p:]), attention_mask=batch.attention_mask, use_cache=False,
-                   **{_cache_kw(backbone): cache})
-    return torch.cat([hidden.expand(b, -1, -1), out.last_hidden_state], dim=1)
+    shared = [(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in kv]  # views, not copies
+    rest, _ = forward_with_cache(backbone, shared, inputs_embeds=dropout(embeds[:, p:]),
+                                 attention_mask=batch.attention_mask)
+    return torch.cat([hidden.expand(b, -1, -1), rest], dim=1)
