@@ -189,7 +189,7 @@ def main() -> int:
     p.add_argument("--preset", default="small")
     p.add_argument("--holdout", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--code-init", default="random", choices=["random", "codebook"],
+    p.add_argument("--code-init", default="random", choices=["random", "codebook", "codebook-frozen"],
                    help="code rows at start, both models (model/network/code_init.py)")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)

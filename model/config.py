@@ -133,7 +133,7 @@ class ModelConfig:
     loss_chunk_items: int = 65536  # items per logsumexp chunk; bounds loss memory for huge catalogs
     loss: Literal["full", "sampled"] = "full"  # full softmax over ALL items is the paper's method
     sampled_negatives: int = 1024  # uniform negatives per batch for loss=sampled (plus in-batch targets)
-    code_init: Literal["random", "codebook"] = "random"  # code rows at start; codebook: projected RQ-VAE codes
+    code_init: Literal["random", "codebook", "codebook-frozen"] = "random"  # code rows: see network/code_init.py
 
 
 @with_config(STRICT_FIELDS)

@@ -51,3 +51,22 @@ def test_random_init_is_unchanged_and_given_ids_are_refused(quant_data_dir: Path
     sids = load_semantic_ids(quant_data_dir, [it.item_id for it in load_items(quant_data_dir / "items.jsonl")])
     with pytest.raises(SimGRError, match="LoRA"):
         SimGRMethod().build(cfg, sids)
+
+
+def test_frozen_rows_get_no_gradient_and_uniqueness_rows_train(quant_data_dir: Path) -> None:
+    from model.network.prompt import collate
+    from model.network.windows import make_windows
+    from model.semantic_ids.space import code_token
+
+    built = built_for(quant_data_dir, "codebook-frozen")
+    windows = make_windows(list(range(8)), built.vocab, stride=10)
+    batch = collate([w.prompt for w in windows], pad_id=built.vocab.pad_id, targets=[w.targets for w in windows])
+    _, loss = built.model.train()(batch)
+    loss.backward()
+    grad = built.model.input_embeddings().weight.grad
+    vocab = built.tokenizer.get_vocab()
+    semantic = [i for t, i in vocab.items() if t.startswith((code_token(0, 0)[:3], code_token(1, 0)[:3]))]
+    unique = [i for t, i in vocab.items() if t.startswith(code_token(len(built.model.sid_token_ids[0]) - 1, 0)[:3])]
+    assert semantic and unique
+    assert torch.count_nonzero(grad[semantic]) == 0
+    assert torch.count_nonzero(grad[unique]) > 0

@@ -26,11 +26,11 @@ class SimGRMethod:
         space = load_sid_space(Path(cfg.data_dir), tokens_to_codes(sids))  # every code is a token
         built = build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout,
                             input_dropout=cfg.train.input_dropout, seed=cfg.train.seed, space=space)
-        if cfg.model.code_init == "codebook":
+        if cfg.model.code_init != "random":
             if cfg.model.lora:
                 raise SimGRError("code_init 'codebook' is for scratch presets: LoRA keeps the pretrained rows")
             init_code_rows(built, quantizer_codebooks(Path(cfg.data_dir)), levels=len(space.sizes),
-                           seed=cfg.train.seed)
+                           seed=cfg.train.seed, frozen=cfg.model.code_init == "codebook-frozen")
         return built
 
     def examples(self, sequence: Sequence[int], built: Assembled, *, stride: int) -> list[Window]:

@@ -8,6 +8,10 @@ text embedding (the residual quantiser's reconstruction, divided by L), so items
 close and stay comparable while training moves the rows. The uniqueness level's rows start at zero: they
 separate items that share every semantic code and carry no text.
 
+``code_init="codebook-frozen"`` also keeps the semantic levels' rows where they start (their gradient is
+zeroed; only the uniqueness rows train): every item, trained or added later, then lives in the same
+fixed projection of the text space, and the decoder learns to map histories into it.
+
 Example (D=4, one level, code_dim 2): P is a (4, 2) matrix with orthonormal columns, row(c) = s * P @ C_0[c],
 with s scaling the rows to the backbone's own embedding norm.
 """
@@ -38,8 +42,10 @@ def quantizer_codebooks(data_dir: Path) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def init_code_rows(built: Assembled, codebooks: Sequence[np.ndarray], *, levels: int, seed: int) -> None:
-    """Overwrite the code-token rows of ``built`` (``levels`` = L, the uniqueness level last) in place."""
+def init_code_rows(built: Assembled, codebooks: Sequence[np.ndarray], *, levels: int, seed: int,
+                   frozen: bool = False) -> None:
+    """Overwrite the code-token rows of ``built`` (``levels`` = L, the uniqueness level last) in place;
+    ``frozen``: and zero the gradient of the semantic levels' rows from now on."""
     weight: torch.Tensor = built.model.input_embeddings().weight  # type: ignore[assignment]  # (V, D)
     tokenizer: Any = built.tokenizer
     dim, code_dim = int(weight.shape[1]), int(codebooks[0].shape[1])
@@ -53,7 +59,12 @@ def init_code_rows(built: Assembled, codebooks: Sequence[np.ndarray], *, levels:
     new = torch.cat(rows)  # (sum K_l, D)
     scale = weight.norm(dim=1).median() / new.norm(dim=1).median().clamp_min(1e-12)
     known = torch.tensor([i is not None and i >= 0 for i in ids])
-    weight[torch.tensor([i for i in ids if i is not None and i >= 0])] = (new[known] * scale).to(weight.dtype)
+    rows_set = torch.tensor([i for i in ids if i is not None and i >= 0])
+    weight[rows_set] = (new[known] * scale).to(weight.dtype)
+    if frozen:
+        keep = torch.ones(weight.shape[0], 1, dtype=weight.dtype)
+        keep[rows_set] = 0.0
+        weight.register_hook(lambda grad: grad * keep.to(grad.device, grad.dtype))
     if levels > len(codebooks):  # the uniqueness level: no text, start at zero
         prefix = code_token(levels - 1, 0).split("_")[0] + "_"  # every code of that level, e.g. "<d_"
         weight[torch.tensor([i for t, i in tokenizer.get_vocab().items() if t.startswith(prefix)])] = 0.0
