@@ -67,6 +67,7 @@ def test_frozen_rows_get_no_gradient_and_uniqueness_rows_train(quant_data_dir: P
     vocab = built.tokenizer.get_vocab()
     semantic = [i for t, i in vocab.items() if t.startswith((code_token(0, 0)[:3], code_token(1, 0)[:3]))]
     unique = [i for t, i in vocab.items() if t.startswith(code_token(len(built.model.sid_token_ids[0]) - 1, 0)[:3])]
-    assert semantic and unique
+    assert semantic
+    assert unique
     assert torch.count_nonzero(grad[semantic]) == 0
     assert torch.count_nonzero(grad[unique]) > 0
