@@ -6,9 +6,9 @@
 An added item's embedding is the aggregate of its code-token rows, like a trained item's. Rows that no
 trained item uses were never trained (random init, shrunk by weight decay). ``ItemEmbedder`` therefore
 averages, for added items, only rows that some trained item uses (policy "trained", the default). "all"
-is the plain mean; "semantic" also leaves out the uniqueness level. Measured on Scientific
-(benchmarks/cold_items.py, README): cold-target NDCG@10 trained 0.0101, all 0.0098, semantic 0.0011 -
-the uniqueness row is shared by most trained items and dropping it moves added items away from them.
+is the plain mean; "semantic" also leaves out the uniqueness level, the one row that holds no text. The
+README's cold-items section has the measurements: with code rows that keep their text
+(``code_init="codebook-frozen"``), "semantic" is what lets added items be found.
 """
 
 from __future__ import annotations
