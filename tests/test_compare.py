@@ -17,7 +17,7 @@ from service.cli.main import main
 
 def _config(tmp_path: Path, data_dir: Path) -> Path:
     cfg = {"name": "tiny", "out_dir": str(tmp_path / "report"), "work_dir": str(tmp_path / "work"),
-           "datasets": [str(data_dir)], "preset": "tiny", "time_budget_min": 0.01, "epochs": 2, "lr": 0.01,
+           "datasets": [str(data_dir)], "preset": "tiny", "time_budget_min": 0.01, "lr": 0.01,
            "epoch_cap": 2, "patience": 1, "generative_seeds": 1, "sasrec_dims": [16], "sasrec_dropouts": [0.0, 0.2],
            "sasrec_lrs": [0.01], "eval_users": 0, "exact_users": 4, "beams": [5, 30], "latte_beams": [5],
            "table_beam": 10, "aggregators": ["mean", "proj"], "presets": ["tiny"], "entropy_ks": [1, 10, 20]}
