@@ -57,18 +57,20 @@ def test_index_of_another_size_fails(tiny_bundle_dir: Path, tmp_path: Path) -> N
 
 def test_near_ties_at_the_kth_score_may_swap_but_nothing_else(tiny_bundle_dir: Path) -> None:
     """The worst item is made a near twin of the 10th: an index that ranks the twin 10th disagrees with the
-    exact top-10 by ~1e-6 only, which the check accepts; a stricter tolerance, or any other item, is not."""
+    exact top-10 by a relative 1e-5 only, which a tolerance above that gap accepts; a tolerance below it
+    (still far above float32 rounding), or any other item, is not."""
     emb = np.load(tiny_bundle_dir / "item_embeddings.npy")
     q = Bundle.load(tiny_bundle_dir).encode_users(HISTORIES[:1])[0]  # (D,)
     order = np.argsort(-(emb @ q))
     tenth, twin = int(order[9]), int(order[-1])
-    emb[twin] = emb[tenth] * (1 - 1e-6)
+    emb[twin] = emb[tenth] * (1 - 1e-5)
     exact_s, exact_i = exact_topk(q[None, :], emb, 10)
     assert tenth in exact_i[0].tolist()
     found = exact_i[0].copy()
     found[found == tenth] = twin  # an index that put the twin 10th
     kth = float(exact_s[0, -1])
-    assert disagreements(found, exact_i[0], kth, emb, q, atol=1e-5) == []
-    assert disagreements(found, exact_i[0], kth, emb, q, atol=1e-9) == [twin]
+    gap = abs(kth) * 1e-5  # the twin's score is this far below the 10th's
+    assert disagreements(found, exact_i[0], kth, emb, q, atol=2 * gap) == []
+    assert disagreements(found, exact_i[0], kth, emb, q, atol=gap / 4) == [twin]
     found[0] = int(order[50])  # a clearly worse item in first place
-    assert int(order[50]) in disagreements(found, exact_i[0], kth, emb, q, atol=1e-5)
+    assert int(order[50]) in disagreements(found, exact_i[0], kth, emb, q, atol=2 * gap)
