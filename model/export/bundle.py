@@ -90,13 +90,14 @@ class Bundle:
     gives the same model over a changed catalogue (items added or retired while serving)."""
 
     def __init__(self, *, root: Path, manifest: BundleManifest, model: SimGR, vocab: PromptVocab,
-                 tokenizer: Any, catalog: Catalog, space: SidSpace, device: torch.device) -> None:
+                 tokenizer: Any, catalog: Catalog, space: SidSpace, lut: list[np.ndarray],
+                 device: torch.device) -> None:
         self.root, self.manifest, self.model, self.tokenizer = root, manifest, model, tokenizer
         self.device = device
         self.model_version: str = manifest.model_version
         self.max_history: int = vocab.cfg.max_history
         self.space = space
-        self._lut = _token_lut(tokenizer, space)  # code -> token id, per level
+        self._lut = lut  # code -> token id, per level (_token_lut)
         self._quantizer: ItemQuantizer | None = None
         self._vocab0 = vocab
         self.vocab: PromptVocab = vocab
@@ -177,7 +178,8 @@ class Bundle:
             raise SimGRError(f"{bdir}: cannot load the model ({e})") from None
         space = SidSpace(sizes=tuple(manifest.sid_space)) if manifest.sid_space else observed_space(catalog.codes)
         vocab = PromptVocab.from_tokenizer(tokenizer, [], pcfg)
-        table = token_table(_token_lut(tokenizer, space), catalog.codes)  # (N, L)
+        lut = _token_lut(tokenizer, space)
+        table = token_table(lut, catalog.codes)  # (N, L)
         model = SimGR(backbone=backbone, sid_token_ids=torch.from_numpy(table), cfg=mcfg, prompt=pcfg)
         agg = root / "model" / "aggregator.safetensors"
         if agg.is_file():
@@ -189,7 +191,7 @@ class Bundle:
         log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(catalog), embeddings.shape[1],
                  manifest.model_version)
         return cls(root=root, manifest=manifest, model=model, vocab=vocab, tokenizer=tokenizer, catalog=catalog,
-                   space=space, device=dev)
+                   space=space, lut=lut, device=dev)
 
     @torch.inference_mode()
     def encode_users(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
