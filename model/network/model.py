@@ -70,10 +70,8 @@ class SimGR(nn.Module):
             embeds = embeds.masked_scatter(slots.unsqueeze(-1),
                                            item_table[batch.item_slots[slots]].to(embeds.dtype))
         memo = self._prefix_memo if not (self.training or torch.is_grad_enabled()) else None
-        if not self.share_prefix:
-            return self.backbone(inputs_embeds=self.input_dropout(embeds),  # type: ignore[no-any-return]
-                                 attention_mask=batch.attention_mask).last_hidden_state
-        return run_backbone(self.backbone, embeds, batch, dropout=self.input_dropout, memo=memo)  # (B, T, D)
+        return run_backbone(self.backbone, embeds, batch, dropout=self.input_dropout, memo=memo,
+                            share=self.share_prefix)  # (B, T, D)
 
     def train(self, mode: bool = True) -> SimGR:
         self._prefix_memo.clear()  # weights may change from here on

@@ -45,11 +45,12 @@ class PrefixMemo:
 
 
 def run_backbone(backbone: nn.Module, embeds: torch.Tensor, batch: PromptBatch, *, dropout: nn.Module,
-                 memo: PrefixMemo | None) -> torch.Tensor:
+                 memo: PrefixMemo | None, share: bool = True) -> torch.Tensor:
     """(B, T, D) final hidden states of ``embeds`` (B, T, D), the instruction computed once (see above).
-    ``memo``: keep the prefix pass between calls (only valid while the weights cannot change)."""
+    ``memo``: keep the prefix pass between calls (only valid while the weights cannot change);
+    ``share=False``: one full pass per prompt (the reference path)."""
     b = int(embeds.shape[0])
-    p = shared_prefix_len(batch) if (b > 1 or memo is not None) else 0
+    p = shared_prefix_len(batch) if share and (b > 1 or memo is not None) else 0
     if p < 2:  # nothing worth sharing
         out = backbone(inputs_embeds=dropout(embeds), attention_mask=batch.attention_mask)
         return out.last_hidden_state  # type: ignore[no-any-return]
