@@ -99,7 +99,11 @@ class CatalogService:
 
     async def _commit(self, model: Any, changes: list[Change]) -> tuple[list[Outcome], str]:
         """Append one record, then apply the log up to it; a batch that changes nothing is not logged."""
-        _, _, dry = model.catalog.apply(changes, unique=unique_code(model.space), embed=model.embedder())
+        try:
+            embed = model.embedder(self.settings.added_item_levels)
+        except SimGRError as exc:  # e.g. levels "text" on a model trained without text rows
+            raise ServiceError("catalog_unavailable", f"cannot embed items: {exc}") from None
+        _, _, dry = model.catalog.apply(changes, unique=unique_code(model.space), embed=embed)
         if all(o.status in ("unchanged", "absent") for o in dry):
             return dry, model.model_version
         if any(o.status == "uncoded" for o in dry):
