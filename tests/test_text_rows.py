@@ -1,5 +1,6 @@
-"""model/network/text_rows.py: frozen text rows beside the learned code rows; a text-only share of items
-while training (DropoutNet); added items embedded by their text rows, through export and load."""
+"""model/network/text_rows.py: text rows (codebook vectors through a learned map) beside the learned code
+rows; a text-only share of items while training (DropoutNet); added items embedded by their text rows,
+through export and load."""
 
 from __future__ import annotations
 
@@ -54,12 +55,18 @@ def train_step(built) -> None:  # type: ignore[no-untyped-def]
     loss.backward()
 
 
-def test_text_rows_are_frozen_and_learned_code_rows_train(quant_data_dir: Path) -> None:
+def test_codebook_vectors_stay_and_their_map_and_the_code_rows_train(quant_data_dir: Path) -> None:
     built = built_for(quant_data_dir)
-    assert not any(p is built.model.text_rows.table for p in built.model.parameters())
+    text = built.model.text_rows
+    assert not any(p is text.latent for p in built.model.parameters())
+    latent0 = text.latent.clone()
+    torch.manual_seed(0)
     train_step(built)
     grad = built.model.input_embeddings().weight.grad
     assert torch.count_nonzero(grad[built.model.sid_token_ids.unique()]) > 0
+    assert torch.equal(text.latent, latent0)
+    assert torch.count_nonzero(text.proj.grad) > 0  # the content map learns
+    assert float(text.gain.grad.abs()) > 0  # the text-only items' scale trains
 
 
 def test_a_text_only_share_of_items_while_training_and_none_in_eval(quant_data_dir: Path) -> None:
@@ -115,6 +122,7 @@ def test_export_round_trip_and_added_items_by_their_text_rows(quant_data_dir: Pa
     built = built_for(quant_data_dir)
     with torch.no_grad():
         built.model.input_embeddings().weight.normal_(std=0.02)  # as if trained
+        built.model.text_rows.gain.fill_(1.7)
     items = load_items(quant_data_dir / "items.jsonl")
     sids = load_semantic_ids(quant_data_dir, [it.item_id for it in items])
     from model.semantic_ids.assign import tokens_to_codes
@@ -127,7 +135,7 @@ def test_export_round_trip_and_added_items_by_their_text_rows(quant_data_dir: Pa
         seal_bundle(tmp)
     bundle = Bundle.load(tmp_path / "b", verify="full")
     assert bundle.model.text_rows is not None
-    torch.testing.assert_close(bundle.model.text_rows.table, built.model.text_rows.table)
+    torch.testing.assert_close(bundle.model.text_rows.table, built.model.text_rows.table.detach())
     stored = np.load(tmp_path / "b" / "item_embeddings.npy")
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(stored), built.model.eval().item_embeddings())
@@ -137,6 +145,7 @@ def test_export_round_trip_and_added_items_by_their_text_rows(quant_data_dir: Pa
     codes = [tuple(int(c) for c in row) for row in tokens_to_codes(sids[:5])]
     expected = built.model.embed_tokens(built.model.sid_token_ids[:5], learned=False).detach().numpy()
     np.testing.assert_allclose(embed(codes), expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(embed(codes), axis=1), 1.7, rtol=1e-5)  # g * a unit vector
     (tmp_path / "b" / "model" / "text_rows.safetensors").unlink()
     with pytest.raises(SimGRError, match=r"text_rows\.safetensors"):
         Bundle.load(tmp_path / "b", verify="off")

@@ -43,21 +43,26 @@ def quantizer_codebooks(data_dir: Path) -> list[np.ndarray]:
     return [cb.detach().float().numpy() for cb in ItemQuantizer.load(folder).rqvae.codebooks]
 
 
-def projected_codebooks(tokenizer: Any, codebooks: Sequence[np.ndarray], *, dim: int,
-                        seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(R,) token ids of the semantic codes the tokenizer has, and their (R, D) rows P @ C_l[c]: one fixed
-    projection with orthonormal columns for every level, unscaled."""
-    code_dim = int(codebooks[0].shape[1])
+def code_projection(*, dim: int, code_dim: int, seed: int) -> torch.Tensor:
+    """(D, c) the fixed projection P of codebook vectors into the embedding space (orthonormal columns)."""
     gen = torch.Generator().manual_seed(seed)
     proj = torch.randn(dim, max(dim, code_dim), generator=gen)
-    proj = torch.linalg.qr(proj)[0][:, :code_dim] if dim >= code_dim else proj[:, :code_dim] / dim ** 0.5
-    rows, ids = [], []
-    for lvl, cb in enumerate(codebooks):
-        ids += tokenizer.convert_tokens_to_ids([code_token(lvl, c) for c in range(len(cb))])
-        rows.append(torch.from_numpy(cb) @ proj.T)  # (K_l, D)
-    new = torch.cat(rows)  # (sum K_l, D)
+    return torch.linalg.qr(proj)[0][:, :code_dim] if dim >= code_dim else proj[:, :code_dim] / dim ** 0.5
+
+
+def semantic_codes(tokenizer: Any, codebooks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R,) token ids of the semantic codes the tokenizer has, and their (R, c) codebook vectors C_l[c]."""
+    ids = tokenizer.convert_tokens_to_ids([code_token(lvl, c) for lvl, cb in enumerate(codebooks) for c in range(len(cb))])
     known = torch.tensor([i is not None and i >= 0 for i in ids])
-    return torch.tensor([i for i in ids if i is not None and i >= 0], dtype=torch.long), new[known]
+    latent = torch.cat([torch.from_numpy(cb) for cb in codebooks])  # (sum K_l, c)
+    return torch.tensor([i for i in ids if i is not None and i >= 0], dtype=torch.long), latent[known]
+
+
+def projected_codebooks(tokenizer: Any, codebooks: Sequence[np.ndarray], *, dim: int,
+                        seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R,) token ids of the semantic codes the tokenizer has, and their (R, D) rows P @ C_l[c], unscaled."""
+    ids, latent = semantic_codes(tokenizer, codebooks)
+    return ids, latent @ code_projection(dim=dim, code_dim=int(latent.shape[1]), seed=seed).T
 
 
 def embedding_scale(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

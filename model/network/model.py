@@ -66,12 +66,11 @@ class SimGR(nn.Module):
         added after training is embedded by a model with text rows (and a text-only share in training)."""
         if not learned:
             assert self.text_rows is not None, "text-only embeddings need a model with text rows"
-            e = self.text_rows(tokens)  # (M, D)
-        else:
-            rows = self.input_embeddings()(tokens)  # (M, L, D); peft-safe: goes through forward
-            e = self.aggregator(rows)  # (M, D)
-            if self.text_rows is not None:
-                e = self.text_rows.combine(tokens, e)
+            return self.text_rows.text_only(tokens, normalize=self.cfg.normalize)  # (M, D)
+        rows = self.input_embeddings()(tokens)  # (M, L, D); peft-safe: goes through forward
+        e = self.aggregator(rows)  # (M, D)
+        if self.text_rows is not None:
+            return self.text_rows.combine(tokens, e, normalize=self.cfg.normalize)
         return F.normalize(e, dim=-1) if self.cfg.normalize else e
 
     def hidden_states(self, batch: PromptBatch, item_table: torch.Tensor | None) -> torch.Tensor:
