@@ -6,7 +6,8 @@
 1. Hold out a random 10% of items; remove every interaction with them (users keep the rest); semantic IDs
    (the RQ-VAE sees only the kept items' text), train within the budget, export.
 2. Add the held-out items through the catalogue path of ``PUT /items`` (quantizer -> lowest free
-   uniqueness code -> embedding -> index), once per ``added_item_levels`` policy.
+   uniqueness code -> embedding -> index), once per ``added_item_levels`` policy, and once per
+   ``--gains`` value (``added_item_gain``: valid and test users; the gain is chosen on valid).
 3. On the ORIGINAL test split, users whose target is a held-out item: NDCG@10 / HR@10 over the full
    catalogue for SimGR, popularity, a MiniLM text baseline (cosine between the last history item and
    every other item) and the upper bound (the normal pipeline on all items, same budget). Warm-target
@@ -99,13 +100,13 @@ def rank(bundle: Bundle, histories: list[list[int]]) -> np.ndarray:
     return out
 
 
-def add_items(bundle: Bundle, full: Dataset, held: list[int], levels: str) -> Bundle:
+def add_items(bundle: Bundle, full: Dataset, held: list[int], levels: str, gain: float = 1.0) -> Bundle:
     """The held-out items through the PUT /items path: code (quantizer), unique code, embed, apply."""
     records = [ItemUpsert(item_id=full.items[i].item_id, text=full.items[i].text or full.items[i].title or "item")
                for i in held]
     changes = code_upserts(records, bundle.catalog, space=bundle.space, quantizer=bundle.quantizer)
     catalog, _, outcomes = bundle.catalog.apply(changes, unique=unique_code(bundle.space),
-                                                embed=bundle.embedder(levels))  # type: ignore[arg-type]
+                                                embed=bundle.embedder(levels, gain))  # type: ignore[arg-type]
     assert all(o.status == "created" for o in outcomes), {o.status for o in outcomes}
     return bundle.with_catalog(catalog)
 
@@ -141,6 +142,36 @@ def text_baseline(full: Dataset, hist: list[list[int]], tgt: list[int], cache: P
     scores = emb[last] @ emb.T  # (U, N)
     scores[np.arange(len(last)), last] = -np.inf  # not the item itself
     return metrics(np.argsort(-scores, axis=1)[:, :10], np.array(tgt))
+
+
+def split_users(full: Dataset, split: str, held: set[int]) -> dict[str, tuple[list[list[int]], list[int]]]:
+    """The ``split``'s (histories, targets) of cold-target and of warm-target users."""
+    hist, tgt = full.eval_examples(split, max_history=20)
+    out: dict[str, tuple[list[list[int]], list[int]]] = {}
+    for kind, keep in (("cold", lambda t: t in held), ("warm", lambda t: t not in held)):
+        idx = [n for n, t in enumerate(tgt) if keep(t)]
+        out[kind] = ([hist[n] for n in idx], [tgt[n] for n in idx])
+    return out
+
+
+def gain_sweep(base: Bundle, full: Dataset, held: list[int], gains: list[float], cache: Path) -> dict[str, Any]:
+    """``--added-item-gain`` (levels auto) on valid and test users: cold and warm NDCG@10 per gain. The
+    gain is chosen on valid: the smallest whose cold NDCG reaches the text baseline's there, if any."""
+    out: dict[str, Any] = {}
+    for split in ("valid", "test"):
+        users = split_users(full, split, set(held))
+        text = text_baseline(full, *users["cold"], cache)["ndcg@10"]
+        rows = []
+        for g in gains:
+            added = add_items(base, full, held, "auto", g)
+            rows.append({"gain": g, "cold": eval_simgr(added, full, *users["cold"])["ndcg@10"],
+                         "warm": eval_simgr(added, full, *users["warm"])["ndcg@10"]})
+        out[split] = {"cold_text_minilm": text, "by_gain": rows}
+    reach = [r["gain"] for r in out["valid"]["by_gain"] if r["cold"] >= out["valid"]["cold_text_minilm"]]
+    out["chosen_on_valid"] = min(reach) if reach else None
+    if reach:
+        out["test_at_chosen"] = next(r for r in out["test"]["by_gain"] if r["gain"] == min(reach))
+    return out
 
 
 def time_put(bundle_dir: Path, full: Dataset, items: list[int], work: Path) -> dict[str, float]:
@@ -193,6 +224,8 @@ def main() -> int:
                    "(model/network/text_rows.py); added items are then also embedded by their text rows alone")
     p.add_argument("--text-only-share", type=float, default=ModelConfig.text_only_share)
     p.add_argument("--no-upper-bound", action="store_true", help="skip the warm-trained model (half the time)")
+    p.add_argument("--gains", type=lambda t: [float(x) for x in t.split(",") if x], default=[1.0, 1.25, 1.5, 2.0, 3.0],
+                   help="added-item gains swept on valid and test users (empty: no sweep)")
     a = p.parse_args()
     mcfg = ModelConfig(backbone=a.preset, code_init=a.code_init, text_rows=a.text_rows,
                        text_only_share=a.text_only_share)
@@ -231,6 +264,8 @@ def main() -> int:
         out[f"cold_simgr_{levels}"] = eval_simgr(added, full, ch, ct)
         out[f"warm_after_additions_{levels}"] = eval_simgr(added, full, wh, wt)
     out["added_on_untrained_row_per_level"] = untrained_share(base, added)
+    if a.gains:
+        out["gain_sweep"] = gain_sweep(base, full, held, a.gains, warm_data / "cache")
     if not a.no_upper_bound:
         warm_bundle = Bundle.load(a.work / "warm_bundle", verify=VERIFY)
         out["cold_upper_bound_warm_trained"] = eval_simgr(warm_bundle, full, ch, ct)

@@ -100,7 +100,7 @@ class CatalogService:
     async def _commit(self, model: Any, changes: list[Change]) -> tuple[list[Outcome], str]:
         """Append one record, then apply the log up to it; a batch that changes nothing is not logged."""
         try:
-            embed = model.embedder(self.settings.added_item_levels)
+            embed = model.embedder(self.settings.added_item_levels, self.settings.added_item_gain)
         except SimGRError as exc:  # e.g. levels "text" on a model trained without text rows
             raise ServiceError("catalog_unavailable", f"cannot embed items: {exc}") from None
         _, _, dry = model.catalog.apply(changes, unique=unique_code(model.space), embed=embed)
@@ -156,7 +156,7 @@ class CatalogService:
             changes = [change_from_json(c) for c in rec.get("changes", [])]
             catalog, delta, outcomes = await asyncio.to_thread(
                 model.catalog.apply, changes, unique=unique_code(model.space),
-                embed=model.embedder(self.settings.added_item_levels))
+                embed=model.embedder(self.settings.added_item_levels, self.settings.added_item_gain))
             await self.rec.swap_catalog(state, model.with_catalog(catalog), delta)
             self._remember(entry.id, outcomes)
             for ch in changes:

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     added_item_levels: Literal["auto", "all", "trained", "semantic", "text"] = Field(
         default="auto", description="how an added item is embedded; auto: its text rows where the model has them, "
         "else its trained code rows (model/export/living.py, benchmarks/cold_items.py)")
+    added_item_gain: float = Field(
+        default=1.0, gt=0, le=10, description="scale of an added item's vector: above 1 lifts new items against "
+        "trained ones, at the trained ones' expense (README, Cold items)")
 
     # limits and security
     max_body_bytes: int = Field(default=1_000_000, ge=1, description="request body limit (413 beyond)")  # TEI: 2 MB

@@ -174,3 +174,12 @@ def test_sid_exact_index_folds_in_the_text_rows(quant_data_dir: Path, tmp_path: 
     rebuilt = sum(codes.tables[lvl][codes.codes[:, lvl]] for lvl in range(len(codes.tables)))  # (N, D)
     rebuilt = rebuilt / np.linalg.norm(rebuilt, axis=1, keepdims=True)
     np.testing.assert_allclose(rebuilt, np.asarray(bundle.embeddings), atol=1e-5)
+
+
+def test_added_item_gain_scales_the_added_vectors(quant_bundle_dir: Path) -> None:
+    bundle = Bundle.load(quant_bundle_dir)
+    codes = [tuple(int(c) for c in row) for row in bundle.catalog.codes[:4]]
+    plain = bundle.embedder("trained")(codes)
+    np.testing.assert_allclose(bundle.embedder("trained", 2.5)(codes), 2.5 * plain, rtol=1e-6)
+    with pytest.raises(SimGRError, match="positive"):
+        bundle.embedder("trained", 0.0)

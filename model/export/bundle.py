@@ -161,10 +161,11 @@ class Bundle:
             self._quantizer = ItemQuantizer.load(self.root / QUANTIZER_DIR)
         return self._quantizer
 
-    def embedder(self, levels: AddedLevels = "auto") -> ItemEmbedder:
+    def embedder(self, levels: AddedLevels = "auto", gain: float = 1.0) -> ItemEmbedder:
         if self._trained_rows is None:
             self._trained_rows = trained_token_rows(self.catalog, self.token_ids)
-        return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=self._trained_rows, levels=levels)
+        return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=self._trained_rows, levels=levels,
+                            gain=gain)
 
     @classmethod
     def load(cls, root: str | Path, *, device: str = "cpu", verify: VerifyMode = "quick") -> Bundle:

@@ -57,7 +57,7 @@ def write_catalog_bundle(bundle: Bundle, catalog: Catalog, out: Path, *, through
 
 
 def apply_lines(bundle: Bundle, lines: Sequence[UpsertLine | RetireLine], *,
-                levels: AddedLevels = "auto") -> tuple[Catalog, list[Outcome]]:
+                levels: AddedLevels = "auto", gain: float = 1.0) -> tuple[Catalog, list[Outcome]]:
     """changes.jsonl lines applied in order to ``bundle``'s catalogue (upserts coded as by PUT /items)."""
     seen: set[str] = set()
     for line in lines:
@@ -69,5 +69,5 @@ def apply_lines(bundle: Bundle, lines: Sequence[UpsertLine | RetireLine], *,
     coded = iter(code_upserts(upserts, bundle.catalog, space=bundle.space, quantizer=bundle.quantizer))
     changes: list[Change] = [next(coded) if isinstance(ln, UpsertLine) else Retire(ln.item_id) for ln in lines]
     catalog, _, outcomes = bundle.catalog.apply(changes, unique=unique_code(bundle.space),
-                                                embed=bundle.embedder(levels))
+                                                embed=bundle.embedder(levels, gain))
     return catalog, outcomes

@@ -49,7 +49,10 @@ class ItemEmbedder:
     module doc; "auto": "text" where the model has text rows, else "trained"."""
 
     def __init__(self, *, model: Any, token_id: Callable[[list[str]], list[int]], trained_rows: set[int],
-                 levels: AddedLevels = "auto") -> None:
+                 levels: AddedLevels = "auto", gain: float = 1.0) -> None:
+        if not gain > 0:
+            raise SimGRError(f"added item gain must be positive, got {gain}")
+        self.gain = gain  # scales every added item's vector: its scores against the trained items'
         if levels == "auto":
             levels = "text" if model.text_rows is not None else "trained"
         if levels == "text" and model.text_rows is None:
@@ -65,7 +68,7 @@ class ItemEmbedder:
         ids = ids.to(emb_layer.weight.device)
         if self.levels == "text" or self.model.cfg.aggregator != "mean" or self.levels == "all":
             e = self.model.embed_tokens(ids, learned=self.levels != "text").float()  # (n, D), normalised
-            return e.cpu().numpy().astype(np.float32)
+            return (self.gain * e).cpu().numpy().astype(np.float32)
         rows = emb_layer(ids).float()  # (n, L, D)
         keep = torch.tensor([[t in self.trained_rows for t in row] for row in ids.tolist()])  # (n, L)
         if self.levels == "semantic":
@@ -77,7 +80,7 @@ class ItemEmbedder:
             e = e + self.model.text_rows(ids).float()
         if self.model.cfg.normalize:
             e = torch.nn.functional.normalize(e, dim=-1)
-        return e.cpu().numpy().astype(np.float32)
+        return (self.gain * e).cpu().numpy().astype(np.float32)
 
 
 def unique_code(space: SidSpace) -> Callable[[tuple[int, ...], set[int]], int | None]:

@@ -25,6 +25,7 @@ def add_arguments(sub: Any) -> None:
     s.add_argument("--out", required=True, type=Path, help="directory of the new bundle (must not exist)")
     s.add_argument("--added-item-levels", default="auto", choices=_LEVELS,
                    help="how an added item is embedded (default auto: as `simgr serve`)")
+    s.add_argument("--added-item-gain", type=float, default=1.0, help="scale of added items' vectors (as serve)")
     s.set_defaults(func=cmd_apply)
     s = csub.add_parser("compact", help="fold the served change log into a new bundle")
     s.add_argument("--artifacts", required=True, type=Path)
@@ -35,6 +36,7 @@ def add_arguments(sub: Any) -> None:
     s.add_argument("--log", dest="catalog_log", default=None, help="change-log name (default: catalog)")
     s.add_argument("--added-item-levels", default="auto", choices=_LEVELS,
                    help="how an added item is embedded (default auto: as `simgr serve`)")
+    s.add_argument("--added-item-gain", type=float, default=1.0, help="scale of added items' vectors (as serve)")
     s.set_defaults(func=cmd_compact)
 
 
@@ -51,7 +53,7 @@ def cmd_apply(a: argparse.Namespace) -> int:
     lines = read_changes(a.changes)
     bundle = Bundle.load(a.artifacts)
     try:
-        catalog, outcomes = apply_lines(bundle, lines, levels=a.added_item_levels)
+        catalog, outcomes = apply_lines(bundle, lines, levels=a.added_item_levels, gain=a.added_item_gain)
     except CatalogInputError as exc:
         raise SimGRError(f"{a.changes}: {exc}") from None
     uncoded = [o.item_id for o in outcomes if o.status == "uncoded"]
@@ -83,7 +85,7 @@ def cmd_compact(a: argparse.Namespace) -> int:
     from model.export.living import unique_code
 
     catalog, through, applied = bundle.catalog, bundle.manifest.catalog_through, 0
-    embed = bundle.embedder(a.added_item_levels)
+    embed = bundle.embedder(a.added_item_levels, a.added_item_gain)
     for entry in entries:
         through = entry.id
         if entry.record.get("root") != bundle.manifest.root:
