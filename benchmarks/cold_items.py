@@ -155,7 +155,7 @@ def split_users(full: Dataset, split: str, held: set[int]) -> dict[str, tuple[li
 
 
 def gain_sweep(base: Bundle, full: Dataset, held: list[int], gains: list[float], cache: Path) -> dict[str, Any]:
-    """``--added-item-gain`` (levels auto) on valid and test users: cold and warm NDCG@10 per gain. The
+    """``--added-item-gain`` (levels "trained") on valid and test users: cold and warm NDCG@10 per gain. The
     gain is chosen on valid: the smallest whose cold NDCG reaches the text baseline's there, if any."""
     out: dict[str, Any] = {}
     for split in ("valid", "test"):
@@ -163,7 +163,7 @@ def gain_sweep(base: Bundle, full: Dataset, held: list[int], gains: list[float],
         text = text_baseline(full, *users["cold"], cache)["ndcg@10"]
         rows = []
         for g in gains:
-            added = add_items(base, full, held, "auto", g)
+            added = add_items(base, full, held, "trained", g)
             rows.append({"gain": g, "cold": eval_simgr(added, full, *users["cold"])["ndcg@10"],
                          "warm": eval_simgr(added, full, *users["warm"])["ndcg@10"]})
         out[split] = {"cold_text_minilm": text, "by_gain": rows}
@@ -220,15 +220,11 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--code-init", default="random", choices=["random", "codebook", "codebook-frozen"],
                    help="code rows at start, both models (model/network/code_init.py)")
-    p.add_argument("--text-rows", action="store_true", help="frozen text rows + text-only share, both models "
-                   "(model/network/text_rows.py); added items are then also embedded by their text rows alone")
-    p.add_argument("--text-only-share", type=float, default=ModelConfig.text_only_share)
     p.add_argument("--no-upper-bound", action="store_true", help="skip the warm-trained model (half the time)")
     p.add_argument("--gains", type=lambda t: [float(x) for x in t.split(",") if x], default=[1.0, 1.25, 1.5, 2.0, 3.0],
                    help="added-item gains swept on valid and test users (empty: no sweep)")
     a = p.parse_args()
-    mcfg = ModelConfig(backbone=a.preset, code_init=a.code_init, text_rows=a.text_rows,
-                       text_only_share=a.text_only_share)
+    mcfg = ModelConfig(backbone=a.preset, code_init=a.code_init)
     logging.basicConfig(level=logging.WARNING)
     t_start = time.perf_counter()
     full = Dataset.load(a.data)
@@ -252,14 +248,13 @@ def main() -> int:
     base = Bundle.load(a.work / "held_bundle", verify=VERIFY)
     out: dict[str, Any] = {"dataset": full.info.name, "n_items": full.n_items, "held_out_items": len(held),
                            "cold_target_users": len(cold), "warm_target_users": len(warm),
-                           "budget_min_each": a.budget_min, "preset": a.preset, "code_init": a.code_init,
-                           "text_rows": a.text_rows, "text_only_share": a.text_only_share if a.text_rows else None}
+                           "budget_min_each": a.budget_min, "preset": a.preset, "code_init": a.code_init}
     pop = Dataset.load(held_data).popularity()
     pop_top = np.array([full.item_ids.index(base.item_ids[i]) for i in np.argsort(-pop, kind="stable")[:10]])
     out["cold_popularity"] = metrics(np.tile(pop_top, (len(ct), 1)), np.array(ct))
     out["cold_text_minilm"] = text_baseline(full, ch, ct, warm_data / "cache")
     out["warm_before_additions"] = eval_simgr(base, full, wh, wt)
-    for levels in ("semantic", "trained", "all") + (("text",) if a.text_rows else ()):
+    for levels in ("semantic", "trained", "all"):
         added = add_items(base, full, held, levels)
         out[f"cold_simgr_{levels}"] = eval_simgr(added, full, ch, ct)
         out[f"warm_after_additions_{levels}"] = eval_simgr(added, full, wh, wt)

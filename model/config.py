@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
 from model.errors import SimGRError, describe_errors
 
@@ -134,8 +134,6 @@ class ModelConfig:
     loss: Literal["full", "sampled"] = "full"  # full softmax over ALL items is the paper's method
     sampled_negatives: int = 1024  # uniform negatives per batch for loss=sampled (plus in-batch targets)
     code_init: Literal["random", "codebook", "codebook-frozen"] = "random"  # code rows: see network/code_init.py
-    text_rows: bool = False  # frozen text rows per semantic code beside the learned ones (network/text_rows.py)
-    text_only_share: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5  # with text_rows: items scored by text alone per table build (DropoutNet's 0.5)
 
 
 @with_config(STRICT_FIELDS)

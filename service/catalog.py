@@ -99,10 +99,7 @@ class CatalogService:
 
     async def _commit(self, model: Any, changes: list[Change]) -> tuple[list[Outcome], str]:
         """Append one record, then apply the log up to it; a batch that changes nothing is not logged."""
-        try:
-            embed = model.embedder(self.settings.added_item_levels, self.settings.added_item_gain)
-        except SimGRError as exc:  # e.g. levels "text" on a model trained without text rows
-            raise ServiceError("catalog_unavailable", f"cannot embed items: {exc}") from None
+        embed = model.embedder(self.settings.added_item_levels, self.settings.added_item_gain)
         _, _, dry = model.catalog.apply(changes, unique=unique_code(model.space), embed=embed)
         if all(o.status in ("unchanged", "absent") for o in dry):
             return dry, model.model_version

@@ -71,9 +71,8 @@ class Settings(BaseSettings):
 
     # living catalogue: changes go to a Redis Stream (with redis_url) or a fsynced journal under state_dir
     catalog_log: str = Field(default="catalog", min_length=1, max_length=128, description="catalogue change-log name (stream {redis_prefix}log:NAME, or STATE_DIR/NAME.jsonl)")
-    added_item_levels: Literal["auto", "all", "trained", "semantic", "text"] = Field(
-        default="auto", description="how an added item is embedded; auto: its text rows where the model has them, "
-        "else its trained code rows (model/export/living.py, benchmarks/cold_items.py)")
+    added_item_levels: Literal["all", "trained", "semantic"] = Field(
+        default="trained", description="code rows an added item's embedding averages (benchmarks/cold_items.py)")
     added_item_gain: float = Field(
         default=1.0, gt=0, le=10, description="scale of an added item's vector: above 1 lifts new items against "
         "trained ones, at the trained ones' expense (README, Cold items)")

@@ -43,12 +43,3 @@ def quant_bundle_dir(quant_data_dir: Path, tmp_path_factory: pytest.TempPathFact
     from model.export.synthetic import make_random_bundle
 
     return make_random_bundle(tmp_path_factory.mktemp("qbundle") / "bundle", preset="tiny", data_dir=quant_data_dir)
-
-
-@pytest.fixture(scope="session")
-def text_bundle_dir(quant_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Like ``quant_bundle_dir``, with text rows (model/network/text_rows.py): added items get text-only vectors."""
-    from model.export.synthetic import make_random_bundle
-
-    return make_random_bundle(tmp_path_factory.mktemp("tbundle") / "bundle", preset="tiny", data_dir=quant_data_dir,
-                              text_rows=True)

@@ -71,6 +71,26 @@ def test_apply_bad_changes_is_a_one_line_error(quant_bundle_dir: Path, tmp_path:
                  "--out", str(quant_bundle_dir / "x")]) == 2
 
 
+def test_added_item_gain_scales_only_the_added_vectors(quant_bundle_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    changes = write_changes(tmp_path / "c.jsonl", [{"op": "upsert", "item": {"item_id": "c1", "title": "Tuner clip"}}])
+    vectors = {}
+    for gain in ("1", "2.5"):
+        out = tmp_path / f"b{gain}"
+        assert main(["catalog", "apply", "--artifacts", str(quant_bundle_dir), "--changes", str(changes),
+                     "--out", str(out), "--added-item-gain", gain]) == 0
+        b = Bundle.load(out)
+        vectors[gain] = (np.asarray(b.embeddings[b.item_lookup["c1"]]), np.asarray(b.embeddings[b.item_lookup["i1"]]))
+    np.testing.assert_allclose(vectors["2.5"][0], 2.5 * vectors["1"][0], rtol=1e-5)  # the added item, scaled
+    np.testing.assert_allclose(np.linalg.norm(vectors["1"][0]), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(vectors["2.5"][1], vectors["1"][1])  # a trained item, as it was
+    capsys.readouterr()
+    assert main(["catalog", "apply", "--artifacts", str(quant_bundle_dir), "--changes", str(changes),
+                 "--out", str(tmp_path / "b0"), "--added-item-gain", "0"]) == 2
+    assert "gain must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "b0").exists()
+
+
 def test_compact_folds_the_journal(quant_bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from index.catalog import Retire, Upsert
     from service.catalog import change_to_json

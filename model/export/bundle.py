@@ -4,7 +4,6 @@ ARTIFACT_DIR/
   manifest.json          format version, model version hash, backbone, D, tau, prompt settings, metrics...
   model/backbone/        the merged decoder (safetensors) + its tokenizer
   model/aggregator.safetensors  aggregator weights (absent for the parameter-free mean)
-  model/text_rows.safetensors   the frozen text rows, when trained with them (network/text_rows.py)
   model/simgr.json       ModelConfig + PromptConfig
   items.jsonl            {"idx", "item_id", "sid", "title", "text", "categories", "attributes", "origin"}
   quantizer/             the item tokenizer (model/semantic_ids/quantizer.py), when the IDs came from text
@@ -40,7 +39,6 @@ from model.export.living import AddedLevels, ItemEmbedder, catalog_row, trained_
 from model.export.manifest import BundleItem, BundleManifest, NetworkSpec
 from model.network.model import SimGR
 from model.network.prompt import PromptVocab, build_prompt, collate
-from model.network.text_rows import TextRows
 from model.semantic_ids.quantizer import QUANTIZER_DIR, ItemQuantizer
 from model.semantic_ids.space import SidSpace, code_token, observed_space
 
@@ -85,24 +83,6 @@ def _token_lut(tokenizer: Any, space: SidSpace) -> list[np.ndarray]:
         ids = tokenizer.convert_tokens_to_ids([code_token(lvl, c) for c in range(size)])
         out.append(np.asarray([-1 if t is None else t for t in ids], dtype=np.int64))
     return out
-
-
-def _load_heads(root: Path, model: SimGR) -> None:
-    """The aggregator's weights and the text rows (model/network/text_rows.py), where the model has them."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    agg = root / "model" / "aggregator.safetensors"
-    if agg.is_file():
-        model.aggregator.load_state_dict(load_file(str(agg)))
-    rows = root / "model" / "text_rows.safetensors"
-    if model.cfg.text_rows:
-        if not rows.is_file():
-            raise SimGRError(f"{rows}: {_MISSING} (the model was trained with text rows)")
-        try:
-            model.text_rows = TextRows.from_state(load_file(str(rows)), text_only_share=model.cfg.text_only_share)
-        except (SafetensorError, KeyError) as e:
-            raise SimGRError(f"{rows}: unreadable text rows ({e})") from None
 
 
 class Bundle:
@@ -161,7 +141,7 @@ class Bundle:
             self._quantizer = ItemQuantizer.load(self.root / QUANTIZER_DIR)
         return self._quantizer
 
-    def embedder(self, levels: AddedLevels = "auto", gain: float = 1.0) -> ItemEmbedder:
+    def embedder(self, levels: AddedLevels = "trained", gain: float = 1.0) -> ItemEmbedder:
         if self._trained_rows is None:
             self._trained_rows = trained_token_rows(self.catalog, self.token_ids)
         return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=self._trained_rows, levels=levels,
@@ -202,7 +182,11 @@ class Bundle:
         lut = _token_lut(tokenizer, space)
         table = token_table(lut, catalog.codes)  # (N, L)
         model = SimGR(backbone=backbone, sid_token_ids=torch.from_numpy(table), cfg=mcfg, prompt=pcfg)
-        _load_heads(root, model)
+        agg = root / "model" / "aggregator.safetensors"
+        if agg.is_file():
+            from safetensors.torch import load_file
+
+            model.aggregator.load_state_dict(load_file(str(agg)))
         dev = torch.device(device)
         model = model.to(dev, dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32).eval()
         log.info("loaded bundle %s: %d items, D=%d, version %s", root, len(catalog), embeddings.shape[1],

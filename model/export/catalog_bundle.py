@@ -57,7 +57,7 @@ def write_catalog_bundle(bundle: Bundle, catalog: Catalog, out: Path, *, through
 
 
 def apply_lines(bundle: Bundle, lines: Sequence[UpsertLine | RetireLine], *,
-                levels: AddedLevels = "auto", gain: float = 1.0) -> tuple[Catalog, list[Outcome]]:
+                levels: AddedLevels = "trained", gain: float = 1.0) -> tuple[Catalog, list[Outcome]]:
     """changes.jsonl lines applied in order to ``bundle``'s catalogue (upserts coded as by PUT /items)."""
     seen: set[str] = set()
     for line in lines:

@@ -72,11 +72,11 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
     bdir = out / "model" / "backbone"
     model.backbone.save_pretrained(bdir, safe_serialization=True)  # type: ignore[operator]
     tokenizer.save_pretrained(bdir)
-    from safetensors.torch import save_file
+    if len(model.aggregator.state_dict()):
+        from safetensors.torch import save_file
 
-    for name, part in (("aggregator", model.aggregator), ("text_rows", model.text_rows)):
-        if part is not None and len(part.state_dict()):
-            save_file({k: v.contiguous() for k, v in part.state_dict().items()}, str(out / "model" / f"{name}.safetensors"))
+        save_file({k: v.contiguous() for k, v in model.aggregator.state_dict().items()},
+                  str(out / "model" / "aggregator.safetensors"))
     spec = NetworkSpec(model=model.cfg, prompt=model.prompt_cfg)
     (out / "model" / "simgr.json").write_text(json.dumps(to_dict(spec), indent=2) + "\n")
     with torch.inference_mode():

@@ -28,19 +28,13 @@ log = logging.getLogger(__name__)
 @torch.inference_mode()
 def sid_codes(model: SimGR) -> SidCodes:
     """Per-level code tables (the input-embedding rows of the tokens used at that level) and each
-    item's codes into them; e_i = normalise(mean_l tables[l][codes[i, l]]) for the mean aggregator. A
-    model's text rows (network/text_rows.py) are folded into the semantic levels' tables."""
+    item's codes into them; e_i = normalise(mean_l tables[l][codes[i, l]]) for the mean aggregator."""
     tokens = model.sid_token_ids.cpu().numpy()  # (N, L) vocabulary ids
     weight = model.input_embeddings().weight.detach().float().cpu().numpy()  # type: ignore[operator]  # (V, D)
-    text = model.text_rows
     tables, cols, level_tokens = [], [], []
     for lvl in range(tokens.shape[1]):
         used, local = np.unique(tokens[:, lvl], return_inverse=True)
-        rows = weight[used]  # (K_l, D)
-        if text is not None and bool(text.has_text[lvl]):  # mean_L E + mean_S T = mean_L (E + L/S T)
-            share = tokens.shape[1] / int(text.has_text.sum())
-            rows = rows + share * text.table[text.row_of[torch.from_numpy(used)]].float().cpu().numpy()
-        tables.append(np.ascontiguousarray(rows))
+        tables.append(np.ascontiguousarray(weight[used]))
         cols.append(local.astype(np.int32))
         level_tokens.append(used.astype(np.int64))
     return SidCodes(tables=tables, codes=np.stack(cols, axis=1), normalize=model.cfg.normalize,

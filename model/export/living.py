@@ -3,13 +3,12 @@
     records (ItemUpsert) --code_upserts--> index.catalog.Upsert (codes from the given sid or the quantizer)
     Catalog.apply(changes, unique=lowest free code, embed=ItemEmbedder) -> next catalogue + index delta
 
-An added item's embedding is made from its code-token rows, like a trained item's. A model trained with
-text rows (``ModelConfig.text_rows``, model/network/text_rows.py) embeds it by its frozen text rows alone,
-exactly as training scored a share of its items (policy "text", what "auto" picks for such a model).
-Without them, the learned rows are all there is; rows that no trained item uses were never trained
-(random init, shrunk by weight decay), so ``ItemEmbedder`` averages only rows that some trained item uses
-(policy "trained", what "auto" picks). "all" is the plain mean; "semantic" also leaves out the
-uniqueness level, the one row that holds no text. The README's cold-items section has the measurements.
+An added item's embedding is the aggregate of its code-token rows, like a trained item's. Rows that no
+trained item uses were never trained (random init, shrunk by weight decay). ``ItemEmbedder`` therefore
+averages, for added items, only rows that some trained item uses (policy "trained", the default). "all"
+is the plain mean; "semantic" also leaves out the uniqueness level, the one row that holds no text. The
+README's cold-items section has the measurements: with code rows that keep their text
+(``code_init="codebook-frozen"``), "semantic" is what lets added items be found.
 """
 
 from __future__ import annotations
@@ -28,8 +27,8 @@ from model.semantic_ids.assign import sid_codes, tokens_to_codes
 from model.semantic_ids.quantizer import ItemQuantizer
 from model.semantic_ids.space import SidSpace, code_token, lowest_free, sid_tokens
 
-AddedLevels = Literal["auto", "all", "trained", "semantic", "text"]  # how an added item's embedding is made
-ADDED_LEVELS: tuple[str, ...] = ("auto", "all", "trained", "semantic", "text")
+AddedLevels = Literal["all", "trained", "semantic"]  # which code rows an added item's embedding averages
+ADDED_LEVELS: tuple[str, ...] = ("all", "trained", "semantic")
 
 
 class CatalogInputError(ValueError):
@@ -42,42 +41,31 @@ def catalog_row(r: BundleItem) -> CatalogRow:
 
 
 class ItemEmbedder:
-    """Semantic IDs -> item vectors with the model's own token rows and aggregator (SimGR, arXiv 2602.07847).
-
-    ``levels``: "text", the model's frozen text rows alone (a model trained with ``text_rows``, whose
-    training scored a share of items exactly so); "trained", "all", "semantic": the learned rows, see the
-    module doc; "auto": "text" where the model has text rows, else "trained"."""
+    """Semantic IDs -> item vectors with the model's own token rows and aggregator (SimGR, arXiv 2602.07847)."""
 
     def __init__(self, *, model: Any, token_id: Callable[[list[str]], list[int]], trained_rows: set[int],
-                 levels: AddedLevels = "auto", gain: float = 1.0) -> None:
+                 levels: AddedLevels = "trained", gain: float = 1.0) -> None:
         if not gain > 0:
             raise SimGRError(f"added item gain must be positive, got {gain}")
-        self.gain = gain  # scales every added item's vector: its scores against the trained items'
-        if levels == "auto":
-            levels = "text" if model.text_rows is not None else "trained"
-        if levels == "text" and model.text_rows is None:
-            raise SimGRError("added item levels 'text' need a model trained with text rows (`train --text-rows`)")
         self.model, self.token_id, self.levels = model, token_id, levels
+        self.gain = gain  # scales every added item's vector, so its scores, against the trained items'
         self.trained_rows = trained_rows  # token ids of codes used by a trained item
 
     @torch.inference_mode()
     def __call__(self, sids: list[tuple[int, ...]]) -> np.ndarray:
-        """(n,) semantic IDs -> (n, D) float32, normalised like the trained item table."""
+        """(n,) semantic IDs -> (n, D) float32, normalised like the trained item table, times ``gain``."""
         ids = torch.tensor([self.token_id(sid_tokens(s)) for s in sids], dtype=torch.long)  # (n, L)
         emb_layer = self.model.input_embeddings()
-        ids = ids.to(emb_layer.weight.device)
-        if self.levels == "text" or self.model.cfg.aggregator != "mean" or self.levels == "all":
-            e = self.model.embed_tokens(ids, learned=self.levels != "text").float()  # (n, D), normalised
-            return (self.gain * e).cpu().numpy().astype(np.float32)
-        rows = emb_layer(ids).float()  # (n, L, D)
-        keep = torch.tensor([[t in self.trained_rows for t in row] for row in ids.tolist()])  # (n, L)
-        if self.levels == "semantic":
-            keep[:, -1] = False
-        keep[keep.sum(1) == 0] = True  # nothing trained: fall back to every row
-        w = keep.to(rows).unsqueeze(-1)  # (n, L, 1)
-        e = (rows * w).sum(1) / w.sum(1)  # (n, D)
-        if self.model.text_rows is not None:
-            e = e + self.model.text_rows(ids).float()
+        rows = emb_layer(ids.to(emb_layer.weight.device)).float()  # (n, L, D)
+        if self.model.cfg.aggregator == "mean" and self.levels != "all":
+            keep = torch.tensor([[t in self.trained_rows for t in row] for row in ids.tolist()])  # (n, L)
+            if self.levels == "semantic":
+                keep[:, -1] = False
+            keep[keep.sum(1) == 0] = True  # nothing trained: fall back to every row
+            w = keep.to(rows).unsqueeze(-1)  # (n, L, 1)
+            e = (rows * w).sum(1) / w.sum(1)  # (n, D)
+        else:
+            e = self.model.aggregator(rows.to(emb_layer.weight.dtype)).float()
         if self.model.cfg.normalize:
             e = torch.nn.functional.normalize(e, dim=-1)
         return (self.gain * e).cpu().numpy().astype(np.float32)

@@ -11,10 +11,8 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
 from model.config import ModelConfig, PromptConfig
 from model.data.dataset import load_items
@@ -24,8 +22,6 @@ from model.export.export import check_bundle, write_bundle
 from model.export.integrity import seal_bundle
 from model.network.assembly import build_model
 from model.network.backbone import PRESETS
-from model.network.code_init import quantizer_codebooks
-from model.network.text_rows import build_text_rows
 from model.semantic_ids.assign import load_semantic_ids, tokens_to_codes
 from model.semantic_ids.quantizer import find_quantizer
 from model.semantic_ids.space import load_sid_space
@@ -33,13 +29,11 @@ from model.semantic_ids.space import load_sid_space
 
 def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str = "tiny", seed: int = 0,
                        layers: int | None = None, dim: int | None = None, layout: str = "items",
-                       force: bool = False, data_dir: Path | None = None, index: str = "flat",
-                       text_rows: bool = False) -> Path:
+                       force: bool = False, data_dir: Path | None = None, index: str = "flat") -> Path:
     """Export a random-init SimGR bundle with ``n_items`` items named item-0..item-{n-1}, staged and
     checked like ``simgr export`` (a non-empty ``out_dir`` needs ``force``); with ``data_dir`` (a dataset
     with semantic IDs), its items, texts, code space and item quantizer instead. ``index`` is any
-    ``simgr export --index`` type, tuned on random histories. ``text_rows`` (with ``data_dir``): a model
-    with text rows from the dataset's quantizer (model/network/text_rows.py), learned code rows at random."""
+    ``simgr export --index`` type, tuned on random histories."""
     out = Path(out_dir)
     if layers or dim:  # a custom-size Qwen3 preset, e.g. sized for a serving benchmark
         base = PRESETS[preset]
@@ -48,7 +42,7 @@ def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str =
             base, hidden_size=d, num_hidden_layers=layers or base.num_hidden_layers,
             num_attention_heads=max(1, d // 64), num_key_value_heads=max(1, d // 128), intermediate_size=4 * d)
         preset = "custom"
-    mcfg, pcfg = ModelConfig(backbone=preset, text_rows=text_rows), PromptConfig(layout=layout)  # type: ignore[arg-type]
+    mcfg, pcfg = ModelConfig(backbone=preset), PromptConfig(layout=layout)  # type: ignore[arg-type]
     if data_dir is None:
         sids = random_sids(n_items, seed=seed)
         item_ids = [f"item-{i}" for i in range(n_items)]
@@ -64,10 +58,6 @@ def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str =
         space = load_sid_space(data_dir, tokens_to_codes(sids))
         n_items = len(items)
     built = build_model(mcfg, pcfg, sids, seed=seed, space=space)
-    if text_rows:
-        if data_dir is None or space is None:
-            raise ValueError("text rows need a dataset with a quantizer (data_dir)")
-        _add_text_rows(built, data_dir, levels=len(space.sizes), seed=seed)
     popularity = np.random.default_rng(seed).permutation(n_items).tolist()
     rng = np.random.default_rng(seed)
     checks = [rng.integers(0, n_items, size=int(rng.integers(1, 8))).tolist() for _ in range(4)]
@@ -81,15 +71,6 @@ def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str =
             _install_index(tmp, index, rng)
         check_bundle(tmp, checks)
     return out
-
-
-@torch.no_grad()
-def _add_text_rows(built: Any, data_dir: Path, *, levels: int, seed: int) -> None:
-    weight = built.model.input_embeddings().weight  # (V, D)
-    learned = weight.clone()
-    built.model.text_rows = build_text_rows(built.tokenizer, weight, quantizer_codebooks(data_dir), levels=levels,
-                                            seed=seed, text_only_share=built.model.cfg.text_only_share)
-    weight.copy_(learned)  # keep random learned rows, as if trained: text-only and full embeddings differ
 
 
 def _install_index(root: Path, kind: str, rng: np.random.Generator) -> None:

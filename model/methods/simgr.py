@@ -14,20 +14,9 @@ from model.network.assembly import Assembled, build_model
 from model.network.code_init import init_code_rows, quantizer_codebooks
 from model.network.prompt import PromptBatch, collate
 from model.network.ranking import rank_users
-from model.network.text_rows import build_text_rows
 from model.network.windows import Window, make_windows
 from model.semantic_ids.assign import tokens_to_codes
 from model.semantic_ids.space import load_sid_space
-
-
-def _check_codebook_options(cfg: Any) -> None:
-    """code_init and text_rows start rows from the item quantizer's codebooks: scratch presets only."""
-    if cfg.model.lora:
-        raise SimGRError("code_init 'codebook' and text_rows are for scratch presets: LoRA keeps the pretrained rows")
-    if cfg.model.text_rows and cfg.model.code_init != "random":
-        raise SimGRError("text_rows sets the learned code rows to zero: use it with code_init 'random'")
-    if cfg.model.text_rows and cfg.prompt.layout != "items":
-        raise SimGRError("text_rows needs the 'items' input layout (history items enter as item embeddings)")
 
 
 class SimGRMethod:
@@ -37,17 +26,11 @@ class SimGRMethod:
         space = load_sid_space(Path(cfg.data_dir), tokens_to_codes(sids))  # every code is a token
         built = build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout,
                             input_dropout=cfg.train.input_dropout, seed=cfg.train.seed, space=space)
-        if cfg.model.code_init != "random" or cfg.model.text_rows:
-            _check_codebook_options(cfg)
-            codebooks = quantizer_codebooks(Path(cfg.data_dir))
-            if cfg.model.text_rows:
-                weight: torch.Tensor = built.model.input_embeddings().weight  # type: ignore[assignment]  # (V, D)
-                built.model.text_rows = build_text_rows(built.tokenizer, weight, codebooks, levels=len(space.sizes),
-                                                        seed=cfg.train.seed,
-                                                        text_only_share=cfg.model.text_only_share)
-            else:
-                init_code_rows(built, codebooks, levels=len(space.sizes), seed=cfg.train.seed,
-                               frozen=cfg.model.code_init == "codebook-frozen")
+        if cfg.model.code_init != "random":
+            if cfg.model.lora:
+                raise SimGRError("code_init 'codebook' is for scratch presets: LoRA keeps the pretrained rows")
+            init_code_rows(built, quantizer_codebooks(Path(cfg.data_dir)), levels=len(space.sizes),
+                           seed=cfg.train.seed, frozen=cfg.model.code_init == "codebook-frozen")
         return built
 
     def examples(self, sequence: Sequence[int], built: Assembled, *, stride: int) -> list[Window]:

@@ -20,16 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from model.errors import SimGRError
+from model.network.assembly import Assembled
 from model.semantic_ids.space import code_token
-
-if TYPE_CHECKING:
-    from model.network.assembly import Assembled
 
 
 def quantizer_codebooks(data_dir: Path) -> list[np.ndarray]:
@@ -43,50 +41,30 @@ def quantizer_codebooks(data_dir: Path) -> list[np.ndarray]:
     return [cb.detach().float().numpy() for cb in ItemQuantizer.load(folder).rqvae.codebooks]
 
 
-def code_projection(*, dim: int, code_dim: int, seed: int) -> torch.Tensor:
-    """(D, c) the fixed projection P of codebook vectors into the embedding space (orthonormal columns)."""
-    gen = torch.Generator().manual_seed(seed)
-    proj = torch.randn(dim, max(dim, code_dim), generator=gen)
-    return torch.linalg.qr(proj)[0][:, :code_dim] if dim >= code_dim else proj[:, :code_dim] / dim ** 0.5
-
-
-def semantic_codes(tokenizer: Any, codebooks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(R,) token ids of the semantic codes the tokenizer has, and their (R, c) codebook vectors C_l[c]."""
-    ids = tokenizer.convert_tokens_to_ids([code_token(lvl, c) for lvl, cb in enumerate(codebooks) for c in range(len(cb))])
-    known = torch.tensor([i is not None and i >= 0 for i in ids])
-    latent = torch.cat([torch.from_numpy(cb) for cb in codebooks])  # (sum K_l, c)
-    return torch.tensor([i for i in ids if i is not None and i >= 0], dtype=torch.long), latent[known]
-
-
-def projected_codebooks(tokenizer: Any, codebooks: Sequence[np.ndarray], *, dim: int,
-                        seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(R,) token ids of the semantic codes the tokenizer has, and their (R, D) rows P @ C_l[c], unscaled."""
-    ids, latent = semantic_codes(tokenizer, codebooks)
-    return ids, latent @ code_projection(dim=dim, code_dim=int(latent.shape[1]), seed=seed).T
-
-
-def embedding_scale(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """The factor that brings ``rows`` to the median row norm of the backbone's embedding ``weight``."""
-    return weight.norm(dim=1).median() / rows.norm(dim=1).median().clamp_min(1e-12)
-
-
-def level_token_ids(tokenizer: Any, level: int) -> torch.Tensor:
-    """Token ids of every code of ``level`` in the vocabulary (e.g. every "<d_..>")."""
-    prefix = code_token(level, 0).split("_")[0] + "_"
-    return torch.tensor([i for t, i in tokenizer.get_vocab().items() if t.startswith(prefix)], dtype=torch.long)
-
-
 @torch.no_grad()
 def init_code_rows(built: Assembled, codebooks: Sequence[np.ndarray], *, levels: int, seed: int,
                    frozen: bool = False) -> None:
     """Overwrite the code-token rows of ``built`` (``levels`` = L, the uniqueness level last) in place;
     ``frozen``: and zero the gradient of the semantic levels' rows from now on."""
     weight: torch.Tensor = built.model.input_embeddings().weight  # type: ignore[assignment]  # (V, D)
-    rows_set, new = projected_codebooks(built.tokenizer, codebooks, dim=int(weight.shape[1]), seed=seed)
-    weight[rows_set] = (new * embedding_scale(weight, new)).to(weight.dtype)
+    tokenizer: Any = built.tokenizer
+    dim, code_dim = int(weight.shape[1]), int(codebooks[0].shape[1])
+    gen = torch.Generator().manual_seed(seed)
+    proj = torch.randn(dim, max(dim, code_dim), generator=gen)
+    proj = torch.linalg.qr(proj)[0][:, :code_dim] if dim >= code_dim else proj[:, :code_dim] / dim ** 0.5
+    rows, ids = [], []
+    for lvl, cb in enumerate(codebooks):
+        ids += tokenizer.convert_tokens_to_ids([code_token(lvl, c) for c in range(len(cb))])
+        rows.append(torch.from_numpy(cb) @ proj.T)  # (K_l, D)
+    new = torch.cat(rows)  # (sum K_l, D)
+    scale = weight.norm(dim=1).median() / new.norm(dim=1).median().clamp_min(1e-12)
+    known = torch.tensor([i is not None and i >= 0 for i in ids])
+    rows_set = torch.tensor([i for i in ids if i is not None and i >= 0])
+    weight[rows_set] = (new[known] * scale).to(weight.dtype)
     if frozen:
         keep = torch.ones(weight.shape[0], 1, dtype=weight.dtype)
         keep[rows_set] = 0.0
         weight.register_hook(lambda grad: grad * keep.to(grad.device, grad.dtype))
     if levels > len(codebooks):  # the uniqueness level: no text, start at zero
-        weight[level_token_ids(built.tokenizer, levels - 1)] = 0.0
+        prefix = code_token(levels - 1, 0).split("_")[0] + "_"  # every code of that level, e.g. "<d_"
+        weight[torch.tensor([i for t, i in tokenizer.get_vocab().items() if t.startswith(prefix)])] = 0.0

@@ -22,7 +22,6 @@ from model.network.aggregators import make_aggregator
 from model.network.losses import draw_candidates, sampled_softmax_loss
 from model.network.prompt import PromptBatch
 from model.network.shared_prefix import PrefixMemo, run_backbone
-from model.network.text_rows import TextRows
 
 
 class SimGR(nn.Module):
@@ -43,7 +42,6 @@ class SimGR(nn.Module):
         dim = int(backbone.get_input_embeddings().weight.shape[1])  # type: ignore[operator,index]
         self.aggregator = make_aggregator(cfg.aggregator, dim=dim, levels=int(sid_token_ids.shape[1]))
         self._prefix_memo = PrefixMemo()  # the instruction's pass, kept between no-grad eval calls
-        self.text_rows: TextRows | None = None  # frozen text rows beside the learned ones (network/text_rows.py)
 
     @property
     def n_items(self) -> int:
@@ -59,18 +57,8 @@ class SimGR(nn.Module):
     def item_rows(self, ids: torch.Tensor | None) -> torch.Tensor:
         """(M, D) embeddings of items ``ids`` (M,) long, or of every item when None."""
         tokens = self.sid_token_ids if ids is None else self.sid_token_ids[ids]  # (M, L)
-        return self.embed_tokens(tokens)
-
-    def embed_tokens(self, tokens: torch.Tensor, *, learned: bool = True) -> torch.Tensor:
-        """(M, L) SID token ids -> (M, D) item embeddings. ``learned=False``: the text rows alone, as an item
-        added after training is embedded by a model with text rows (and a text-only share in training)."""
-        if not learned:
-            assert self.text_rows is not None, "text-only embeddings need a model with text rows"
-            return self.text_rows.text_only(tokens, normalize=self.cfg.normalize)  # (M, D)
         rows = self.input_embeddings()(tokens)  # (M, L, D); peft-safe: goes through forward
         e = self.aggregator(rows)  # (M, D)
-        if self.text_rows is not None:
-            return self.text_rows.combine(tokens, e, normalize=self.cfg.normalize)
         return F.normalize(e, dim=-1) if self.cfg.normalize else e
 
     def hidden_states(self, batch: PromptBatch, item_table: torch.Tensor | None) -> torch.Tensor:

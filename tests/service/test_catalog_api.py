@@ -217,29 +217,3 @@ def test_compacted_bundle_skips_folded_entries(quant_bundle_dir: Path, tmp_path:
         assert 'simgr_catalog_items{origin="added"} 1.0' in metrics
         assert 'simgr_catalog_changes_total{op="upsert"} 1.0' in metrics
         assert 'simgr_catalog_changes_total{op="retire"}' not in metrics
-
-
-def test_text_rows_bundle_scores_an_added_item_by_its_text_rows(text_bundle_dir: Path, tmp_path: Path) -> None:
-    """Known answer over HTTP: the served score of an item PUT into a text-rows bundle is <h, e_text> with
-    e_text the normalised mean of its semantic codes' text rows (what training scored a share of items by)."""
-    import torch
-
-    from model.export.bundle import Bundle
-
-    settings = make_settings(artifacts=text_bundle_dir, state_dir=tmp_path / "state", admin_keys=(ADMIN,))
-    with UvicornThread(create_app(settings)) as srv, client(srv) as c:
-        r = c.put("/items", json={"items": [{"item_id": "t1", "title": "Glass beaker", "text": "A lab beaker."}]})
-        assert r.status_code == 200, r.text
-        sid = r.json()["items"][0]["sid"]
-        r = c.post("/recommend", json={"history": ["i0", "i1"], "k": 1, "allow": ["t1"]})
-        assert r.status_code == 200, r.text
-        served = r.json()["items"][0]
-    bundle = Bundle.load(text_bundle_dir)
-    h = bundle.encode_users([[bundle.item_lookup["i0"], bundle.item_lookup["i1"]]])[0]  # (D,)
-    tokens = torch.tensor([bundle.token_ids(sid)])  # (1, L)
-    with torch.no_grad():
-        e_text = bundle.model.embed_tokens(tokens, learned=False)[0].numpy()
-        e_full = bundle.model.embed_tokens(tokens)[0].numpy()
-    assert served["item_id"] == "t1"
-    assert served["score"] == pytest.approx(float(h @ e_text), abs=1e-4)
-    assert abs(float(h @ e_full) - float(h @ e_text)) > 1e-3  # the two embeddings are told apart
