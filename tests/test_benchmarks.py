@@ -20,7 +20,8 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM
 def test_every_benchmark_is_listed() -> None:
     assert [p.name for p in SCRIPTS] == ["batch_scoring.py", "cold_items.py", "decode_cost.py", "generative_cost.py",
                                          "http_load.py", "index_scale.py", "prefix_sharing.py", "prepare_scale.py", "quality.py",
-                                         "serve_load.py", "serve_memory.py", "train_scale.py"]
+                                         "serve_load.py", "serve_memory.py", "text_baseline.py",
+                                         "train_scale.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
