@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from index.catalog import Upsert
 from model.config import ModelConfig, PromptConfig, TrainConfig
 from model.data.dataset import Dataset
 from model.evaluation.metrics import hit_ranks, hit_rate, ndcg
@@ -100,11 +101,15 @@ def rank(bundle: Bundle, histories: list[list[int]]) -> np.ndarray:
     return out
 
 
-def add_items(bundle: Bundle, full: Dataset, held: list[int], levels: str, gain: float = 1.0) -> Bundle:
-    """The held-out items through the PUT /items path: code (quantizer), unique code, embed, apply."""
+def code_held(bundle: Bundle, full: Dataset, held: list[int]) -> list[Upsert]:
+    """The held-out items as PUT /items codes them (the bundle's quantizer over their text), coded once."""
     records = [ItemUpsert(item_id=full.items[i].item_id, text=full.items[i].text or full.items[i].title or "item")
                for i in held]
-    changes = code_upserts(records, bundle.catalog, space=bundle.space, quantizer=bundle.quantizer)
+    return code_upserts(records, bundle.catalog, space=bundle.space, quantizer=bundle.quantizer)
+
+
+def add_items(bundle: Bundle, changes: list[Upsert], levels: str, gain: float = 1.0) -> Bundle:
+    """The coded held-out items through the rest of the PUT /items path: unique code, embed, apply."""
     catalog, _, outcomes = bundle.catalog.apply(changes, unique=unique_code(bundle.space),
                                                 embed=bundle.embedder(levels, gain))  # type: ignore[arg-type]
     assert all(o.status == "created" for o in outcomes), {o.status for o in outcomes}
@@ -154,19 +159,18 @@ def split_users(full: Dataset, split: str, held: set[int]) -> dict[str, tuple[li
     return out
 
 
-def gain_sweep(base: Bundle, full: Dataset, held: list[int], gains: list[float], cache: Path) -> dict[str, Any]:
+def gain_sweep(base: Bundle, changes: list[Upsert], full: Dataset, held: set[int], gains: list[float],
+               cache: Path) -> dict[str, Any]:
     """``--added-item-gain`` (levels "trained") on valid and test users: cold and warm NDCG@10 per gain. The
     gain is chosen on valid: the smallest whose cold NDCG reaches the text baseline's there, if any."""
-    out: dict[str, Any] = {}
-    for split in ("valid", "test"):
-        users = split_users(full, split, set(held))
-        text = text_baseline(full, *users["cold"], cache)["ndcg@10"]
-        rows = []
-        for g in gains:
-            added = add_items(base, full, held, "trained", g)
-            rows.append({"gain": g, "cold": eval_simgr(added, full, *users["cold"])["ndcg@10"],
-                         "warm": eval_simgr(added, full, *users["warm"])["ndcg@10"]})
-        out[split] = {"cold_text_minilm": text, "by_gain": rows}
+    users = {split: split_users(full, split, held) for split in ("valid", "test")}
+    out: dict[str, Any] = {split: {"cold_text_minilm": text_baseline(full, *u["cold"], cache)["ndcg@10"],
+                                   "by_gain": []} for split, u in users.items()}
+    for g in gains:
+        added = add_items(base, changes, "trained", g)  # one catalogue per gain, both splits on it
+        for split, u in users.items():
+            out[split]["by_gain"].append({"gain": g, "cold": eval_simgr(added, full, *u["cold"])["ndcg@10"],
+                                          "warm": eval_simgr(added, full, *u["warm"])["ndcg@10"]})
     reach = [r["gain"] for r in out["valid"]["by_gain"] if r["cold"] >= out["valid"]["cold_text_minilm"]]
     out["chosen_on_valid"] = min(reach) if reach else None
     if reach:
@@ -239,28 +243,26 @@ def main() -> int:
     warm_train = {} if a.no_upper_bound else build_model(warm_data, a.work / "warm_run", a.work / "warm_bundle",
                                                          a.budget_min, mcfg)
 
-    hist, tgt = full.eval_examples("test", max_history=20)
-    cold = [n for n, t in enumerate(tgt) if t in held_set]
-    warm = [n for n, t in enumerate(tgt) if t not in held_set]
-    ch, ct = [hist[n] for n in cold], [tgt[n] for n in cold]
-    wh, wt = [hist[n] for n in warm], [tgt[n] for n in warm]
+    test = split_users(full, "test", held_set)
+    (ch, ct), (wh, wt) = test["cold"], test["warm"]
 
     base = Bundle.load(a.work / "held_bundle", verify=VERIFY)
     out: dict[str, Any] = {"dataset": full.info.name, "n_items": full.n_items, "held_out_items": len(held),
-                           "cold_target_users": len(cold), "warm_target_users": len(warm),
+                           "cold_target_users": len(ct), "warm_target_users": len(wt),
                            "budget_min_each": a.budget_min, "preset": a.preset, "code_init": a.code_init}
     pop = Dataset.load(held_data).popularity()
     pop_top = np.array([full.item_ids.index(base.item_ids[i]) for i in np.argsort(-pop, kind="stable")[:10]])
     out["cold_popularity"] = metrics(np.tile(pop_top, (len(ct), 1)), np.array(ct))
     out["cold_text_minilm"] = text_baseline(full, ch, ct, warm_data / "cache")
     out["warm_before_additions"] = eval_simgr(base, full, wh, wt)
+    changes = code_held(base, full, held)
     for levels in ("semantic", "trained", "all"):
-        added = add_items(base, full, held, levels)
+        added = add_items(base, changes, levels)
         out[f"cold_simgr_{levels}"] = eval_simgr(added, full, ch, ct)
         out[f"warm_after_additions_{levels}"] = eval_simgr(added, full, wh, wt)
     out["added_on_untrained_row_per_level"] = untrained_share(base, added)
     if a.gains:
-        out["gain_sweep"] = gain_sweep(base, full, held, a.gains, warm_data / "cache")
+        out["gain_sweep"] = gain_sweep(base, changes, full, held_set, a.gains, warm_data / "cache")
     if not a.no_upper_bound:
         warm_bundle = Bundle.load(a.work / "warm_bundle", verify=VERIFY)
         out["cold_upper_bound_warm_trained"] = eval_simgr(warm_bundle, full, ch, ct)

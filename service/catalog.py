@@ -97,10 +97,13 @@ class CatalogService:
         outcomes, _ = await self._commit(model, [Retire(item_id)])
         return outcomes[0]
 
+    def _embedder(self, model: Any) -> Any:
+        """How this service embeds added items: the configured levels and gain (the dry run and the replay alike)."""
+        return model.embedder(self.settings.added_item_levels, self.settings.added_item_gain)
+
     async def _commit(self, model: Any, changes: list[Change]) -> tuple[list[Outcome], str]:
         """Append one record, then apply the log up to it; a batch that changes nothing is not logged."""
-        embed = model.embedder(self.settings.added_item_levels, self.settings.added_item_gain)
-        _, _, dry = model.catalog.apply(changes, unique=unique_code(model.space), embed=embed)
+        _, _, dry = model.catalog.apply(changes, unique=unique_code(model.space), embed=self._embedder(model))
         if all(o.status in ("unchanged", "absent") for o in dry):
             return dry, model.model_version
         if any(o.status == "uncoded" for o in dry):
@@ -153,7 +156,7 @@ class CatalogService:
             changes = [change_from_json(c) for c in rec.get("changes", [])]
             catalog, delta, outcomes = await asyncio.to_thread(
                 model.catalog.apply, changes, unique=unique_code(model.space),
-                embed=model.embedder(self.settings.added_item_levels, self.settings.added_item_gain))
+                embed=self._embedder(model))
             await self.rec.swap_catalog(state, model.with_catalog(catalog), delta)
             self._remember(entry.id, outcomes)
             for ch in changes:

@@ -13,6 +13,12 @@ from typing import Any
 from model.errors import SimGRError
 
 
+def _add_embedding_flags(s: argparse.ArgumentParser) -> None:
+    """How added items are embedded, as `simgr serve`'s SIMGR_ADDED_ITEM_LEVELS and SIMGR_ADDED_ITEM_GAIN."""
+    s.add_argument("--added-item-levels", default="trained", choices=["all", "trained", "semantic"])
+    s.add_argument("--added-item-gain", type=float, default=1.0, help="scale of added items' vectors (as serve)")
+
+
 def add_arguments(sub: Any) -> None:
     p = sub.add_parser("catalog", help="apply catalogue changes offline, or fold the change log into a bundle")
     csub = p.add_subparsers(dest="catalog_command", required=True)
@@ -21,8 +27,7 @@ def add_arguments(sub: Any) -> None:
     s.add_argument("--changes", required=True, type=Path,
                    help='JSON lines: {"op": "upsert", "item": {...}} or {"op": "retire", "item_id": "..."}')
     s.add_argument("--out", required=True, type=Path, help="directory of the new bundle (must not exist)")
-    s.add_argument("--added-item-levels", default="trained", choices=["all", "trained", "semantic"])
-    s.add_argument("--added-item-gain", type=float, default=1.0, help="scale of added items' vectors (as serve)")
+    _add_embedding_flags(s)
     s.set_defaults(func=cmd_apply)
     s = csub.add_parser("compact", help="fold the served change log into a new bundle")
     s.add_argument("--artifacts", required=True, type=Path)
@@ -31,8 +36,7 @@ def add_arguments(sub: Any) -> None:
     s.add_argument("--state-dir", type=Path, help="journal directory without Redis (default: $SIMGR_STATE_DIR)")
     s.add_argument("--redis-prefix", default=None, help="as `simgr serve --redis-prefix`")
     s.add_argument("--log", dest="catalog_log", default=None, help="change-log name (default: catalog)")
-    s.add_argument("--added-item-levels", default="trained", choices=["all", "trained", "semantic"])
-    s.add_argument("--added-item-gain", type=float, default=1.0, help="scale of added items' vectors (as serve)")
+    _add_embedding_flags(s)
     s.set_defaults(func=cmd_compact)
 
 
