@@ -98,8 +98,8 @@ class CatalogService:
         return outcomes[0]
 
     def _embedder(self, model: Any) -> Any:
-        """How this service embeds added items: the configured levels and gain (the dry run and the replay alike)."""
-        return model.embedder(self.settings.added_item_levels, self.settings.added_item_gain)
+        """How this service embeds added items: SIMGR_ADDED_ITEM_* (the dry run and the replay alike)."""
+        return model.embedder(self.settings.added_embedding())
 
     async def _commit(self, model: Any, changes: list[Change]) -> tuple[list[Outcome], str]:
         """Append one record, then apply the log up to it; a batch that changes nothing is not logged."""

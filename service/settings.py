@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model.export.added import AddedEmbedding
+
 
 class Settings(BaseSettings):
     """Every knob of ``simgr serve``; ``SIMGR_<NAME>`` in the environment, ``--<name>`` on the CLI."""
@@ -76,6 +78,11 @@ class Settings(BaseSettings):
     added_item_gain: float = Field(
         default=1.0, gt=0, le=10, description="scale of an added item's vector: above 1 lifts new items against "
         "trained ones, at the trained ones' expense (README, Cold items)")
+    added_item_neighbours: int = Field(
+        default=0, ge=0, le=1000, description="k > 0: an added item takes the trained vectors of the k items nearest "
+        "in the item quantizer's space, not its code rows (needs a quantizer; README, Cold items)")
+    added_item_neighbour_temperature: float = Field(
+        default=0.01, gt=0, le=10, description="softmax temperature over those neighbours' latent cosines")
 
     # limits and security
     max_body_bytes: int = Field(default=1_000_000, ge=1, description="request body limit (413 beyond)")  # TEI: 2 MB
@@ -87,6 +94,12 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="log level")
     shutdown_timeout_s: float = Field(default=30.0, ge=0, description="SIGTERM: longest wait for in-flight requests")
+
+    def added_embedding(self) -> AddedEmbedding:
+        """The SIMGR_ADDED_ITEM_* settings as the value the bundle's embedder takes."""
+        return AddedEmbedding(levels=self.added_item_levels, gain=self.added_item_gain,
+                              neighbours=self.added_item_neighbours,
+                              temperature=self.added_item_neighbour_temperature)
 
     @field_validator("artifacts", "root", "canary_artifacts", mode="before")
     @classmethod

@@ -34,8 +34,9 @@ from index.catalog import Catalog
 from index.rows import BaseRows
 from model.data.jsonio import iter_indexed_jsonl, read_validated
 from model.errors import SimGRError
+from model.export.added import AddedEmbedding, TrainedNeighbours
 from model.export.integrity import VerifyMode, verify_bundle
-from model.export.living import AddedLevels, ItemEmbedder, catalog_row, trained_token_rows
+from model.export.living import ItemEmbedder, catalog_row, trained_token_rows
 from model.export.manifest import BundleItem, BundleManifest, NetworkSpec
 from model.network.model import SimGR
 from model.network.prompt import PromptVocab, build_prompt, collate
@@ -104,6 +105,7 @@ class Bundle:
         self.catalog: Catalog = catalog
         self.n_items = 0
         self._trained_rows: set[int] | None = None  # token ids some trained item uses (never changes)
+        self._neighbours: TrainedNeighbours | None = None  # trained latents + vectors (never change)
         self._set_catalog(catalog, table=model.sid_token_ids.cpu().numpy())
 
     def _set_catalog(self, catalog: Catalog, table: np.ndarray | None = None) -> None:
@@ -141,11 +143,24 @@ class Bundle:
             self._quantizer = ItemQuantizer.load(self.root / QUANTIZER_DIR)
         return self._quantizer
 
-    def embedder(self, levels: AddedLevels = "trained", gain: float = 1.0) -> ItemEmbedder:
+    def embedder(self, spec: AddedEmbedding = AddedEmbedding()) -> ItemEmbedder:
+        """How this bundle embeds items added to it. Neighbours need the item quantizer: a bundle of given
+        IDs embeds added items by their code rows whatever ``spec.neighbours`` says."""
         if self._trained_rows is None:
             self._trained_rows = trained_token_rows(self.catalog, self.token_ids)
-        return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=self._trained_rows, levels=levels,
-                            gain=gain)
+        q = self.quantizer if spec.neighbours and bool((~self.catalog.base.added).any()) else None
+        return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=self._trained_rows, spec=spec,
+                            neighbours=self._trained_neighbours(q) if q else None, latents=q.latents if q else None)
+
+    def _trained_neighbours(self, q: ItemQuantizer) -> TrainedNeighbours:
+        """The trained items' quantised latents and vectors, built on the first neighbour look-up."""
+        if self._neighbours is None:
+            base = self.catalog.base
+            trained = np.flatnonzero(~base.added)  # (T,) rows trained into the bundle
+            semantic = base.codes[trained, : len(q.spec.codebook_sizes)]  # (T, L-1)
+            self._neighbours = TrainedNeighbours(latents=q.latents(semantic), rows=trained,
+                                                 vectors=self.catalog.base_vectors)
+        return self._neighbours
 
     @classmethod
     def load(cls, root: str | Path, *, device: str = "cpu", verify: VerifyMode = "quick") -> Bundle:

@@ -17,12 +17,13 @@ import numpy as np
 from index.catalog import Catalog, Change, Outcome, Retire
 from index.item_index import ItemIndex
 from model.errors import SimGRError
+from model.export.added import AddedEmbedding
 from model.export.atomic import staged_dir
 from model.export.bundle import Bundle
 from model.export.export import _hash_files
 from model.export.integrity import seal_bundle
 from model.export.items import RetireLine, UpsertLine, write_items, write_popularity
-from model.export.living import AddedLevels, code_upserts, unique_code
+from model.export.living import code_upserts, unique_code
 from model.export.manifest import BundleManifest
 
 _REWRITTEN = ("items.jsonl", "item_embeddings.npy", "index.json", "index.faiss", "index_sid_codes.npz",
@@ -57,7 +58,7 @@ def write_catalog_bundle(bundle: Bundle, catalog: Catalog, out: Path, *, through
 
 
 def apply_lines(bundle: Bundle, lines: Sequence[UpsertLine | RetireLine], *,
-                levels: AddedLevels = "trained", gain: float = 1.0) -> tuple[Catalog, list[Outcome]]:
+                embedding: AddedEmbedding = AddedEmbedding()) -> tuple[Catalog, list[Outcome]]:
     """changes.jsonl lines applied in order to ``bundle``'s catalogue (upserts coded as by PUT /items)."""
     seen: set[str] = set()
     for line in lines:
@@ -69,5 +70,5 @@ def apply_lines(bundle: Bundle, lines: Sequence[UpsertLine | RetireLine], *,
     coded = iter(code_upserts(upserts, bundle.catalog, space=bundle.space, quantizer=bundle.quantizer))
     changes: list[Change] = [next(coded) if isinstance(ln, UpsertLine) else Retire(ln.item_id) for ln in lines]
     catalog, _, outcomes = bundle.catalog.apply(changes, unique=unique_code(bundle.space),
-                                                embed=bundle.embedder(levels, gain))
+                                                embed=bundle.embedder(embedding))
     return catalog, outcomes

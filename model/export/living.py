@@ -6,29 +6,26 @@
 An added item's embedding is the aggregate of its code-token rows, like a trained item's. Rows that no
 trained item uses were never trained (random init, shrunk by weight decay). ``ItemEmbedder`` therefore
 averages, for added items, only rows that some trained item uses (policy "trained", the default). "all"
-is the plain mean; "semantic" also leaves out the uniqueness level, the one row that holds no text. The
-README's cold-items section has the measurements: with code rows that keep their text
-(``code_init="codebook-frozen"``), "semantic" is what lets added items be found.
+is the plain mean; "semantic" also leaves out the uniqueness level, the one row that holds no text.
+With ``neighbours`` (model/export/added.py) an added item takes instead the vectors of the trained items
+nearest to it in the item quantizer's space. The README's cold-items section has the measurements.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from index.catalog import Catalog, CatalogRow, Upsert
-from model.errors import SimGRError
+from model.export.added import AddedEmbedding, TrainedNeighbours
 from model.export.items import ItemUpsert
 from model.export.manifest import BundleItem
 from model.semantic_ids.assign import sid_codes, tokens_to_codes
 from model.semantic_ids.quantizer import ItemQuantizer
 from model.semantic_ids.space import SidSpace, code_token, lowest_free, sid_tokens
-
-AddedLevels = Literal["all", "trained", "semantic"]  # which code rows an added item's embedding averages
-ADDED_LEVELS: tuple[str, ...] = ("all", "trained", "semantic")
 
 
 class CatalogInputError(ValueError):
@@ -41,34 +38,42 @@ def catalog_row(r: BundleItem) -> CatalogRow:
 
 
 class ItemEmbedder:
-    """Semantic IDs -> item vectors with the model's own token rows and aggregator (SimGR, arXiv 2602.07847)."""
+    """Semantic IDs -> item vectors with the model's own token rows and aggregator (SimGR, arXiv 2602.07847),
+    or, with ``spec.neighbours`` and ``neighbours`` given, from the nearest trained items (model/export/added.py)."""
 
     def __init__(self, *, model: Any, token_id: Callable[[list[str]], list[int]], trained_rows: set[int],
-                 levels: AddedLevels = "trained", gain: float = 1.0) -> None:
-        if not gain > 0:
-            raise SimGRError(f"added item gain must be positive, got {gain}")
-        self.model, self.token_id, self.levels = model, token_id, levels
-        self.gain = gain  # scales every added item's vector, so its scores, against the trained items'
+                 spec: AddedEmbedding = AddedEmbedding(), neighbours: TrainedNeighbours | None = None,
+                 latents: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.model, self.token_id, self.spec = model, token_id, spec
         self.trained_rows = trained_rows  # token ids of codes used by a trained item
+        self.neighbours, self.latents = neighbours, latents  # both or neither: latents = quantizer.latents
 
     @torch.inference_mode()
     def __call__(self, sids: list[tuple[int, ...]]) -> np.ndarray:
-        """(n,) semantic IDs -> (n, D) float32, normalised like the trained item table, times ``gain``."""
+        """(n,) semantic IDs -> (n, D) float32, normalised like the trained item table, times the gain."""
+        if self.spec.neighbours and self.neighbours is not None and self.latents is not None:
+            semantic = np.array([s[:-1] for s in sids], dtype=np.int64)  # (n, L-1): the RQ-VAE codes
+            e = torch.from_numpy(self.neighbours.mix(self.latents(semantic), k=self.spec.neighbours,
+                                                     temperature=self.spec.temperature))  # (n, D)
+        else:
+            e = self._code_mean(sids)
+        if self.model.cfg.normalize:
+            e = torch.nn.functional.normalize(e, dim=-1)
+        return (self.spec.gain * e).cpu().numpy().astype(np.float32)
+
+    def _code_mean(self, sids: list[tuple[int, ...]]) -> torch.Tensor:
+        """(n, D) the aggregate of the items' code rows, over the rows ``spec.levels`` keeps."""
         ids = torch.tensor([self.token_id(sid_tokens(s)) for s in sids], dtype=torch.long)  # (n, L)
         emb_layer = self.model.input_embeddings()
         rows = emb_layer(ids.to(emb_layer.weight.device)).float()  # (n, L, D)
-        if self.model.cfg.aggregator == "mean" and self.levels != "all":
-            keep = torch.tensor([[t in self.trained_rows for t in row] for row in ids.tolist()])  # (n, L)
-            if self.levels == "semantic":
-                keep[:, -1] = False
-            keep[keep.sum(1) == 0] = True  # nothing trained: fall back to every row
-            w = keep.to(rows).unsqueeze(-1)  # (n, L, 1)
-            e = (rows * w).sum(1) / w.sum(1)  # (n, D)
-        else:
-            e = self.model.aggregator(rows.to(emb_layer.weight.dtype)).float()
-        if self.model.cfg.normalize:
-            e = torch.nn.functional.normalize(e, dim=-1)
-        return (self.gain * e).cpu().numpy().astype(np.float32)
+        if self.model.cfg.aggregator != "mean" or self.spec.levels == "all":
+            return self.model.aggregator(rows.to(emb_layer.weight.dtype)).float()  # type: ignore[no-any-return]
+        keep = torch.tensor([[t in self.trained_rows for t in row] for row in ids.tolist()])  # (n, L)
+        if self.spec.levels == "semantic":
+            keep[:, -1] = False
+        keep[keep.sum(1) == 0] = True  # nothing trained: fall back to every row
+        w = keep.to(rows).unsqueeze(-1)  # (n, L, 1)
+        return (rows * w).sum(1) / w.sum(1)  # (n, D)
 
 
 def unique_code(space: SidSpace) -> Callable[[tuple[int, ...], set[int]], int | None]:

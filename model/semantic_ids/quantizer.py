@@ -150,6 +150,13 @@ class ItemQuantizer:
             codes = [self.rqvae.encode_codes(x[s : s + 8192]) for s in range(0, x.shape[0], 8192)]
         return torch.cat(codes).numpy().astype(np.int64) if codes else np.zeros((0, len(self.spec.codebook_sizes)), np.int64)
 
+    def latents(self, codes: np.ndarray) -> np.ndarray:
+        """(N, L) RQ-VAE codes -> (N, C) float32 unit quantised latents: each level's codebook vector, summed."""
+        c = torch.as_tensor(np.asarray(codes, dtype=np.int64)).reshape(-1, len(self.spec.codebook_sizes))
+        with torch.no_grad():
+            z = self.rqvae.quantised(c)  # (N, C)
+        return torch.nn.functional.normalize(z, dim=-1).numpy().astype(np.float32)
+
     def encoder(self, model_dir: Path | None = None) -> Any:
         """The text encoder (loaded once), checked against the identity the quantizer was trained with."""
         from model.semantic_ids.text_encoder import TextEncoder, default_encoder_dir

@@ -156,11 +156,15 @@ class RQVAE(nn.Module):
         return self.quantize(self.encoder(x))[1]
 
     @torch.no_grad()
-    def decode_codes(self, codes: Tensor) -> Tensor:
-        """codes (N, L) -> reconstruction (N, D)."""
+    def quantised(self, codes: Tensor) -> Tensor:
+        """codes (N, L) -> quantised latents (N, C): each level's codebook vector, summed."""
         total = sum(cb[codes[:, lvl]] for lvl, cb in enumerate(self.codebooks))
         assert isinstance(total, Tensor)
-        return self.decoder(total)
+        return total
+
+    def decode_codes(self, codes: Tensor) -> Tensor:
+        """codes (N, L) -> reconstruction (N, D)."""
+        return self.decoder(self.quantised(codes))
 
     @torch.no_grad()
     def reseed_codes(self, x: Tensor, dead: list[Tensor], *, generator: torch.Generator) -> int:

@@ -11,12 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from model.errors import SimGRError
+from model.export.added import ADDED_LEVELS, AddedEmbedding
 
 
 def _add_embedding_flags(s: argparse.ArgumentParser) -> None:
-    """How added items are embedded, as `simgr serve`'s SIMGR_ADDED_ITEM_LEVELS and SIMGR_ADDED_ITEM_GAIN."""
-    s.add_argument("--added-item-levels", default="trained", choices=["all", "trained", "semantic"])
-    s.add_argument("--added-item-gain", type=float, default=1.0, help="scale of added items' vectors (as serve)")
+    """How added items are embedded: give the values `simgr serve` has in SIMGR_ADDED_ITEM_*."""
+    d = AddedEmbedding()
+    s.add_argument("--added-item-levels", default=d.levels, choices=list(ADDED_LEVELS))
+    s.add_argument("--added-item-gain", type=float, default=d.gain, help="scale of added items' vectors")
+    s.add_argument("--added-item-neighbours", type=int, default=d.neighbours,
+                   help="k > 0: added items take the vectors of their k nearest trained items (needs a quantizer)")
+    s.add_argument("--added-item-neighbour-temperature", type=float, default=d.temperature)
+
+
+def _embedding(a: argparse.Namespace) -> AddedEmbedding:
+    """The flags of _add_embedding_flags as one value (SimGRError on a bad one: exit 2)."""
+    return AddedEmbedding(levels=a.added_item_levels, gain=a.added_item_gain, neighbours=a.added_item_neighbours,
+                          temperature=a.added_item_neighbour_temperature)
 
 
 def add_arguments(sub: Any) -> None:
@@ -50,10 +61,11 @@ def cmd_apply(a: argparse.Namespace) -> int:
     from model.export.items import read_changes
     from model.export.living import CatalogInputError
 
+    embedding = _embedding(a)
     lines = read_changes(a.changes)
     bundle = Bundle.load(a.artifacts)
     try:
-        catalog, outcomes = apply_lines(bundle, lines, levels=a.added_item_levels, gain=a.added_item_gain)
+        catalog, outcomes = apply_lines(bundle, lines, embedding=embedding)
     except CatalogInputError as exc:
         raise SimGRError(f"{a.changes}: {exc}") from None
     uncoded = [o.item_id for o in outcomes if o.status == "uncoded"]
@@ -72,6 +84,7 @@ def cmd_compact(a: argparse.Namespace) -> int:
     from service.durable_log import LogUnavailable
     from service.settings import Settings
 
+    embedding = _embedding(a)
     overrides = {k: v for k, v in {"redis_url": a.redis_url, "state_dir": a.state_dir, "redis_prefix": a.redis_prefix,
                                    "catalog_log": a.catalog_log}.items() if v is not None}
     settings = Settings(**overrides)
@@ -85,7 +98,7 @@ def cmd_compact(a: argparse.Namespace) -> int:
     from model.export.living import unique_code
 
     catalog, through, applied = bundle.catalog, bundle.manifest.catalog_through, 0
-    embed = bundle.embedder(a.added_item_levels, a.added_item_gain)
+    embed = bundle.embedder(embedding)
     for entry in entries:
         through = entry.id
         if entry.record.get("root") != bundle.manifest.root:

@@ -217,3 +217,37 @@ def test_compacted_bundle_skips_folded_entries(quant_bundle_dir: Path, tmp_path:
         assert 'simgr_catalog_items{origin="added"} 1.0' in metrics
         assert 'simgr_catalog_changes_total{op="upsert"} 1.0' in metrics
         assert 'simgr_catalog_changes_total{op="retire"}' not in metrics
+
+
+def test_neighbour_embedding_over_http_survives_a_restart(quant_bundle_dir: Path, tmp_path: Path) -> None:
+    """SIMGR_ADDED_ITEM_NEIGHBOURS=1: an item added into a cell that one trained item holds is scored exactly
+    like that item, before and after the journal replay."""
+    import numpy as np
+
+    from model.export.bundle import Bundle
+    from model.semantic_ids.space import sid_tokens
+
+    b = Bundle.load(quant_bundle_dir)
+    rows = [b.catalog.row(i) for i in range(len(b.catalog))]
+    cells: dict[tuple[int, ...], list[str]] = {}
+    for r in rows:
+        cells.setdefault(r.sid[:-1], []).append(r.item_id)
+    prefix, (owner,) = next((p, ids) for p, ids in cells.items() if len(ids) == 1)
+    used = {r.sid[-1] for r in rows if r.sid[:-1] == prefix}
+    sid = sid_tokens((*prefix, min(set(range(b.space.sizes[-1])) - used)))
+    settings = make_settings(artifacts=quant_bundle_dir, state_dir=tmp_path / "state", admin_keys=(ADMIN,),
+                             added_item_neighbours=1)
+
+    def scores(c: httpx.Client) -> dict[str, float]:
+        r = c.post("/recommend", json={"history": ["i0", "i1"], "k": 2, "allow": ["n1", owner]})
+        assert r.status_code == 200, r.text
+        return {it["item_id"]: it["score"] for it in r.json()["items"]}
+
+    with UvicornThread(create_app(settings)) as srv, client(srv) as c:
+        assert c.put("/items", json={"items": [{"item_id": "n1", "title": "New", "sid": sid}]}).status_code == 200
+        before = scores(c)
+    with UvicornThread(create_app(settings)) as srv, client(srv) as c:  # replays the journal
+        after = scores(c)
+    assert set(before) == {"n1", owner}
+    np.testing.assert_allclose(before["n1"], before[owner], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([after["n1"], after[owner]], [before["n1"], before[owner]], rtol=1e-5, atol=1e-6)
