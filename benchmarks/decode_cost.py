@@ -11,7 +11,8 @@ project-local cache (default .cache/decode_cost, ignored by git), so a second ca
     python benchmarks/decode_cost.py --simgr-run RUN --ar-run RUN     # two existing run directories
 
 Users: every test user by default (``--users N``: a fixed random sample). ``--refeed`` also times the
-reference beam that re-feeds the token prefix at every step (seconds_beam20_refeed).
+reference beam that re-feeds the token prefix at every step (seconds_beam20_refeed, with the number of
+users whose top-10 lists differ from the cached beam's and its NDCG@10).
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ def main() -> int:
         top_r, t_r = _time(lambda: rank_beam(ar.built, hist, k=10, beam=20, cache=False))
         res["seconds_beam20_refeed"] = round(t_r, 3)
         res["refeed_same_lists_beam20"] = bool((top_r == tops[20]).all())
+        res["refeed_differing_users_beam20"] = int((top_r != tops[20]).any(axis=1).sum())
+        res["ndcg10_beam20_refeed"] = ranking_metrics(top_r, tgt, n_items=n_items)["ndcg@10"]
     sys.stdout.write(json.dumps(res, sort_keys=True) + "\n")
     return 0
 
