@@ -22,6 +22,7 @@ demo: setup
 test: setup
 	bash scripts/ensure_redis.sh
 	bash scripts/ensure_nginx.sh
+	bash scripts/ensure_packages.sh promtool:prometheus shellcheck:shellcheck   # deploy checks
 	bash scripts/lint.sh
 	SIMGR_NO_PROGRESS=1 $(BIN)/pytest -q
 
