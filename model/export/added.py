@@ -11,6 +11,7 @@ the collaborative signal of the items whose text it shares, read through the sam
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -50,13 +51,16 @@ class TrainedNeighbours:
 
     _CHUNK = 16  # queries per (chunk, T) score block: 64 MB at a million trained items
 
-    def __init__(self, *, latents: np.ndarray, rows: np.ndarray, vectors: np.ndarray) -> None:
-        self.latents = latents  # (T, C) unit rows, float32
+    def __init__(self, *, encode: Callable[[np.ndarray], np.ndarray], codes: np.ndarray, rows: np.ndarray,
+                 vectors: np.ndarray) -> None:
+        self.encode = encode  # (n, L-1) RQ-VAE codes -> (n, C) unit quantised latents (ItemQuantizer.latents)
+        self.latents = encode(codes)  # (T, C) the trained items' latents, float32
         self.rows = rows  # (T,) the trained items' rows in ``vectors``
         self.vectors = vectors  # (M, D) the bundle's item vectors, as loaded (a memory map is not copied)
 
-    def mix(self, latents: np.ndarray, *, k: int, temperature: float) -> np.ndarray:
-        """(n, C) unit latents -> (n, D): the softmax(cos / temperature)-weighted mean of trained vectors."""
+    def mix(self, codes: np.ndarray, *, k: int, temperature: float) -> np.ndarray:
+        """(n, L-1) RQ-VAE codes -> (n, D): the softmax(cos / temperature)-weighted mean of trained vectors."""
+        latents = self.encode(codes)  # (n, C)
         k = min(k, len(self.latents))
         out = np.empty((len(latents), self.vectors.shape[1]), dtype=np.float32)
         for s in range(0, len(latents), self._CHUNK):

@@ -148,19 +148,20 @@ class Bundle:
         IDs embeds added items by their code rows whatever ``spec.neighbours`` says."""
         if self._trained_rows is None:
             self._trained_rows = trained_token_rows(self.catalog, self.token_ids)
-        q = self.quantizer if spec.neighbours and bool((~self.catalog.base.added).any()) else None
+        q = self.quantizer if spec.neighbours else None
         return ItemEmbedder(model=self.model, token_id=self.token_ids, trained_rows=self._trained_rows, spec=spec,
-                            neighbours=self._trained_neighbours(q) if q else None, latents=q.latents if q else None)
+                            neighbours=self._trained_neighbours(q) if q else None)
 
-    def _trained_neighbours(self, q: ItemQuantizer) -> TrainedNeighbours:
-        """The trained items' quantised latents and vectors, built on the first neighbour look-up."""
+    def _trained_neighbours(self, q: ItemQuantizer) -> TrainedNeighbours | None:
+        """The trained items' quantised latents and vectors, built on the first neighbour look-up (None when
+        the bundle holds no trained item)."""
         if self._neighbours is None:
             base = self.catalog.base
             trained = np.flatnonzero(~base.added)  # (T,) rows trained into the bundle
             semantic = base.codes[trained, : len(q.spec.codebook_sizes)]  # (T, L-1)
-            self._neighbours = TrainedNeighbours(latents=q.latents(semantic), rows=trained,
+            self._neighbours = TrainedNeighbours(encode=q.latents, codes=semantic, rows=trained,
                                                  vectors=self.catalog.base_vectors)
-        return self._neighbours
+        return self._neighbours if len(self._neighbours.rows) else None
 
     @classmethod
     def load(cls, root: str | Path, *, device: str = "cpu", verify: VerifyMode = "quick") -> Bundle:

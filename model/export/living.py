@@ -42,18 +42,17 @@ class ItemEmbedder:
     or, with ``spec.neighbours`` and ``neighbours`` given, from the nearest trained items (model/export/added.py)."""
 
     def __init__(self, *, model: Any, token_id: Callable[[list[str]], list[int]], trained_rows: set[int],
-                 spec: AddedEmbedding = AddedEmbedding(), neighbours: TrainedNeighbours | None = None,
-                 latents: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 spec: AddedEmbedding = AddedEmbedding(), neighbours: TrainedNeighbours | None = None) -> None:
         self.model, self.token_id, self.spec = model, token_id, spec
         self.trained_rows = trained_rows  # token ids of codes used by a trained item
-        self.neighbours, self.latents = neighbours, latents  # both or neither: latents = quantizer.latents
+        self.neighbours = neighbours  # the bundle's trained items in the quantizer's space, if it has both
 
     @torch.inference_mode()
     def __call__(self, sids: list[tuple[int, ...]]) -> np.ndarray:
         """(n,) semantic IDs -> (n, D) float32, normalised like the trained item table, times the gain."""
-        if self.spec.neighbours and self.neighbours is not None and self.latents is not None:
+        if self.spec.neighbours and self.neighbours is not None:
             semantic = np.array([s[:-1] for s in sids], dtype=np.int64)  # (n, L-1): the RQ-VAE codes
-            e = torch.from_numpy(self.neighbours.mix(self.latents(semantic), k=self.spec.neighbours,
+            e = torch.from_numpy(self.neighbours.mix(semantic, k=self.spec.neighbours,
                                                      temperature=self.spec.temperature))  # (n, D)
         else:
             e = self._code_mean(sids)
