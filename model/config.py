@@ -154,6 +154,7 @@ class TrainConfig:
     eval_every: int = 1  # validate every N epochs
     max_users: int = 0  # train on the first N users only (0 = all); for smoke tests
     dropout: float = 0.1  # attention dropout for scratch presets
+    hidden_dropout: float = 0.0  # on each attention/MLP block's output before the residual add (network/backbone.py)
     input_dropout: float = 0.2  # dropout on input vectors; +0.0015 test NDCG@10 on Instruments (README)
     num_workers: int = 0  # DataLoader workers (tokenization is cheap; 0 keeps CPU for compute)
 

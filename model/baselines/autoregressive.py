@@ -126,7 +126,8 @@ def build_ar(cfg: Any, sids: Sequence[Sequence[str]], *, latent_tokens: int = 0)
     """Backbone + tokenizer with the SID tokens (and ``latent_tokens`` Latte tokens), tied LM head, trie."""
     torch.manual_seed(cfg.train.seed)
     latents = [f"<latent_{m}>" for m in range(latent_tokens)]
-    backbone, tokenizer = build_backbone(cfg.model, sid_vocabulary(sids) + latents, dropout=cfg.train.dropout)
+    backbone, tokenizer = build_backbone(cfg.model, sid_vocabulary(sids) + latents, dropout=cfg.train.dropout,
+                                          hidden_dropout=cfg.train.hidden_dropout)
     vocab = PromptVocab.from_tokenizer(tokenizer, sids, cfg.prompt)
     table = torch.tensor(vocab.sid_token_ids, dtype=torch.long)  # (N, L)
     encoder = SimGR(backbone=backbone, sid_token_ids=table, cfg=cfg.model, prompt=cfg.prompt)

@@ -72,7 +72,8 @@ class ParallelMethod(SimGRMethod):
     name = "parallel"
 
     def build(self, cfg: Any, sids: Sequence[Sequence[str]]) -> Assembled:
-        built = build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout, seed=cfg.train.seed)
+        built = build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout,
+                            hidden_dropout=cfg.train.hidden_dropout, seed=cfg.train.seed)
         return Assembled(ParallelModel(encoder=built.model), built.tokenizer, built.vocab)  # type: ignore[arg-type]
 
     @torch.inference_mode()

@@ -25,7 +25,8 @@ class SimGRMethod:
     def build(self, cfg: Any, sids: Sequence[Sequence[str]]) -> Assembled:
         space = load_sid_space(Path(cfg.data_dir), tokens_to_codes(sids))  # every code is a token
         built = build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout,
-                            input_dropout=cfg.train.input_dropout, seed=cfg.train.seed, space=space)
+                            hidden_dropout=cfg.train.hidden_dropout, input_dropout=cfg.train.input_dropout,
+                            seed=cfg.train.seed, space=space)
         if cfg.model.code_init != "random":
             if cfg.model.lora:
                 raise SimGRError("code_init 'codebook' is for scratch presets: LoRA keeps the pretrained rows")

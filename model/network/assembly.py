@@ -29,7 +29,7 @@ def sid_vocabulary(sids: Sequence[Sequence[str]]) -> list[str]:
 
 
 def build_model(cfg: ModelConfig, prompt: PromptConfig, sids: Sequence[Sequence[str]], *,
-                dropout: float = 0.0, input_dropout: float = 0.0, seed: int = 0,
+                dropout: float = 0.0, hidden_dropout: float = 0.0, input_dropout: float = 0.0, seed: int = 0,
                 space: SidSpace | None = None) -> Assembled:
     """Random-init preset or local checkpoint, extended with the SID tokens of ``sids`` (N items x L) and,
     given a ``space``, with every code of every level, so items added later can be written."""
@@ -38,7 +38,7 @@ def build_model(cfg: ModelConfig, prompt: PromptConfig, sids: Sequence[Sequence[
     if space is not None:
         known = set(tokens)
         tokens += [t for t in space.tokens() if t not in known]
-    backbone, tokenizer = build_backbone(cfg, tokens, dropout=dropout)
+    backbone, tokenizer = build_backbone(cfg, tokens, dropout=dropout, hidden_dropout=hidden_dropout)
     vocab = PromptVocab.from_tokenizer(tokenizer, sids, prompt)
     table = torch.tensor(vocab.sid_token_ids, dtype=torch.long)  # (N, L)
     model = SimGR(backbone=backbone, sid_token_ids=table, cfg=cfg, prompt=prompt, input_dropout=input_dropout)

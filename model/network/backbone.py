@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
@@ -108,9 +109,11 @@ def _lora_targets(model: nn.Module, wanted: tuple[str, ...]) -> list[str]:
     return found
 
 
-def build_backbone(cfg: ModelConfig, sid_tokens: list[str], *, dropout: float = 0.0) -> tuple[nn.Module, Any]:
+def build_backbone(cfg: ModelConfig, sid_tokens: list[str], *, dropout: float = 0.0,
+                   hidden_dropout: float = 0.0) -> tuple[nn.Module, Any]:
     """Returns (decoder without LM head, tokenizer with SID tokens). The decoder's input embedding rows
-    for the SID tokens are what item embeddings aggregate."""
+    for the SID tokens are what item embeddings aggregate. ``dropout``: attention dropout of a preset;
+    ``hidden_dropout``: see ``add_hidden_dropout``."""
     from transformers import AutoModel, AutoTokenizer
 
     if is_preset(cfg.backbone):
@@ -136,9 +139,29 @@ def build_backbone(cfg: ModelConfig, sid_tokens: list[str], *, dropout: float = 
             tokenizer.add_tokens(new, special_tokens=True)
             backbone.resize_token_embeddings(len(tokenizer))  # type: ignore[operator]
         backbone.config.use_cache = False  # type: ignore[union-attr]
+    if hidden_dropout:
+        add_hidden_dropout(backbone, hidden_dropout)
     if cfg.lora:
         backbone = apply_lora(backbone, cfg, tokenizer.convert_tokens_to_ids(sid_tokens))
     return backbone, tokenizer
+
+
+RESIDUAL_BRANCH_ENDS = ("o_proj", "down_proj")  # the last projection of attention / MLP (Llama, Qwen names)
+
+
+def add_hidden_dropout(backbone: nn.Module, p: float) -> int:
+    """Dropout with rate ``p`` on the output of every attention and MLP block, before it joins the residual
+    stream: GPT-2's ``resid_pdrop``, SASRec's hidden dropout. Qwen3 and Llama have attention dropout only,
+    so a model trained from scratch on a small catalogue overfits without it. Active in training mode only;
+    returns the number of projections hooked (0 when the architecture names them otherwise)."""
+    if not 0.0 <= p < 1.0:
+        raise SimGRError(f"hidden dropout must be in [0, 1), got {p}")
+    hooked = 0
+    for name, module in backbone.named_modules():
+        if name.rsplit(".", 1)[-1] in RESIDUAL_BRANCH_ENDS:
+            module.register_forward_hook(lambda mod, _args, out: F.dropout(out, p, mod.training))
+            hooked += 1
+    return hooked
 
 
 def apply_lora(backbone: nn.Module, cfg: ModelConfig, sid_token_ids: list[int]) -> nn.Module:
