@@ -18,7 +18,7 @@ from service.cli.main import main
 def _config(tmp_path: Path, data_dir: Path) -> Path:
     cfg = {"name": "tiny", "out_dir": str(tmp_path / "report"), "work_dir": str(tmp_path / "work"),
            "datasets": [str(data_dir)], "preset": "tiny", "time_budget_min": 0.01, "lr": 0.01,
-           "epoch_cap": 2, "patience": 1, "generative_seeds": 1, "sasrec_dims": [16], "sasrec_dropouts": [0.0, 0.2],
+           "epoch_cap": 2, "patience": 1, "sasrec_patience": 2, "generative_seeds": 1, "sasrec_dims": [16], "sasrec_dropouts": [0.0, 0.2],
            "sasrec_lrs": [0.01], "eval_users": 0, "exact_users": 4, "beams": [5, 30], "latte_beams": [5],
            "table_beam": 10, "aggregators": ["mean", "proj"], "presets": ["tiny"], "entropy_ks": [1, 10, 20]}
     path = tmp_path / "compare.json"
@@ -49,7 +49,8 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     assert sum("-grid-" in n for n in names) == 2
     one = json.loads((runs / "synthetic-sasrec-converged-s1.json").read_text())
     assert one["users"] == 48  # every test user
-    assert one["train"]["patience"] == 1
+    assert one["train"]["patience"] == 2  # sasrec_patience
+    assert json.loads((runs / "synthetic-simgr-converged-s1.json").read_text())["train"]["patience"] == 1
     assert one["hyper"]["dim"] == 16
     results = json.loads((report.parent / "results.json").read_text())
     beams = results["table1"]["beams"]
@@ -80,8 +81,14 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     assert table.endswith("<!-- compare:tiny:end -->\nrest\n")
     assert "old table" not in table
     assert " ± " in table.splitlines()[4]  # the synthetic row: two seeds
-    (runs / "synthetic-parallel-budget-s0.json").unlink()
+    stale = runs / "synthetic-sasrec-converged-s0.json"  # trained under another stopping rule
+    stale.write_text(stale.read_text().replace('"patience": 2', '"patience": 3'))
     capsys.readouterr()
+    assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 2
+    assert "1 run file(s) stopped under another patience" in capsys.readouterr().err
+    assert main(["compare", "--config", str(path), "--seeds", "2", "--only", "sasrec"]) == 2  # not reused
+    assert stale.name in capsys.readouterr().err
+    (runs / "synthetic-parallel-budget-s0.json").unlink()
     assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 2
     assert "synthetic-parallel-budget-s0.json" in capsys.readouterr().err
 

@@ -22,7 +22,7 @@ from model.analysis.report_table3 import summary_table, table3_sections
 from model.analysis.runfiles import load_runs
 from model.analysis.runner import Context, evaluate
 from model.analysis.table1 import table1
-from model.analysis.table3 import expected_keys, produce_all
+from model.analysis.table3 import check_protocol, expected_keys, produce_all
 from model.errors import SimGRError
 
 
@@ -87,6 +87,7 @@ def run_compare(config_path: str | Path, *, seeds: int | None = None, only: tupl
     table3 = ""
     if "table3" in cfg.analyses:
         runs = load_runs(cfg.report_dir / "runs", expected_keys(ctx))
+        check_protocol(cfg, runs)
         table3 = table3_sections(cfg, runs, main_dataset=ctx.name(cfg.datasets[0]))
         if readme is not None:
             update_readme(readme, cfg.name, summary_table(runs))

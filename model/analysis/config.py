@@ -35,6 +35,7 @@ class CompareConfig:
     seeds: int = 1  # training seeds per Table 3 cell (mean ± std over them); `simgr compare --seeds N`
     generative_seeds: int = 0  # seeds for autoregressive/Latte (0 = `seeds`); they cost several times more
     patience: int = 3  # converged view: stop after this many epochs without validation NDCG@10 gain
+    sasrec_patience: int = 10  # SASRec's: RecBole's stopping_step; its epochs are ~3x shorter and noisier
     epoch_cap: int = 100  # epoch cap of both views, so high that early stopping or the clock ends every run
     budget_view: bool = True  # also train the equal-wall-clock view (a labelled second Table 3)
     budget_seeds: int = 1  # seeds of the equal-wall-clock view
@@ -55,6 +56,10 @@ class CompareConfig:
     entropy_ks: tuple[int, ...] = (1, 5, 10, 20)  # Figure 4 cut-offs
     seed: int = 0  # user sample and training seed offset
     threads: int = 1  # torch threads: leave the other cores to the rest of the machine
+
+    def patience_for(self, method: str) -> int:
+        """Early-stopping patience of ``method``'s runs (both views)."""
+        return self.sasrec_patience if method == "sasrec" else self.patience
 
     @property
     def report_dir(self) -> Path:

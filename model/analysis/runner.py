@@ -100,7 +100,7 @@ class Context:
                    seed: int, hyper: dict[str, float]) -> RunConfig:
         cfg = self.cfg
         converged = view != "budget"
-        train = TrainConfig(epochs=cfg.epoch_cap, patience=cfg.patience,  # budget: the clock, never an epoch count
+        train = TrainConfig(epochs=cfg.epoch_cap, patience=cfg.patience_for(method),  # budget: the clock, not epochs
                             lr=hyper.get("lr", cfg.lr), time_budget_min=0.0 if converged else cfg.time_budget_min,
                             max_users=cfg.generative_max_users if method in GENERATIVE else 0,
                             seed=42 + cfg.seed + seed)

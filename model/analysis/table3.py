@@ -15,10 +15,12 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
+from model.analysis.config import CompareConfig
 from model.analysis.runfiles import METRICS, RunKey, RunResult, TrainInfo, load_runs, save_run
 from model.analysis.runner import GENERATIVE, Context, hyper_tag, list_metrics, rank_top
+from model.errors import SimGRError
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +61,25 @@ def expected_keys(ctx: Context) -> list[RunKey]:
     return list(dict.fromkeys(keys))
 
 
+def check_protocol(cfg: CompareConfig, runs: Mapping[RunKey, RunResult]) -> None:
+    """A run file trained under another patience or epoch cap than the config now asks is an error naming
+    it, so a report never mixes two stopping rules."""
+    stale = [k.filename for k, r in runs.items()
+             if (r.train.patience, r.train.epoch_cap) != (cfg.patience_for(k.method), cfg.epoch_cap)]
+    if stale:
+        raise SimGRError(f"{len(stale)} run file(s) stopped under another patience or epoch cap than the "
+                         f"config's: {', '.join(stale)}; delete them to train them again (a cached model "
+                         "resumes from its last epoch)")
+
+
 def produce(ctx: Context, key: RunKey, data_dir: str, hyper: dict[str, float]) -> RunResult:
     """Train (or reuse the cached model) and evaluate one run; write and return its result file."""
     cfg = ctx.cfg
     path = cfg.report_dir / "runs" / key.filename
     if path.is_file():
-        return load_runs(path.parent, [key])[key]
+        found = load_runs(path.parent, [key])
+        check_protocol(cfg, found)
+        return found[key]
     view = "converged" if key.view == "grid" else key.view
     run = ctx.run(data_dir, key.method, view=view, seed=key.seed, hyper=hyper or None)
     summary = ctx.summary(data_dir, key.method, view=view, seed=key.seed, hyper=hyper or None)
