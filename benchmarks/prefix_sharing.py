@@ -28,12 +28,12 @@ def train_rate(data: Path, backbone: str, steps: int, rounds: int) -> dict[str, 
     from model.config import ModelConfig
     from model.network.model import SimGR
     from model.training.run import RunConfig
-    from model.training.train import _epoch_order, _setup, train_step
+    from model.training.train import _setup, epoch_order, train_step
 
     cfg = RunConfig(data_dir=str(data), model=ModelConfig(backbone=backbone))
     run, state = _setup(cfg, Path(tempfile.mkdtemp(prefix="simgr_prefix_")), resume=False)
     run.net.train()
-    order = _epoch_order(len(run.windows), seed=0, epoch=0, rank=0, world=1)
+    order = epoch_order(run.sizes, seed=0, epoch=0)
     rates: dict[str, list[float]] = {"on": [], "off": []}
     step = 0
     for _ in range(rounds):

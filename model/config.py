@@ -150,6 +150,7 @@ class TrainConfig:
     patience: int = 3  # epochs without validation NDCG@10 gain before stopping
     time_budget_min: float = 0.0  # stop cleanly after this many minutes (0 = no budget)
     window_stride: int = 10  # users longer than the window are cut into windows this many items apart
+    size_pool: int = 32  # micro-batches pooled, sorted by example size and re-cut (train.py); 1 = plain shuffle
     eval_batch_size: int = 256  # users per forward in validation/evaluation
     eval_every: int = 1  # validate every N epochs
     max_users: int = 0  # train on the first N users only (0 = all); for smoke tests

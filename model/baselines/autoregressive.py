@@ -191,6 +191,11 @@ class AutoregressiveMethod:
     def n_targets(self, example: Window) -> int:
         return len(example.targets)
 
+    def size(self, example: Window, built: Assembled) -> int:
+        """The flattened tree: the prompt, then every target's answer but its last token (teacher_forcing.py)."""
+        branches = sum(len(self.answer(item, built)) - 1 for _, item in example.targets)
+        return len(example.prompt.input_ids) + branches
+
     def answer(self, item: int, built: Assembled) -> list[int]:
         """The tokens the model must generate for ``item``."""
         return list(built.vocab.sid_token_ids[item])

@@ -103,6 +103,9 @@ class SASRecMethod:
     def n_targets(self, example: SeqExample) -> int:
         return sum(t >= 0 for t in example.targets)
 
+    def size(self, example: SeqExample, built: Assembled) -> int:
+        return len(example.items)
+
     def collate(self, examples: Sequence[SeqExample], built: Assembled) -> SeqBatch:
         return collate_items(examples)
 

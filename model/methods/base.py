@@ -24,6 +24,8 @@ class Method(Protocol):
 
     def n_targets(self, example: Any) -> int: ...
 
+    def size(self, example: Any, built: Assembled) -> int: ...  # positions it fills in a batch (padding)
+
     def collate(self, examples: Sequence[Any], built: Assembled) -> Any: ...
 
     def rank(self, built: Assembled, histories: Sequence[Sequence[int]], *, k: int, batch_size: int,

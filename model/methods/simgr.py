@@ -40,6 +40,9 @@ class SimGRMethod:
     def n_targets(self, example: Window) -> int:
         return len(example.targets)
 
+    def size(self, example: Window, built: Assembled) -> int:
+        return len(example.prompt.input_ids)
+
     def collate(self, examples: Sequence[Window], built: Assembled) -> PromptBatch:
         return collate([w.prompt for w in examples], pad_id=built.vocab.pad_id,
                        targets=[w.targets for w in examples])

@@ -45,11 +45,30 @@ def lr_factor(*, step: int, total: int, warmup: int, budget_fraction: float = 0.
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _epoch_order(n: int, *, seed: int, epoch: int, rank: int, world: int) -> list[int]:
-    """This rank's shard of a seeded permutation; every rank gets the same count (DDP needs it)."""
-    perm = np.random.default_rng(seed + epoch).permutation(n)
-    per_rank = n // world
-    return perm[rank * per_rank:(rank + 1) * per_rank].tolist()
+def epoch_order(sizes: np.ndarray, *, seed: int, epoch: int, rank: int = 0, world: int = 1, micro: int = 1,
+                pool: int = 1) -> list[int]:
+    """This rank's shard of a seeded permutation of the examples; every rank gets the same count (DDP).
+
+    Batches are right-padded to their longest example, and training windows run from 1 to 20 items: in
+    random micro-batches about three quarters of the positions are padding. With ``pool`` > 1, each run of
+    ``pool`` micro-batches of the permutation is sorted by ``sizes`` (N,) and cut into micro-batches again,
+    whose order is then shuffled: every example is still seen once per epoch in a random batch order, but
+    next to examples of its own size. pool=1 is the plain permutation.
+
+    epoch_order(np.array([1, 9, 2, 8]), seed=0, epoch=0, micro=2, pool=2) -> pairs {1, 2} and {9, 8} sizes
+    """
+    rng = np.random.default_rng(seed + epoch)
+    perm = rng.permutation(len(sizes))
+    per_rank = len(sizes) // world
+    mine = perm[rank * per_rank:(rank + 1) * per_rank]
+    if pool <= 1 or micro < 1:
+        return mine.tolist()  # type: ignore[no-any-return]
+    span = pool * micro
+    pools = [c[np.argsort(sizes[c], kind="stable")] for c in np.split(mine, range(span, len(mine), span))]
+    batches = [b for c in pools for b in np.split(c, range(micro, len(c), micro))]
+    full = [b for b in batches if len(b) == micro]
+    ragged = [b for b in batches if len(b) < micro]  # at most one: kept last, where the epoch drops it
+    return np.concatenate([full[i] for i in rng.permutation(len(full))] + ragged).tolist()  # type: ignore[no-any-return]
 
 
 @dataclasses.dataclass
@@ -76,6 +95,7 @@ class _Run:
     optim: torch.optim.Optimizer
     params: list[torch.nn.Parameter]  # the trainable ones (clipping)
     windows: list[Any]  # this run's training examples
+    sizes: np.ndarray  # (len(windows),) positions each example fills in a batch
     valid: tuple[list[list[int]], list[int]]  # validation (histories, targets)
     device: torch.device
     rank: int
@@ -137,7 +157,8 @@ def _setup(cfg: RunConfig, run_dir: Path, *, resume: bool) -> tuple[_Run, TrainS
     state = _resume(run_dir, model, optim, resume=resume, rank=rank, device=device)
     run = _Run(cfg=cfg, run_dir=run_dir, method=method, built=built,
                net=DistributedDataParallel(model) if world > 1 else model, optim=optim, params=params,
-               windows=windows, valid=(valid_h[: tc.max_users or None], valid_t[: tc.max_users or None]),
+               windows=windows, sizes=np.array([method.size(w, built) for w in windows], dtype=np.int64),
+               valid=(valid_h[: tc.max_users or None], valid_t[: tc.max_users or None]),
                device=device, rank=rank, world=world, micro=micro, accum=accum, share_table=share,
                steps_per_epoch=steps_per_epoch,
                warmup=max(1, int(tc.warmup_ratio * steps_per_epoch * tc.epochs)), started=time.monotonic(),
@@ -199,7 +220,8 @@ def _train_epoch(run: _Run, state: TrainState) -> EpochResult:
     """Steps until the epoch's windows are used up or the wall-clock budget is spent."""
     tc = run.cfg.train
     run.net.train()
-    order = _epoch_order(len(run.windows), seed=tc.seed, epoch=state.epoch, rank=run.rank, world=run.world)
+    order = epoch_order(run.sizes, seed=tc.seed, epoch=state.epoch, rank=run.rank, world=run.world,
+                        micro=run.micro, pool=tc.size_pool)
     t_epoch, seen, loss_sum, n_loss, out_of_time = time.monotonic(), 0, 0.0, 0, False
     bar = progress(range(run.steps_per_epoch), desc=f"epoch {state.epoch + 1}/{tc.epochs}")
     for step in bar:

@@ -1,0 +1,72 @@
+"""Size-pooled batch order: every example once per epoch, little padding, and each method's size is the
+width its example takes in a collated batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.config import ModelConfig, TrainConfig
+from model.training.registry import get_method
+from model.training.run import RunConfig, build_from_config
+from model.training.train import epoch_order
+
+
+def _padding(sizes: np.ndarray, order: list[int], micro: int) -> float:
+    """Share of padded positions over the epoch's full micro-batches."""
+    batches = [sizes[order[i:i + micro]] for i in range(0, len(order) - micro + 1, micro)]
+    return 1 - sum(b.sum() for b in batches) / sum(b.max() * len(b) for b in batches)
+
+
+def test_pool_one_is_the_plain_seeded_permutation() -> None:
+    sizes = np.arange(50)
+    plain = np.random.default_rng(7 + 2).permutation(50).tolist()
+    assert epoch_order(sizes, seed=7, epoch=2, micro=8, pool=1) == plain
+    assert epoch_order(sizes, seed=7, epoch=2, rank=1, world=2, micro=8, pool=1) == plain[25:50]
+
+
+def test_known_answer_small_pool() -> None:
+    # one pool of 2 micro-batches: sorted by size, cut into {1, 2} and {8, 9}, batch order shuffled
+    order = epoch_order(np.array([1, 9, 2, 8]), seed=0, epoch=0, micro=2, pool=2)
+    assert sorted(order) == [0, 1, 2, 3]
+    assert {frozenset(order[:2]), frozenset(order[2:])} == {frozenset({0, 2}), frozenset({1, 3})}
+
+
+@pytest.mark.parametrize(("rank", "world"), [(0, 1), (0, 2), (1, 2)])
+def test_every_example_once_and_far_less_padding(rank: int, world: int) -> None:
+    sizes = np.random.default_rng(1).integers(1, 21, size=2003)  # window lengths 1..20, as in training
+    pooled = epoch_order(sizes, seed=3, epoch=1, rank=rank, world=world, micro=64, pool=32)
+    plain = epoch_order(sizes, seed=3, epoch=1, rank=rank, world=world, micro=64, pool=1)
+    assert sorted(pooled) == sorted(plain)  # the same shard, each example once
+    assert len(pooled) == 2003 // world
+    assert _padding(sizes, plain, 64) > 0.4
+    assert _padding(sizes, pooled, 64) < 0.12
+    ragged = len(pooled) % 64
+    if ragged:  # the short batch comes last, where the epoch's step count drops it
+        tail = sorted(pooled[-ragged:])
+        assert all(tail != sorted(pooled[i:i + ragged]) for i in range(0, len(pooled) - ragged, 64))
+
+
+def test_epochs_differ_and_repeat() -> None:
+    sizes = np.random.default_rng(0).integers(1, 21, size=500)
+    a = epoch_order(sizes, seed=5, epoch=0, micro=16, pool=8)
+    assert a == epoch_order(sizes, seed=5, epoch=0, micro=16, pool=8)
+    assert a != epoch_order(sizes, seed=5, epoch=1, micro=16, pool=8)
+
+
+@pytest.mark.parametrize("method", ["simgr", "sasrec", "autoregressive", "latte", "parallel"])
+def test_size_is_the_collated_width(method: str, synthetic_data_dir: Path) -> None:
+    cfg = RunConfig(data_dir=str(synthetic_data_dir), method=method, model=ModelConfig(backbone="tiny"),
+                    train=TrainConfig())
+    loaded = build_from_config(cfg)
+    m = get_method(method)
+    seq = loaded.data.train_sequences()[0]
+    windows = m.examples(list(seq) * 3, loaded.built, stride=10)  # a long sequence: several windows
+    assert len(windows) > 1
+    for w in windows:
+        batch = m.collate([w], loaded.built)
+        width = next(v for v in batch if isinstance(v, torch.Tensor)).shape[1]
+        assert m.size(w, loaded.built) == width
