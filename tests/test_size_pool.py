@@ -1,5 +1,5 @@
-"""Size-pooled batch order: every example once per epoch, little padding, and each method's size is the
-width its example takes in a collated batch."""
+"""Batching by size: the training order (size-pooled micro-batches, every example once per epoch, little
+padding), each method's example size, and ranking in batches of similar history length."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from model.config import ModelConfig, TrainConfig
+from model.network.prompt import by_length
 from model.training.registry import get_method
 from model.training.run import RunConfig, build_from_config
 from model.training.train import epoch_order
@@ -70,3 +71,20 @@ def test_size_is_the_collated_width(method: str, synthetic_data_dir: Path) -> No
         batch = m.collate([w], loaded.built)
         width = next(v for v in batch if isinstance(v, torch.Tensor)).shape[1]
         assert m.size(w, loaded.built) == width
+
+
+def test_by_length_known_answer() -> None:
+    batches = by_length([[1, 2, 3], [4], [5, 6], list(range(30))], 2, keep=20)
+    assert [b.tolist() for b in batches] == [[1, 2], [0, 3]]  # lengths 1, 2 | 3, 20 (cut at keep)
+
+
+@pytest.mark.parametrize("method", ["simgr", "sasrec", "parallel", "autoregressive"])
+def test_ranking_in_length_batches_equals_one_user_at_a_time(method: str, synthetic_data_dir: Path) -> None:
+    cfg = RunConfig(data_dir=str(synthetic_data_dir), method=method, model=ModelConfig(backbone="tiny"),
+                    train=TrainConfig())
+    loaded = build_from_config(cfg)
+    hist, _ = loaded.data.eval_examples("test", max_history=20)
+    hist = [h[: 1 + i % len(h)] for i, h in enumerate(hist[:24])]  # lengths all over the range
+    together = loaded.method.rank(loaded.built, hist, k=5, batch_size=8, device="cpu")
+    alone = np.concatenate([loaded.method.rank(loaded.built, [h], k=5, batch_size=8, device="cpu") for h in hist])
+    assert (together == alone).all()

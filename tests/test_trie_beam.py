@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.baselines.autoregressive import ARModel, collate_sequences, prompt_batches, rank_beam
+from model.baselines.autoregressive import ARModel, collate_sequences, rank_beam
 from model.baselines.beam import beam_search, exact_leaf_scores, target_token_ranks
 from model.baselines.latte import aggregate_paths, rank_latte
 from model.baselines.trie import SIDTrie
 from model.config import BaselineConfig, ModelConfig, PromptConfig, TrainConfig
-from model.network.prompt import build_prompt
+from model.network.prompt import build_prompt, collate
 from model.training.run import RunConfig, build_from_config
 
 HISTORIES = [[0, 1, 2], [5], [7, 3, 9, 11, 4]]
@@ -50,8 +50,9 @@ def _built(data_dir: Path, method: str, layout: str = "items") -> tuple:
 
 
 def _state(built: object, model: ARModel) -> object:
-    (_, batch), = list(prompt_batches(built, HISTORIES, 64, "cpu", "t"))  # type: ignore[arg-type]
-    return model.prompt_state(batch)
+    """One batch of HISTORIES in their own order."""
+    prompts = [build_prompt(h, built.vocab) for h in HISTORIES]  # type: ignore[attr-defined]
+    return model.prompt_state(collate(prompts, pad_id=built.vocab.pad_id))  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("layout", ["items", "tokens"])

@@ -24,19 +24,19 @@ def table1(ctx: Context, data_dir: str) -> dict[str, Any]:
     def exact() -> dict[str, Any]:
         run = ctx.run(data_dir, "autoregressive")
         model: ARModel = run.built.model  # type: ignore[assignment]
-        t0, tops, ranks = time.perf_counter(), [], []
-        for _, batch in prompt_batches(run.built, hist[:n_exact], 8, "cpu", "exact"):
+        t0 = time.perf_counter()
+        top = np.empty((n_exact, TOP), dtype=np.int64)
+        for idx, batch in prompt_batches(run.built, hist[:n_exact], 8, "cpu", "exact"):
             scores = exact_leaf_scores(model, model.prompt_state(batch), model.trie)  # (b, n_leaves)
-            items = model.trie.leaf_item[scores.topk(TOP, dim=1).indices]
-            tops.append(items.numpy())
+            top[idx] = model.trie.leaf_item[scores.topk(TOP, dim=1).indices].numpy()
         seconds = time.perf_counter() - t0
-        for s, batch in prompt_batches(run.built, hist, 64, "cpu", "ranks"):
-            tgt = torch.from_numpy(run.built.vocab.sid_token_ids[list(targets[s:s + len(batch.last)])])
-            ranks.append(target_token_ranks(model, model.prompt_state(batch), model.trie, tgt).max(1).values)
-        top = np.concatenate(tops)
+        ranks = torch.empty(len(hist), dtype=torch.long)
+        for idx, batch in prompt_batches(run.built, hist, 64, "cpu", "ranks"):
+            tgt = torch.from_numpy(run.built.vocab.sid_token_ids[targets[idx]])
+            ranks[idx] = target_token_ranks(model, model.prompt_state(batch), model.trie, tgt).max(1).values
         m = list_metrics(ctx, data_dir, top, targets[:n_exact])
         m.update(seconds=round(seconds, 3), users=n_exact, top5=top[:, :5].tolist(),
-                 worst_token_rank=torch.cat(ranks).tolist())
+                 worst_token_rank=ranks.tolist())
         return m
     ex = ctx.results.get(f"table1/{ctx.name(data_dir)}/exact", exact)
     rows = {}

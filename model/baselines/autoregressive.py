@@ -27,7 +27,7 @@ from model.config import BaselineConfig
 from model.network.assembly import Assembled, sid_vocabulary
 from model.network.backbone import build_backbone, forward_with_cache
 from model.network.model import SimGR
-from model.network.prompt import Prompt, PromptBatch, PromptVocab, build_prompt, collate
+from model.network.prompt import Prompt, PromptBatch, PromptVocab, build_prompt, by_length, collate
 from model.network.windows import Window, make_windows
 from model.progress import progress
 
@@ -165,9 +165,11 @@ def collate_sequences(prompt_parts: Sequence[Prompt], answers: Sequence[list[int
 
 def prompt_batches(built: Assembled, histories: Sequence[Sequence[int]], batch_size: int,
                    device: torch.device | str, desc: str) -> Any:
-    for s in progress(range(0, len(histories), batch_size), desc=desc, unit_scale=batch_size):
-        prompts = [build_prompt(h, built.vocab) for h in histories[s:s + batch_size]]
-        yield s, collate(prompts, pad_id=built.vocab.pad_id).to(device)
+    """(user indices, batch) over ``histories``, users of similar history length together (by_length)."""
+    for idx in progress(by_length(histories, batch_size, keep=built.vocab.cfg.max_history), desc=desc,
+                        unit_scale=batch_size):
+        prompts = [build_prompt(histories[i], built.vocab) for i in idx]
+        yield idx, collate(prompts, pad_id=built.vocab.pad_id).to(device)
 
 
 def topk_from_beams(items: torch.Tensor, scores: torch.Tensor, k: int) -> np.ndarray:
@@ -220,8 +222,8 @@ def rank_beam(built: Assembled, histories: Sequence[Sequence[int]], *, k: int, b
     model.eval()
     users_per_batch = max(1, min(batch_size, 4096 // max(1, beam)))
     out = np.empty((len(histories), k), dtype=np.int64)
-    for s, batch in prompt_batches(built, histories, users_per_batch, device, desc):
+    for idx, batch in prompt_batches(built, histories, users_per_batch, device, desc):
         beams = beam_search(model, model.prompt_state(batch), model.trie, beam=beam, cache=cache)
         items = torch.where(beams.leaves >= 0, model.trie.leaf_item[beams.leaves.clamp(min=0)], -1)
-        out[s:s + len(items)] = topk_from_beams(items, beams.scores, k)
+        out[idx] = topk_from_beams(items, beams.scores, k)
     return out

@@ -70,7 +70,7 @@ def rank_latte(built: Assembled, histories: Sequence[Sequence[int]], *, k: int, 
     how = model.bcfg.latte_agg
     users_per_batch = max(1, min(batch_size, 4096 // max(1, beam)))
     out = np.full((len(histories), k), -1, dtype=np.int64)
-    for s, batch in prompt_batches(built, histories, users_per_batch, device, desc):
+    for idx, batch in prompt_batches(built, histories, users_per_batch, device, desc):
         state = model.prompt_state(batch)
         width = beam
         todo = list(range(len(batch.last)))
@@ -84,6 +84,6 @@ def rank_latte(built: Assembled, histories: Sequence[Sequence[int]], *, k: int, 
                 if len(uniq) < k and width < model.trie.n_leaves:
                     short.append(u)
                     continue
-                out[s + u] = topk_from_beams(uniq[None], agg[None], k)[0]
+                out[idx[u]] = topk_from_beams(uniq[None], agg[None], k)[0]
             todo, width = short, min(2 * width, model.trie.n_leaves)
     return out

@@ -82,7 +82,7 @@ class ParallelMethod(SimGRMethod):
         model: ParallelModel = built.model  # type: ignore[assignment]
         model.eval()
         out = np.empty((len(histories), k), dtype=np.int64)
-        for s, batch in prompt_batches(built, histories, batch_size, device, desc):
+        for idx, batch in prompt_batches(built, histories, batch_size, device, desc):
             h, _ = model(batch)
-            out[s:s + len(h)] = model.item_scores(h).topk(k, dim=-1).indices.cpu().numpy()
+            out[idx] = model.item_scores(h).topk(k, dim=-1).indices.cpu().numpy()
         return out

@@ -17,7 +17,7 @@ from torch import nn
 
 from model.network.assembly import Assembled, sid_vocabulary
 from model.network.backbone import build_preset_tokenizer
-from model.network.prompt import PromptVocab
+from model.network.prompt import PromptVocab, by_length
 from model.network.windows import window_spans
 from model.progress import progress
 
@@ -116,8 +116,8 @@ class SASRecMethod:
         model.eval()
         w = max(1, built.vocab.cfg.max_history)
         out = np.empty((len(histories), k), dtype=np.int64)
-        for s in progress(range(0, len(histories), batch_size), desc=desc, unit_scale=batch_size):
-            ex = [SeqExample(tuple(h[-w:]), ()) for h in histories[s:s + batch_size]]
+        for idx in progress(by_length(histories, batch_size, keep=w), desc=desc, unit_scale=batch_size):
+            ex = [SeqExample(tuple(histories[i][-w:]), ()) for i in idx]
             h, _ = model(collate_items(ex)._replace(targets=None).to(device))
-            out[s:s + len(ex)] = model.scores(h).topk(k, dim=-1).indices.cpu().numpy()
+            out[idx] = model.scores(h).topk(k, dim=-1).indices.cpu().numpy()
         return out

@@ -107,3 +107,13 @@ def collate(prompts: Sequence[Prompt], *, pad_id: int,
             for pos, item in pairs:
                 tgt[b, pos] = item
     return PromptBatch(input_ids, mask, slots, last, tgt)
+
+
+def by_length(histories: Sequence[Sequence[int]], batch_size: int, *, keep: int) -> list[np.ndarray]:
+    """Users in batches of ``batch_size`` with similar history lengths (the last ``keep`` items count), so
+    a right-padded batch is mostly real positions; every user once. Callers write results back by index.
+
+    by_length([[1, 2, 3], [4], [5, 6]], 2, keep=20) -> [array([1, 2]), array([0])]"""
+    lengths = np.array([min(len(h), keep) for h in histories], dtype=np.int64)
+    order = np.argsort(lengths, kind="stable")
+    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from model.network.model import SimGR
-from model.network.prompt import PromptVocab, build_prompt, collate
+from model.network.prompt import PromptVocab, build_prompt, by_length, collate
 from model.progress import progress
 
 
@@ -19,11 +19,12 @@ def rank_users(model: SimGR, vocab: PromptVocab, histories: Sequence[Sequence[in
     model.eval()
     table = model.item_embeddings().float()  # (N, D), computed once
     out = np.empty((len(histories), k), dtype=np.int64)
-    for s in progress(range(0, len(histories), batch_size), desc=desc, unit_scale=batch_size):
-        prompts = [build_prompt(h, vocab) for h in histories[s:s + batch_size]]
+    for idx in progress(by_length(histories, batch_size, keep=vocab.cfg.max_history), desc=desc,
+                        unit_scale=batch_size):
+        prompts = [build_prompt(histories[i], vocab) for i in idx]
         batch = collate(prompts, pad_id=vocab.pad_id).to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"):
             h = model.user_embeddings(batch, table)  # (B, D)
         scores = h.float() @ table.T  # (B, N)
-        out[s:s + len(prompts)] = scores.topk(k, dim=-1).indices.cpu().numpy()
+        out[idx] = scores.topk(k, dim=-1).indices.cpu().numpy()
     return out
