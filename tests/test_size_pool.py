@@ -88,3 +88,30 @@ def test_ranking_in_length_batches_equals_one_user_at_a_time(method: str, synthe
     together = loaded.method.rank(loaded.built, hist, k=5, batch_size=8, device="cpu")
     alone = np.concatenate([loaded.method.rank(loaded.built, [h], k=5, batch_size=8, device="cpu") for h in hist])
     assert (together == alone).all()
+
+
+def test_every_target_weighs_the_same_across_micro_batches(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    """Two micro-batches of one step, with different target counts, give the gradient of the mean loss
+    over all their targets, as if they were one batch."""
+    from model.training.train import _setup, train_step
+
+    cfg = RunConfig(data_dir=str(synthetic_data_dir), model=ModelConfig(backbone="tiny"),
+                    train=TrainConfig(batch_size=2, micro_batch_size=1, dropout=0.0, input_dropout=0.0,
+                                      grad_clip=1e9, max_users=6))
+    run, state = _setup(cfg, tmp_path / "run", resume=False)
+    counts = [run.method.n_targets(w) for w in run.windows]
+    a, b = next((i, j) for i in range(len(counts)) for j in range(len(counts)) if counts[i] != counts[j])
+    model = run.built.model
+    model.train()
+    model.zero_grad(set_to_none=True)
+    _, loss = model(run.method.collate([run.windows[a], run.windows[b]], run.built))  # mean over both
+    assert loss is not None
+    loss.backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    object.__setattr__(run, "targets_per_micro", (counts[a] + counts[b]) / 2)  # this step's mean
+    run.optim.step = lambda *args, **kw: None  # type: ignore[method-assign]  # keep the gradients to look at
+    train_step(run, state, [a, b], 0)
+    got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert want.keys() == got.keys()
+    for n in want:
+        torch.testing.assert_close(got[n], want[n], atol=1e-6, rtol=1e-4)

@@ -96,6 +96,7 @@ class _Run:
     params: list[torch.nn.Parameter]  # the trainable ones (clipping)
     windows: list[Any]  # this run's training examples
     sizes: np.ndarray  # (len(windows),) positions each example fills in a batch
+    targets_per_micro: float  # mean loss targets per micro-batch: the weight of a micro-batch's mean loss
     valid: tuple[list[list[int]], list[int]]  # validation (histories, targets)
     device: torch.device
     rank: int
@@ -158,6 +159,7 @@ def _setup(cfg: RunConfig, run_dir: Path, *, resume: bool) -> tuple[_Run, TrainS
     run = _Run(cfg=cfg, run_dir=run_dir, method=method, built=built,
                net=DistributedDataParallel(model) if world > 1 else model, optim=optim, params=params,
                windows=windows, sizes=np.array([method.size(w, built) for w in windows], dtype=np.int64),
+               targets_per_micro=max(1.0, sum(method.n_targets(w) for w in windows) * micro / max(1, len(windows))),
                valid=(valid_h[: tc.max_users or None], valid_t[: tc.max_users or None]),
                device=device, rank=rank, world=world, micro=micro, accum=accum, share_table=share,
                steps_per_epoch=steps_per_epoch,
@@ -192,6 +194,8 @@ def _set_lr(run: _Run, state: TrainState, used: float) -> None:
 
 def train_step(run: _Run, state: TrainState, order: list[int], step: int) -> tuple[float, int, int]:
     """One optimiser step over ``accum`` micro-batches of ``order``; returns (loss sum, forwards, targets).
+    Each micro-batch's mean loss is weighted by its share of targets, so every target weighs the same
+    whatever the size of the batch it lands in (size-pooled batches hold 1 to 20 targets per window).
     ``share_table``: the micro-batches score a detached item table whose gradient one backward carries on."""
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=run.device.type == "cuda")
     run.optim.zero_grad(set_to_none=True)
@@ -205,9 +209,10 @@ def train_step(run: _Run, state: TrainState, order: list[int], step: int) -> tup
         with autocast:
             _, loss = run.net(batch) if leaf is None else run.net(batch, item_table=leaf)
         assert loss is not None
-        (loss / run.accum).backward()
+        n = sum(run.method.n_targets(run.windows[i]) for i in chunk)
+        (loss * (n / run.targets_per_micro) / run.accum).backward()
         loss_sum += loss.item()
-        seen += sum(run.method.n_targets(run.windows[i]) for i in chunk)
+        seen += n
     if table is not None and leaf is not None and leaf.grad is not None:
         table.backward(leaf.grad)  # the accumulated table gradient, into the embedding rows once
     torch.nn.utils.clip_grad_norm_(run.params, run.cfg.train.grad_clip)
