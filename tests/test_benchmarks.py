@@ -18,7 +18,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM
 
 
 def test_every_benchmark_is_listed() -> None:
-    assert [p.name for p in SCRIPTS] == ["batch_scoring.py", "cold_items.py", "decode_cost.py", "generative_cost.py",
+    assert [p.name for p in SCRIPTS] == ["batch_scoring.py", "batching.py", "cold_items.py", "decode_cost.py", "generative_cost.py",
                                          "http_load.py", "index_scale.py", "prefix_sharing.py", "prepare_scale.py", "quality.py",
                                          "serve_load.py", "serve_memory.py", "text_baseline.py",
                                          "train_scale.py"]
@@ -52,3 +52,18 @@ def test_decode_cost_synthetic_prints_one_json_line(tmp_path: Path) -> None:
     for beam in ("beam20", "beam100"):  # speedup = time ratio = throughput ratio (same users, same k)
         ratio = result["items_per_s_simgr"] / result[f"items_per_s_{beam}"]
         assert result[f"speedup_vs_{beam}"] == pytest.approx(ratio, rel=0.01, abs=0.01)
+
+
+def test_batching_synthetic_prints_one_json_line() -> None:
+    cmd = [sys.executable, "benchmarks/batching.py", "--steps", "2", "--rounds", "1", "--users", "64",
+           "--methods", "simgr"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])["simgr"]
+    assert result["padding_train_on"] < result["padding_train_off"]  # pooled batches pad less
+    assert result["padding_rank_on"] <= result["padding_rank_off"]
+    for side in ("on", "off"):
+        assert result[f"train_samples_per_s_{side}"] > 0
+        assert result[f"rank_users_per_s_{side}"] > 0
