@@ -115,3 +115,30 @@ def test_every_target_weighs_the_same_across_micro_batches(synthetic_data_dir: P
     assert want.keys() == got.keys()
     for n in want:
         torch.testing.assert_close(got[n], want[n], atol=1e-6, rtol=1e-4)
+
+
+def test_clipping_bounds_the_mean_gradient_and_keeps_the_step_weight(synthetic_data_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    from model.training.train import _setup, train_step
+
+    cfg = RunConfig(data_dir=str(synthetic_data_dir), model=ModelConfig(backbone="tiny"),
+                    train=TrainConfig(batch_size=1, micro_batch_size=1, dropout=0.0, input_dropout=0.0,
+                                      grad_clip=1e-3, max_users=6))
+    run, state = _setup(cfg, tmp_path / "run", resume=False)
+    model = run.built.model
+    model.train()
+    model.zero_grad(set_to_none=True)
+    _, loss = model(run.method.collate([run.windows[0]], run.built))
+    assert loss is not None
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+    assert norm > 1e-3  # clipping is active
+    n = run.method.n_targets(run.windows[0])
+    weight = n / (n + 2.0)  # a step with fewer targets than the average one
+    want = [p.grad * (1e-3 / norm) * weight for p in params]  # the clipped mean gradient, times the weight
+    object.__setattr__(run, "targets_per_micro", n + 2.0)
+    run.optim.step = lambda *args, **kw: None  # type: ignore[method-assign]
+    train_step(run, state, [0], 0)
+    for p, w in zip(params, want, strict=True):
+        torch.testing.assert_close(p.grad, w, atol=1e-9, rtol=1e-4)

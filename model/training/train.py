@@ -195,7 +195,8 @@ def _set_lr(run: _Run, state: TrainState, used: float) -> None:
 def train_step(run: _Run, state: TrainState, order: list[int], step: int) -> tuple[float, int, int]:
     """One optimiser step over ``accum`` micro-batches of ``order``; returns (loss sum, forwards, targets).
     Each micro-batch's mean loss is weighted by its share of targets, so every target weighs the same
-    whatever the size of the batch it lands in (size-pooled batches hold 1 to 20 targets per window).
+    whatever the size of the batch it lands in (size-pooled batches hold 1 to 20 targets per window);
+    clipping bounds the step's mean gradient per target, so it keeps the step's weight too.
     ``share_table``: the micro-batches score a detached item table whose gradient one backward carries on."""
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=run.device.type == "cuda")
     run.optim.zero_grad(set_to_none=True)
@@ -215,7 +216,8 @@ def train_step(run: _Run, state: TrainState, order: list[int], step: int) -> tup
         seen += n
     if table is not None and leaf is not None and leaf.grad is not None:
         table.backward(leaf.grad)  # the accumulated table gradient, into the embedding rows once
-    torch.nn.utils.clip_grad_norm_(run.params, run.cfg.train.grad_clip)
+    weight = seen / (run.targets_per_micro * run.accum)  # this step's targets against an average step's
+    torch.nn.utils.clip_grad_norm_(run.params, run.cfg.train.grad_clip * weight)
     run.optim.step()
     state.step += 1
     return loss_sum, run.accum, seen
