@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def train_rates(data: Path, method: str, steps: int, rounds: int) -> dict[str, float]:
     from model.config import ModelConfig, TrainConfig
+    from model.training.order import epoch_order
     from model.training.run import RunConfig
-    from model.training.train import _setup, epoch_order, train_step
+    from model.training.train import _setup, train_step
 
     cfg = RunConfig(data_dir=str(data), method=method, model=ModelConfig(backbone="small"), train=TrainConfig())
     run, state = _setup(cfg, Path(tempfile.mkdtemp(prefix="simgr_batching_")), resume=False)

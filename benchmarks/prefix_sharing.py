@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def train_rate(data: Path, backbone: str, steps: int, rounds: int) -> dict[str, float]:
     from model.config import ModelConfig
     from model.network.model import SimGR
+    from model.training.order import epoch_order
     from model.training.run import RunConfig
-    from model.training.train import _setup, epoch_order, train_step
+    from model.training.train import _setup, train_step
 
     cfg = RunConfig(data_dir=str(data), model=ModelConfig(backbone=backbone))
     run, state = _setup(cfg, Path(tempfile.mkdtemp(prefix="simgr_prefix_")), resume=False)

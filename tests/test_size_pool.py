@@ -11,9 +11,9 @@ import torch
 
 from model.config import ModelConfig, TrainConfig
 from model.network.prompt import by_length
+from model.training.order import epoch_order
 from model.training.registry import get_method
 from model.training.run import RunConfig, build_from_config
-from model.training.train import epoch_order
 
 
 def _padding(sizes: np.ndarray, order: list[int], micro: int) -> float:
