@@ -98,12 +98,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    data = a.data
-    if data is None:
-        from model.data.synthetic import make_synthetic_dataset
+    from model.data.synthetic import dataset_or_synthetic
 
-        data = make_synthetic_dataset(Path(tempfile.mkdtemp(prefix="simgr_batching_")) / "data", n_users=600,
-                                      n_items=300, seed=0)
+    data = dataset_or_synthetic(a.data, prefix="simgr_batching_")
     out: dict[str, Any] = {"data": str(a.data or "synthetic")}
     for method in a.methods.split(","):
         out[method] = {**train_rates(data, method, a.steps, a.rounds), **rank_rates(data, method, a.users, a.rounds)}

@@ -89,12 +89,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    data = a.data
-    if data is None:
-        from model.data.synthetic import make_synthetic_dataset
+    from model.data.synthetic import dataset_or_synthetic
 
-        data = make_synthetic_dataset(Path(tempfile.mkdtemp(prefix="simgr_prefix_")) / "data", n_users=600,
-                                      n_items=300, seed=0)
+    data = dataset_or_synthetic(a.data, prefix="simgr_prefix_")
     train = train_rate(data, a.backbone, a.steps, a.rounds)
     out: dict[str, Any] = {"data": str(a.data or "synthetic"), "backbone": a.backbone,
                            "train_samples_per_s_off": train["off"], "train_samples_per_s_on": train["on"],

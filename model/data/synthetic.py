@@ -46,3 +46,13 @@ def make_synthetic_dataset(out_dir: str | Path, *, n_users: int = 64, n_items: i
     sids = random_sids(n_items, seed=seed)
     (out / "semantic_ids.json").write_text(json.dumps(dict(zip(item_ids, sids, strict=True))))
     return out
+
+
+def dataset_or_synthetic(data: str | Path | None, *, prefix: str) -> Path:
+    """``data`` when given, else a fresh synthetic dataset (600 users, 300 items) in a temporary directory:
+    what a benchmark runs on without a prepared dataset."""
+    import tempfile
+
+    if data is not None:
+        return Path(data)
+    return make_synthetic_dataset(Path(tempfile.mkdtemp(prefix=prefix)) / "data", n_users=600, n_items=300, seed=0)
