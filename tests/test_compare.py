@@ -38,6 +38,7 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
                     f"simgr compare --config {path} --seeds 2"):
         assert section in text
     assert " ± " in text  # two seeds: mean ± std cells
+    assert "Mean ± sample std over 2 seed(s) (1 for autoregressive/Latte)" in text
     for png in ("table1_beam.png", "figure4_entropy.png", "figure3_presets.png"):
         assert (report.parent / png).stat().st_size > 1000
     runs = report.parent / "runs"

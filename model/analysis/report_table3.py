@@ -104,7 +104,7 @@ def table3_sections(cfg: CompareConfig, runs: Mapping[RunKey, RunResult], *, mai
     text = ("\n## Table 3 analogue: overall performance, trained to convergence\n\n"
             f"Every model trains until validation NDCG@10 has not improved for {cfg.patience} epochs "
             f"({cfg.sasrec_patience} for SASRec, RecBole's stopping_step; epoch cap {cfg.epoch_cap}; 'stopped by' "
-            "says what ended each run). Mean ± sample std over {cfg.seeds} "
+            f"says what ended each run). Mean ± sample std over {cfg.seeds} "
             f"seed(s) ({gen} for autoregressive/Latte). Full ranking over all items; beam {cfg.table_beam} for "
             "autoregressive and Latte. 'epochs' and 'train min' are means over seeds (training + validation, "
             f"{cfg.threads} CPU thread(s)). A method is said to beat another only where the gap exceeds two "
