@@ -160,3 +160,26 @@ def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_data_dir: Path, t
                  "--patience", "1000", *TINY]) == 0
     epochs = [r["epoch"] for r in log_lines(run)]
     assert epochs[-2:] == [target - 1, target]
+
+
+def test_resumed_run_equals_an_unbroken_one(synthetic_data_dir: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted after epoch 1 and resumed, a run with dropout trains exactly as one never interrupted:
+    the weights, optimiser, counters and the random stream of the dropout masks all continue."""
+    from model.config import ModelConfig, TrainConfig
+    from model.training import train as train_mod
+    from model.training.run import RunConfig
+
+    cfg = RunConfig(data_dir=str(synthetic_data_dir), model=ModelConfig(backbone="tiny"),
+                    train=TrainConfig(epochs=3, patience=99, batch_size=16, micro_batch_size=16, lr=0.01,
+                                      dropout=0.1, input_dropout=0.2, hidden_dropout=0.1))
+    train_mod.train(cfg, tmp_path / "unbroken", resume=False)
+    real_stop = train_mod.should_stop
+    monkeypatch.setattr(train_mod, "should_stop", lambda run, state, done: True)  # the fault: killed after epoch 1
+    train_mod.train(cfg, tmp_path / "broken", resume=False)
+    monkeypatch.setattr(train_mod, "should_stop", real_stop)
+    train_mod.train(cfg, tmp_path / "broken", resume=True)
+    want, got = log_lines(tmp_path / "unbroken"), log_lines(tmp_path / "broken")
+    assert [r["epoch"] for r in got] == [1, 2, 3]
+    assert [r["train_loss"] for r in got] == [r["train_loss"] for r in want]
+    assert [r["valid_ndcg@10"] for r in got] == [r["valid_ndcg@10"] for r in want]

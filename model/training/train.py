@@ -155,6 +155,10 @@ def _resume(run_dir: Path, model: torch.nn.Module, optim: torch.optim.Optimizer,
     model.load_state_dict(ckpt["model"])
     optim.load_state_dict(ckpt["optim"])
     state = TrainState(**ckpt["state"])
+    if "rng" in ckpt:  # dropout masks continue the interrupted run's stream: a resumed run equals an unbroken one
+        torch.set_rng_state(ckpt["rng"].cpu())
+    if "cuda_rng" in ckpt and device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), device)
     log.info("resumed from %s at epoch %d", last_path, state.epoch)
     return state
 
@@ -242,8 +246,11 @@ def validate_and_checkpoint(run: _Run, state: TrainState, done: EpochResult) -> 
             state.bad_epochs += 1
     state.bad_epochs = int(broadcast(float(state.bad_epochs), run.device))
     if run.rank == 0:
+        rng = {"rng": torch.get_rng_state()}
+        if run.device.type == "cuda":
+            rng["cuda_rng"] = torch.cuda.get_rng_state(run.device)
         atomic_save({"model": model.state_dict(), "optim": run.optim.state_dict(),
-                     "state": dataclasses.asdict(state)}, run.last_path)
+                     "state": dataclasses.asdict(state), **rng}, run.last_path)
         record["seconds"] = round(time.monotonic() - done.started, 2)  # training + validation + saving
         with open(run.run_dir / "train_log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
