@@ -143,8 +143,8 @@ def write_report(cfg: CompareConfig, out: dict[str, Any], *, command: str, table
              f"Produced by `{command}` (config below; Table 3 from the run files in `{d / 'runs'}`, the other "
              f"analyses from `{d / 'results.json'}`; trained models cached under `{cfg.cache_dir}`). "
              f"Backbone preset `{cfg.preset}`, prompt layout `{cfg.layout}`, {cfg.threads} CPU thread(s). "
-             f"Metrics on {'a fixed random sample of ' + str(cfg.eval_users) if cfg.eval_users else 'every'} "
-             "test user(s), full ranking over all items (beam search for the autoregressive methods). Table 1, "
+             f"Metrics on {f'a fixed random sample of {cfg.eval_users} test users' if cfg.eval_users else 'every test user'}"
+             ", full ranking over all items (beam search for the autoregressive methods). Table 1, "
              "4 and Figures 3-4 use the seed-0 converged models.\n"]
     notes = d / "notes.md"
     if notes.is_file():
