@@ -103,6 +103,7 @@ class RQVAEConfig:
     kmeans_max_points: int = 65536  # k-means init sample cap; bounds init time on huge catalogs
     given_codebook_size: int = 256  # code range when re-assigning the last level of --given IDs (LC-Rec: 256)
     unique_codes: int = 256  # uniqueness-level range in the vocabulary: room for 256 items per shared tuple
+    uniqueness: Literal["lowest", "spread"] = "lowest"  # uniqueness rule (semantic_ids/space.py): counter or spread
     max_text_chars: int = 2000  # the text template's cut for items added later (DataConfig.max_text_chars)
 
 

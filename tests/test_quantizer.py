@@ -129,3 +129,55 @@ def test_train_and_export_carry_the_quantizer(synthetic_data_dir: Path, tmp_path
     np.testing.assert_array_equal(codes, np.asarray([r.sid[:-1] for r in loaded.catalog.rows]))
     assert all(t in loaded.tokenizer.get_vocab() for t in SidSpace(sizes=(4, 4, 16)).tokens())
     assert loaded.catalog.rows[0].text == load_items(data / "items.jsonl")[0].text
+
+
+def test_spread_is_a_stable_uniqueness_rule() -> None:
+    """Known answers: the offset is a stable hash of the prefix (offline and online must agree across
+    releases), items sharing a prefix take the free codes from it on, and codes cover the level."""
+    from model.semantic_ids.assign import dedup_append_level, dedup_spread_level
+    from model.semantic_ids.space import free_code, spread_start
+
+    assert spread_start((1, 2), 256) == 174
+    assert spread_start((1, 2), 8) == 6
+    assert free_code((1, 2), set(), 8, "spread") == 6
+    assert free_code((1, 2), {6, 7}, 8, "spread") == 0
+    assert free_code((1, 2), {6, 7}, 8, "lowest") == 0
+    assert free_code((1, 2), set(range(8)), 8, "spread") is None
+    assert dedup_spread_level(np.array([[1, 2], [1, 2], [1, 2], [3, 4]]), 8).tolist() == [
+        [1, 2, 6], [1, 2, 7], [1, 2, 0], [3, 4, spread_start((3, 4), 8)]]
+    with pytest.raises(SimGRError, match="more than 2 items share the codes"):
+        dedup_spread_level(np.array([[1, 2]] * 3), 2)
+    singles = np.random.default_rng(0).permutation(np.arange(4000)).reshape(-1, 2)[:1000]  # 1000 distinct tuples
+    assert len(np.unique(dedup_spread_level(singles, 256)[:, -1])) > 200
+    assert np.unique(dedup_append_level(singles)[:, -1]).tolist() == [0]  # the counter: every item on code 0
+
+
+def test_spread_ids_carry_their_rule_into_the_bundle_and_its_additions(quant_data_dir: Path, tmp_path: Path) -> None:
+    """semantic-ids --uniqueness spread -> sid_space.json -> bundle manifest -> an item added while serving
+    gets its uniqueness code by the same rule."""
+    import dataclasses
+    import shutil
+
+    from catalog_helpers import TINY_RQ
+
+    from index.catalog import Upsert
+    from model.export.bundle import Bundle
+    from model.export.living import unique_code
+    from model.export.synthetic import make_random_bundle
+    from model.semantic_ids.assign import build_semantic_ids, dedup_spread_level
+    from model.semantic_ids.space import free_code
+
+    data = tmp_path / "data"
+    shutil.copytree(quant_data_dir, data)
+    build_semantic_ids(data_dir=data, cfg=dataclasses.replace(TINY_RQ, uniqueness="spread"))
+    assert json.loads((data / "sid_space.json").read_text())["uniqueness"] == "spread"
+    item_ids = [it.item_id for it in load_items(data / "items.jsonl")]
+    codes = tokens_to_codes(load_semantic_ids(data, item_ids))
+    np.testing.assert_array_equal(codes, dedup_spread_level(codes[:, :-1], TINY_RQ.unique_codes))
+    b = Bundle.load(make_random_bundle(tmp_path / "bundle", preset="tiny", data_dir=data))
+    assert b.space.uniqueness == "spread"
+    prefix = tuple(int(c) for c in codes[0, :-1])
+    used = {int(c[-1]) for c in codes if tuple(int(x) for x in c[:-1]) == prefix}
+    _, _, outcomes = b.catalog.apply([Upsert("new", title="New", codes=prefix, full=False)],
+                                     unique=unique_code(b.space), embed=b.embedder())
+    assert tuple(outcomes[0].sid) == (*prefix, free_code(prefix, used, b.space.sizes[-1], "spread"))

@@ -193,7 +193,8 @@ class Bundle:
             backbone = AutoModel.from_pretrained(bdir, local_files_only=True, attn_implementation="sdpa")
         except (OSError, ValueError) as e:
             raise SimGRError(f"{bdir}: cannot load the model ({e})") from None
-        space = SidSpace(sizes=tuple(manifest.sid_space)) if manifest.sid_space else observed_space(catalog.codes)
+        space = (SidSpace(sizes=tuple(manifest.sid_space), uniqueness=manifest.sid_uniqueness) if manifest.sid_space
+                 else observed_space(catalog.codes))
         vocab = PromptVocab.from_tokenizer(tokenizer, [], pcfg)
         lut = _token_lut(tokenizer, space)
         table = token_table(lut, catalog.codes)  # (N, L)

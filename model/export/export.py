@@ -31,7 +31,7 @@ from model.network.backbone import merge_lora
 from model.network.model import SimGR
 from model.semantic_ids.assign import tokens_to_codes
 from model.semantic_ids.quantizer import QUANTIZER_DIR, find_quantizer
-from model.semantic_ids.space import load_sid_space
+from model.semantic_ids.space import SidSpace, load_sid_space
 from model.training.run import LoadedRun, load_run
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
                  sids: Sequence[Sequence[str]], titles: Sequence[str | None], popularity: Sequence[int],
                  metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
                  texts: Sequence[str | None] | None = None, categories: Sequence[Sequence[str]] | None = None,
-                 quantizer_dir: Path | None = None, sid_space: Sequence[int] | None = None) -> BundleManifest:
+                 quantizer_dir: Path | None = None, sid_space: SidSpace | None = None) -> BundleManifest:
     """Merge LoRA, save weights + tokenizer, item table, FAISS index, popularity, the item quantizer (when
     the semantic IDs came from one) and, last, the manifest with the sha256 of every file written before
     it. ``out`` is new or empty (see ``staged_dir``)."""
@@ -99,7 +99,8 @@ def write_bundle(out: Path, *, model: SimGR, tokenizer: Any, item_ids: Sequence[
         prompt=model.prompt_cfg, n_items=int(emb.shape[0]),
         metrics=metrics or {}, packages=_versions(),
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), index=index_spec, files=digest_files(out),
-        sid_space=list(sid_space) if sid_space is not None else None, quantizer=quantizer_dir is not None,
+        sid_space=list(sid_space.sizes) if sid_space is not None else None,
+        sid_uniqueness=sid_space.uniqueness if sid_space is not None else "lowest", quantizer=quantizer_dir is not None,
         **(extra or {}),
     )
     manifest.write(out / "manifest.json")
@@ -198,7 +199,7 @@ def export_run(run_dir: Path, out: Path, *, check_users: int = 256, seed: int = 
                      sids=run.sids, titles=[it.title for it in items], popularity=popularity,
                      metrics={} if final else _run_metrics(run_dir), extra=extra,
                      texts=[it.text for it in items], categories=[it.categories for it in items],
-                     quantizer_dir=find_quantizer(run_dir, Path(run.cfg.data_dir)), sid_space=space.sizes)
+                     quantizer_dir=find_quantizer(run_dir, Path(run.cfg.data_dir)), sid_space=space)
         bundle = Bundle.load(tmp)
         spec = install_index(tmp, bundle, index or IndexChoice(), user_queries(bundle, valid, limit=recall_queries))
         del bundle

@@ -25,7 +25,7 @@ from model.export.items import ItemUpsert
 from model.export.manifest import BundleItem
 from model.semantic_ids.assign import sid_codes, tokens_to_codes
 from model.semantic_ids.quantizer import ItemQuantizer
-from model.semantic_ids.space import SidSpace, code_token, lowest_free, sid_tokens
+from model.semantic_ids.space import SidSpace, code_token, free_code, sid_tokens
 
 
 class CatalogInputError(ValueError):
@@ -76,9 +76,9 @@ class ItemEmbedder:
 
 
 def unique_code(space: SidSpace) -> Callable[[tuple[int, ...], set[int]], int | None]:
-    """The offline uniqueness rule (lowest free last-level code) bound to the space's range."""
+    """The offline uniqueness rule (``space.uniqueness``) bound to the space's range."""
     size = space.sizes[-1]
-    return lambda _prefix, used: lowest_free(used, size)
+    return lambda prefix, used: free_code(prefix, used, size, space.uniqueness)
 
 
 def _given_codes(rec: ItemUpsert, space: SidSpace) -> tuple[int, ...]:

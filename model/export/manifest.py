@@ -71,6 +71,7 @@ class BundleManifest(BaseModel):
     # empty only in bundles written before digests existed (they load with verify="off" only)
     files: dict[str, FileDigest] = Field(default_factory=dict)
     sid_space: list[int] | None = None  # codes per semantic-ID level, every one a token (None: the items' own)
+    sid_uniqueness: Literal["lowest", "spread"] = "lowest"  # the uniqueness rule items added later follow
     quantizer: bool = False  # quantizer/ holds the item tokenizer, so items can be added from their text
     catalog_root: str | None = None  # version of the exported bundle this catalogue descends from (None: this)
     catalog_through: str | None = None  # last catalogue change-log entry folded into this bundle

@@ -65,7 +65,7 @@ def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str =
         write_bundle(tmp, model=built.model, tokenizer=built.tokenizer, item_ids=item_ids, sids=sids,
                      titles=titles, popularity=popularity, extra={"synthetic": True}, texts=texts, categories=cats,
                      quantizer_dir=find_quantizer(data_dir) if data_dir else None,
-                     sid_space=space.sizes if space else None)
+                     sid_space=space)
         seal_bundle(tmp)
         if index != "flat":
             _install_index(tmp, index, rng)

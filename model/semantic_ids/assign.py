@@ -28,7 +28,7 @@ from model.data.dataset import load_items
 from model.data.jsonio import read_validated
 from model.data.sources.records import SidMap
 from model.errors import SimGRError
-from model.semantic_ids.space import SidSpace, lowest_free
+from model.semantic_ids.space import SidSpace, free_code, lowest_free
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,24 @@ def dedup_append_level(codes: np.ndarray) -> np.ndarray:
         extra[i, 0] = seen[row]
         seen[row] += 1
     return np.concatenate([codes.reshape(len(codes), -1), extra], axis=1)
+
+
+def dedup_spread_level(codes: np.ndarray, size: int) -> np.ndarray:
+    """Append a uniqueness level by the ``spread`` rule (``free_code``): items sharing a tuple take the free
+    codes from the tuple's own offset on, so codes cover the level evenly instead of piling up on 0.
+
+    Example (size 8; spread_start((1, 2), 8) == 6): [[1, 2], [1, 2], [1, 2]] -> [[1, 2, 6], [1, 2, 7], [1, 2, 0]]
+    """
+    codes = np.asarray(codes, dtype=np.int64).reshape(len(codes), -1)
+    used: defaultdict[tuple[int, ...], set[int]] = defaultdict(set)
+    extra = np.zeros((len(codes), 1), dtype=np.int64)
+    for i, row in enumerate(map(tuple, codes.tolist())):
+        code = free_code(row, used[row], size, "spread")
+        if code is None:
+            raise SimGRError(f"more than {size} items share the codes {row}: raise --unique-codes")
+        extra[i, 0] = code
+        used[row].add(code)
+    return np.concatenate([codes, extra], axis=1)
 
 
 def dedup_reassign_last(codes: np.ndarray, codebook_size: int) -> np.ndarray:
@@ -243,14 +261,14 @@ def build_semantic_ids(
         if n_fallback:
             log.warning("%d of %d items have no text or title; their item_id is encoded instead",
                         n_fallback, len(item_ids))
-        final = dedup_append_level(raw)
+        final = dedup_append_level(raw) if cfg.uniqueness == "lowest" else dedup_spread_level(raw, cfg.unique_codes)
     before, after = collision_stats(raw), collision_stats(final)
     assert after.max_group == 1, "dedup left collisions"  # both dedup rules guarantee uniqueness
     write_semantic_ids(data_dir, item_ids, final)
     last = cfg.given_codebook_size if given is not None else cfg.unique_codes
     sizes = [*(cfg.codebook_sizes if given is None else [cfg.given_codebook_size] * (final.shape[1] - 1)), last]
     sizes = [max(s, int(c) + 1) for s, c in zip(sizes, final.max(axis=0), strict=True)]
-    SidSpace(sizes=tuple(sizes)).write(data_dir)
+    SidSpace(sizes=tuple(sizes), uniqueness="lowest" if given is not None else cfg.uniqueness).write(data_dir)
     report.update({
         "n_items": len(item_ids), "n_levels": int(final.shape[1]),
         "collision_rate_before_dedup": before.collision_rate, "max_collision_group": before.max_group,
