@@ -134,7 +134,7 @@ def test_train_and_export_carry_the_quantizer(synthetic_data_dir: Path, tmp_path
 def test_spread_is_a_stable_uniqueness_rule() -> None:
     """Known answers: the offset is a stable hash of the prefix (offline and online must agree across
     releases), items sharing a prefix take the free codes from it on, and codes cover the level."""
-    from model.semantic_ids.assign import dedup_append_level, dedup_spread_level
+    from model.semantic_ids.dedup import dedup_append_level, dedup_spread_level
     from model.semantic_ids.space import free_code, spread_start
 
     assert spread_start((1, 2), 256) == 174
@@ -164,7 +164,8 @@ def test_spread_ids_carry_their_rule_into_the_bundle_and_its_additions(quant_dat
     from model.export.bundle import Bundle
     from model.export.living import unique_code
     from model.export.synthetic import make_random_bundle
-    from model.semantic_ids.assign import build_semantic_ids, dedup_spread_level
+    from model.semantic_ids.assign import build_semantic_ids
+    from model.semantic_ids.dedup import dedup_spread_level
     from model.semantic_ids.space import free_code
 
     data = tmp_path / "data"

@@ -14,14 +14,12 @@ from model.errors import SimGRError
 from model.semantic_ids.assign import (
     build_semantic_ids,
     codes_to_tokens,
-    collision_stats,
-    dedup_append_level,
-    dedup_reassign_last,
     load_semantic_ids,
     tokens_to_codes,
     utilization,
     write_semantic_ids,
 )
+from model.semantic_ids.dedup import collision_stats, dedup_append_level, dedup_reassign_last
 from model.semantic_ids.text_encoder import TextEncoder
 
 TEXTS = [
