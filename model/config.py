@@ -17,6 +17,8 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
 from model.errors import SimGRError, describe_errors
 
+Uniqueness = Literal["lowest", "spread"]  # the semantic-ID uniqueness rules (model/semantic_ids/space.py)
+
 T = TypeVar("T")
 
 STRICT_FIELDS = ConfigDict(extra="forbid")  # unknown fields are errors, never silently dropped
@@ -103,7 +105,7 @@ class RQVAEConfig:
     kmeans_max_points: int = 65536  # k-means init sample cap; bounds init time on huge catalogs
     given_codebook_size: int = 256  # code range when re-assigning the last level of --given IDs (LC-Rec: 256)
     unique_codes: int = 256  # uniqueness-level range in the vocabulary: room for 256 items per shared tuple
-    uniqueness: Literal["lowest", "spread"] = "lowest"  # uniqueness rule (semantic_ids/space.py): counter or spread
+    uniqueness: Uniqueness = "lowest"  # uniqueness rule (semantic_ids/space.py): counter or spread
     max_text_chars: int = 2000  # the text template's cut for items added later (DataConfig.max_text_chars)
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, with_config
 
 from index.spec import IndexSpec
-from model.config import STRICT_FIELDS, ModelConfig, PromptConfig, from_dict
+from model.config import STRICT_FIELDS, ModelConfig, PromptConfig, Uniqueness, from_dict
 from model.data.jsonio import read_json
 from model.errors import SimGRError
 
@@ -71,7 +71,7 @@ class BundleManifest(BaseModel):
     # empty only in bundles written before digests existed (they load with verify="off" only)
     files: dict[str, FileDigest] = Field(default_factory=dict)
     sid_space: list[int] | None = None  # codes per semantic-ID level, every one a token (None: the items' own)
-    sid_uniqueness: Literal["lowest", "spread"] = "lowest"  # the uniqueness rule items added later follow
+    sid_uniqueness: Uniqueness = "lowest"  # the uniqueness rule items added later follow
     quantizer: bool = False  # quantizer/ holds the item tokenizer, so items can be added from their text
     catalog_root: str | None = None  # version of the exported bundle this catalogue descends from (None: this)
     catalog_through: str | None = None  # last catalogue change-log entry folded into this bundle

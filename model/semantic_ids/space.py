@@ -19,16 +19,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from model.config import Uniqueness
 from model.data.jsonio import read_json
 from model.errors import SimGRError
 
 SPACE_FILE = "sid_space.json"
-Uniqueness = Literal["lowest", "spread"]
 LETTERS = "abcdefgh"
 
 
@@ -103,7 +102,7 @@ def free_code(prefix: Sequence[int], used: Collection[int], size: int, rule: Uni
     if rule == "lowest":
         return lowest_free(used, size)
     start = spread_start(prefix, size)
-    return next(((start + j) % size for j in range(size) if (start + j) % size not in used), None)
+    return next((c for c in (*range(start, size), *range(start)) if c not in used), None)
 
 
 def code_token(level: int, code: int) -> str:
