@@ -1,6 +1,7 @@
 """`simgr compare` end to end on a tiny synthetic config: seeds, both Table 3 views and the SASRec grid as
 run files, every analysis, the report and its plots, a second run that reuses the cached models, and a
-report rebuilt from the committed files alone that fails loudly when one is missing."""
+report rebuilt from the committed files alone that fails loudly when one is missing, and one analysis
+computed in a sitting of its own."""
 
 from __future__ import annotations
 
@@ -82,6 +83,18 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     assert table.endswith("<!-- compare:tiny:end -->\nrest\n")
     assert "old table" not in table
     assert " ± " in table.splitlines()[4]  # the synthetic row: two seeds
+    entry = report.parent / "analyses" / "table1--synthetic--beam5.json"
+    kept = json.loads(entry.read_text())
+    entry.unlink()
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 2
+    assert f"{entry}: missing" in capsys.readouterr().err
+    # one analysis in its own sitting: the beam-5 metrics entry is committed, its top-20 lists are not (the
+    # cache is gone), so the model trains again and the lists are ranked again; nothing else is computed
+    assert main(["compare", "--config", str(path), "--seeds", "2", "--analysis", "table1"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["report"] is None
+    assert json.loads(entry.read_text()) == kept
+    assert not (tmp_path / "work" / "tiny" / "runs" / "synthetic-simgr-tiny-proj-converged-s0").exists()
     stale = runs / "synthetic-sasrec-converged-s0.json"  # trained under another stopping rule
     stale.write_text(stale.read_text().replace('"patience": 2', '"patience": 3'))
     capsys.readouterr()
@@ -113,6 +126,10 @@ def test_bad_compare_flags_are_one_line_errors(synthetic_data_dir: Path, tmp_pat
     assert "--seeds must be at least 1" in capsys.readouterr().err
     assert main(["compare", "--config", str(path), "--only", "simgr,gpt5"]) == 2
     assert "gpt5 not among the config's methods" in capsys.readouterr().err
+    assert main(["compare", "--config", str(path), "--analysis", "table9"]) == 2
+    assert "--analysis: table9 not among the config's analyses (latte_beams, table1" in capsys.readouterr().err
+    assert main(["compare", "--config", str(path), "--report-only", "--analysis", "table1"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
     assert main(["compare", "--config", str(path), "--report-only"]) == 2  # nothing trained: names the files
     err = capsys.readouterr().err
     assert err.startswith("simgr: error:")

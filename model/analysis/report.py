@@ -1,7 +1,7 @@
 """report.md + PNG plots from the numbers `simgr compare` measured (model/analysis/runner.py).
 
-Every number in the report comes from results.json; the paper's anchors (arXiv 2602.07847, Tables 1/3 on
-Instruments) are quoted next to them for comparison.
+Every number in the report comes from the committed run and entry files (collected in results.json); the
+paper's anchors (arXiv 2602.07847, Tables 1/3 on Instruments) are quoted next to them for comparison.
 """
 
 from __future__ import annotations
@@ -141,7 +141,8 @@ def write_report(cfg: CompareConfig, out: dict[str, Any], *, command: str, table
     plots = _plots(cfg, out)
     parts = [f"# Baselines and analyses: {cfg.name}\n",
              f"Produced by `{command}` (config below; Table 3 from the run files in `{d / 'runs'}`, the other "
-             f"analyses from `{d / 'results.json'}`; trained models cached under `{cfg.cache_dir}`). "
+             f"analyses from the entry files in `{d / 'analyses'}`, all of them together in "
+             f"`{d / 'results.json'}`; trained models cached under `{cfg.cache_dir}`). "
              f"Backbone preset `{cfg.preset}`, prompt layout `{cfg.layout}`, {cfg.threads} CPU thread(s). "
              f"Metrics on {f'a fixed random sample of {cfg.eval_users} test users' if cfg.eval_users else 'every test user'}"
              ", full ranking over all items (beam search for the autoregressive methods). Table 1, "

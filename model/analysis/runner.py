@@ -1,18 +1,24 @@
 """`simgr compare`: train every model the analyses need (once; cached), evaluate them on the test users,
-keep the Table 3 numbers in per-run result files (model/analysis/runfiles.py, committed with the report)
-and the other analyses' numbers in results.json, and write the report (model/analysis/report.py).
+keep the Table 3 numbers in per-run result files (model/analysis/runfiles.py) and the other analyses'
+numbers in per-quantity entry files, both committed with the report, and write the report
+(model/analysis/report.py).
 
-Cache layout: WORK_DIR/NAME/runs/<dataset>-<method>-<preset>-<aggregator>-<view>-s<seed>[-<tag>]/ (a
-normal run directory plus summary.json once training finished), WORK_DIR/NAME/topk/<key>.npy (top-20
-lists), results.json. Views: ``converged`` (early stopping on validation NDCG@10 with the config's
-patience and epoch cap) and ``budget`` (the same wall-clock budget for every method).
+Cache layout (not committed): WORK_DIR/NAME/runs/<dataset>-<method>-<preset>-<aggregator>-<view>-s<seed>[-<tag>]/
+(a normal run directory plus summary.json once training finished) and WORK_DIR/NAME/topk/<key>.npy (top-20
+lists). Committed: OUT_DIR/runs/*.json (Table 3) and OUT_DIR/analyses/*.json (one file per quantity of
+Tables 1/4 and Figures 3/4), so a report can be built up over sittings and processes on fresh machines.
+Views: ``converged`` (early stopping on validation NDCG@10 with the config's patience and epoch cap) and
+``budget`` (the same wall-clock budget for every method).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,7 @@ from model.analysis.config import CompareConfig
 from model.config import BaselineConfig, ModelConfig, PromptConfig, TrainConfig
 from model.data.dataset import Dataset
 from model.data.jsonio import read_json
+from model.errors import SimGRError
 from model.evaluation.metrics import entropy, ranking_metrics
 from model.training.run import LoadedRun, RunConfig, load_run
 
@@ -31,24 +38,46 @@ TOP = 20  # list length kept per user (Entropy@20 needs 20)
 
 
 class Results:
-    """results.json: one entry per computed quantity, saved after every entry (a killed run resumes)."""
+    """The other analyses' numbers: one JSON file per computed quantity (its key, "/" written as "--"),
+    saved as soon as it is computed. With ``compute=False`` (``--report-only``) a missing file is an error
+    naming it instead of a computation."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = read_json(path) if path.is_file() else {}
+    def __init__(self, root: Path, *, compute: bool = True) -> None:
+        self.root, self.compute = root, compute
 
-    def get(self, key: str, compute: Any) -> Any:
-        if key not in self.data:
-            self.data[key] = compute()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
-        return self.data[key]
+    def path(self, key: str) -> Path:
+        return self.root / (key.replace("/", "--") + ".json")
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        path = self.path(key)
+        if path.is_file():
+            return read_json(path)
+        if not self.compute:
+            raise SimGRError(f"{path}: missing; `simgr compare` without --report-only computes it")
+        value = compute()
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value, sort_keys=True) + "\n")  # one line: table1/exact holds 25k ranks
+        tmp.replace(path)
+        return value
+
+
+@contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """Hold run_dir's lock: a second process that needs the same model waits for it, then loads it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class Context:
-    def __init__(self, cfg: CompareConfig) -> None:
+    def __init__(self, cfg: CompareConfig, *, compute: bool = True) -> None:
         self.cfg = cfg
-        self.results = Results(cfg.cache_dir / "results.json")
+        self.results = Results(cfg.report_dir / "analyses", compute=compute)
         self._data: dict[str, Dataset] = {}
         self._runs: dict[str, LoadedRun] = {}
 
@@ -79,12 +108,13 @@ class Context:
                                hyper=hyper)
         if run_dir.name in self._runs:
             return self._runs[run_dir.name]
-        if not (run_dir / "summary.json").is_file():
-            rc = self.run_config(data_dir, method, preset=preset, aggregator=aggregator, view=view, seed=seed,
-                                 hyper=hyper or {})
-            log.info("training %s", run_dir.name)
-            summary = train(rc, run_dir, resume=True)
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with _locked(run_dir):
+            if not (run_dir / "summary.json").is_file():
+                rc = self.run_config(data_dir, method, preset=preset, aggregator=aggregator, view=view, seed=seed,
+                                     hyper=hyper or {})
+                log.info("training %s", run_dir.name)
+                summary = train(rc, run_dir, resume=True)
+                (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         loaded = load_run(run_dir)
         loaded.built.model.eval()
         self._runs[run_dir.name] = loaded
@@ -152,24 +182,50 @@ def list_metrics(ctx: Context, data_dir: str, topk: np.ndarray, targets: np.ndar
     return m
 
 
+def _eval_key(ctx: Context, data_dir: str, method: str, beam: int | None, preset: str | None,
+              aggregator: str) -> str:
+    return f"eval/{ctx.name(data_dir)}/{method}/{preset or ctx.cfg.preset}/{aggregator}/converged-s0/beam{beam or 0}"
+
+
+def _rank_and_keep(ctx: Context, data_dir: str, method: str, beam: int | None, preset: str | None,
+                   aggregator: str) -> tuple[np.ndarray, float]:
+    """Rank the test users with the seed-0 converged model; keep the lists in the cache. (lists, seconds)"""
+    run = ctx.run(data_dir, method, preset=preset, aggregator=aggregator)
+    hist, _ = ctx.sample(data_dir)
+    t0 = time.perf_counter()
+    topk = rank_top(run, hist, beam=beam)
+    seconds = time.perf_counter() - t0
+    path = topk_path(ctx, _eval_key(ctx, data_dir, method, beam, preset, aggregator))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, topk)
+    return topk, seconds
+
+
 def evaluate(ctx: Context, data_dir: str, method: str, *, beam: int | None = None, preset: str | None = None,
              aggregator: str = "mean") -> dict[str, Any]:
+    """The metrics entry of one seed-0 converged model on the test users (computed once, then read)."""
     if method in GENERATIVE and beam is None:
         beam = ctx.cfg.table_beam
-    key = f"eval/{ctx.name(data_dir)}/{method}/{preset or ctx.cfg.preset}/{aggregator}/converged-s0/beam{beam or 0}"
+    key = _eval_key(ctx, data_dir, method, beam, preset, aggregator)
 
     def compute() -> dict[str, Any]:
-        run = ctx.run(data_dir, method, preset=preset, aggregator=aggregator)
+        topk, seconds = _rank_and_keep(ctx, data_dir, method, beam, preset, aggregator)
         hist, targets = ctx.sample(data_dir)
-        t0 = time.perf_counter()
-        topk = rank_top(run, hist, beam=beam)
-        seconds = time.perf_counter() - t0
-        path = topk_path(ctx, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, topk)
         m = list_metrics(ctx, data_dir, topk, targets)
         m.update(seconds=round(seconds, 3), users=len(hist), train=ctx.summary(data_dir, method, preset=preset,
                                                                                  aggregator=aggregator))
         log.info("%s: ndcg@10 %.4f in %.1f s", key, m["ndcg@10"], seconds)
         return m
     return ctx.results.get(key, compute)  # type: ignore[no-any-return]
+
+
+def top_lists(ctx: Context, data_dir: str, method: str, *, beam: int | None = None) -> np.ndarray:
+    """(U, TOP): the lists behind `evaluate`'s entry, from this machine's cache or ranked again when the
+    entry was computed elsewhere (the lists themselves are not committed)."""
+    if method in GENERATIVE and beam is None:
+        beam = ctx.cfg.table_beam
+    evaluate(ctx, data_dir, method, beam=beam)
+    path = topk_path(ctx, _eval_key(ctx, data_dir, method, beam, None, "mean"))
+    if path.is_file():
+        return np.load(path)
+    return _rank_and_keep(ctx, data_dir, method, beam, None, "mean")[0]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 import numpy as np
 import torch
 
-from model.analysis.runner import TOP, Context, evaluate, list_metrics, topk_path
+from model.analysis.runner import TOP, Context, evaluate, list_metrics, top_lists
 from model.evaluation.metrics import ranking_metrics
 
 
@@ -38,22 +39,26 @@ def table1(ctx: Context, data_dir: str) -> dict[str, Any]:
         m.update(seconds=round(seconds, 3), users=n_exact, top5=top[:, :5].tolist(),
                  worst_token_rank=ranks.tolist())
         return m
-    ex = ctx.results.get(f"table1/{ctx.name(data_dir)}/exact", exact)
-    rows = {}
-    for b in cfg.beams:
+    name = ctx.name(data_dir)
+    ex = ctx.results.get(f"table1/{name}/exact", exact)
+    worst = np.asarray(ex["worst_token_rank"])
+
+    def row(b: int) -> dict[str, Any]:
         m = evaluate(ctx, data_dir, "autoregressive", beam=b)
-        key = f"eval/{ctx.name(data_dir)}/autoregressive/{cfg.preset}/mean/converged-s0/beam{b}"
-        top = np.load(topk_path(ctx, key))[:n_exact]
+        top = top_lists(ctx, data_dir, "autoregressive", beam=b)[:n_exact]
         overlap = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(top[:, :5].tolist(), ex["top5"], strict=True)])
-        worst = np.asarray(ex["worst_token_rank"])
-        rows[str(b)] = {**{k: m[k] for k in ("ndcg@10", "hr@10", "seconds", "users")},
-                        "ndcg@10_exact_subset": _subset_ndcg(top, targets[:n_exact]),
-                        "top5_overlap_exact": float(overlap), "theorem41_fraction": float((worst < b).mean())}
-    simgr = evaluate(ctx, data_dir, "simgr")
-    simgr_top = np.load(topk_path(ctx, f"eval/{ctx.name(data_dir)}/simgr/{cfg.preset}/mean/converged-s0/beam0"))
+        return {**{k: m[k] for k in ("ndcg@10", "hr@10", "seconds", "users")},
+                "ndcg@10_exact_subset": _subset_ndcg(top, targets[:n_exact]),
+                "top5_overlap_exact": float(overlap), "theorem41_fraction": float((worst < b).mean())}
+
+    def simgr() -> dict[str, Any]:
+        m = evaluate(ctx, data_dir, "simgr")
+        top = top_lists(ctx, data_dir, "simgr")[:n_exact]
+        return {**{k: m[k] for k in ("ndcg@10", "hr@10", "seconds", "users")},
+                "ndcg@10_exact_subset": _subset_ndcg(top, targets[:n_exact])}
+    rows = {str(b): ctx.results.get(f"table1/{name}/beam{b}", functools.partial(row, b)) for b in cfg.beams}
     return {"beams": rows, "exact": {k: ex[k] for k in ("ndcg@10", "hr@10", "seconds", "users")},
-            "simgr": {**{k: simgr[k] for k in ("ndcg@10", "hr@10", "seconds", "users")},
-                      "ndcg@10_exact_subset": _subset_ndcg(simgr_top[:n_exact], targets[:n_exact])}}
+            "simgr": ctx.results.get(f"table1/{name}/simgr", simgr)}
 
 
 def _subset_ndcg(top: np.ndarray, targets: np.ndarray) -> float:

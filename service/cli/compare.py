@@ -13,7 +13,9 @@ def run(a: argparse.Namespace, emit: Callable[[dict[str, Any]], None]) -> int:
     from model.analysis.compare import run_compare
 
     only = tuple(m for m in (a.only or "").split(",") if m)
-    emit(run_compare(a.config, seeds=a.seeds, only=only, report_only=a.report_only, readme=a.readme))
+    analyses = tuple(m for m in (a.analysis or "").split(",") if m)
+    emit(run_compare(a.config, seeds=a.seeds, only=only, analyses=analyses, report_only=a.report_only,
+                     readme=a.readme))
     return 0
 
 
@@ -22,8 +24,10 @@ def add_parser(sub: Any, *, emit: Callable[[dict[str, Any]], None]) -> None:
     s.add_argument("--config", required=True, type=Path, help="CompareConfig JSON (see model/analysis/config.py)")
     s.add_argument("--seeds", type=int, help="training seeds per Table 3 cell (overrides the config's `seeds`)")
     s.add_argument("--only", help="comma-separated methods: train only their missing run files, no report")
+    s.add_argument("--analysis", help="comma-separated analyses besides Table 3 (latte_beams, table1, table4, "
+                   "figure4, figure3): compute only their missing entry files, no report")
     s.add_argument("--report-only", action="store_true", help="rebuild the report from the committed run "
-                   "files and results.json; train nothing")
+                   "and entry files; train nothing")
     s.add_argument("--readme", type=Path, help="also rewrite this file's <!-- compare:NAME:start/end --> block "
                    "with the Table 3 summary")
     s.set_defaults(func=lambda a: run(a, emit))
