@@ -5,7 +5,7 @@ under `if TYPE_CHECKING:` excluded, lazy imports inside functions included):
 - model/ and index/ never import service/; index/ never imports model/;
 - inside model/, a stage imports only itself and the stages before it:
   data < semantic_ids < network < methods < baselines < evaluation < training < export < analysis,
-  with config, errors and progress below all of them.
+  with config, errors, locks and progress below all of them.
 
 The checker runs on a synthetic package first, so it is known to catch each kind of problem."""
 
@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("model", "index", "service")
-SHARED = ("config", "errors", "progress")
+SHARED = ("config", "errors", "locks", "progress")
 FORBIDDEN = {"model": ("service",), "index": ("model", "service")}  # top-level package -> never imports
 STAGES = ("data", "semantic_ids", "network", "methods", "baselines", "evaluation", "training", "export",
           "analysis")

@@ -13,12 +13,10 @@ Views: ``converged`` (early stopping on validation NDCG@10 with the config's pat
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from model.data.dataset import Dataset
 from model.data.jsonio import read_json
 from model.errors import SimGRError
 from model.evaluation.metrics import entropy, ranking_metrics
+from model.locks import dir_lock
 from model.training.run import LoadedRun, RunConfig, load_run
 
 log = logging.getLogger(__name__)
@@ -60,18 +59,6 @@ class Results:
         tmp.write_text(json.dumps(value, sort_keys=True) + "\n")  # one line: table1/exact holds 25k ranks
         tmp.replace(path)
         return value
-
-
-@contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    """Hold run_dir's lock: a second process that needs the same model waits for it, then loads it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class Context:
@@ -108,7 +95,7 @@ class Context:
                                hyper=hyper)
         if run_dir.name in self._runs:
             return self._runs[run_dir.name]
-        with _locked(run_dir):
+        with dir_lock(run_dir):  # another process training this model: wait, then load it
             if not (run_dir / "summary.json").is_file():
                 rc = self.run_config(data_dir, method, preset=preset, aggregator=aggregator, view=view, seed=seed,
                                      hyper=hyper or {})

@@ -11,12 +11,10 @@ Writers take an exclusive lock on ROOT/.lock, so two publishers never interleave
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +24,7 @@ from model.errors import SimGRError
 from model.export.atomic import fsync_dir, staged_dir
 from model.export.integrity import VerifyMode, verify_bundle
 from model.export.manifest import BundleManifest
+from model.locks import dir_lock
 
 PointerName = Literal["CURRENT", "CANARY"]
 POINTERS: tuple[PointerName, ...] = ("CURRENT", "CANARY")
@@ -54,17 +53,6 @@ def read_pointer(root: Path, name: PointerName = "CURRENT") -> Path | None:
     if len(target.parts) != 2 or target.parts[0] != VERSIONS:
         raise SimGRError(f"{link}: points at {target}, not at {VERSIONS}/<model_version>")
     return root / target
-
-
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _set_pointer(root: Path, name: PointerName, version: str | None, action: str) -> None:
@@ -127,7 +115,7 @@ def publish(bundle: Path, root: Path, *, pointer: PointerName = "CURRENT", link:
     manifest = BundleManifest.read(bundle / "manifest.json")
     verify_bundle(bundle, manifest, verify)
     version = manifest.model_version
-    with _locked(root):
+    with dir_lock(root):
         dest = root / VERSIONS / version
         if not dest.is_dir():
             _copy_version(bundle, dest, link=link)
@@ -139,7 +127,7 @@ def publish(bundle: Path, root: Path, *, pointer: PointerName = "CURRENT", link:
 
 def rollback(root: Path, *, pointer: PointerName = "CURRENT") -> dict[str, str | None]:
     """CURRENT back to the version it pointed at before the last publish; CANARY removed (canary ended)."""
-    with _locked(root):
+    with dir_lock(root):
         previous = _version_of(read_pointer(root, pointer))
         if pointer == "CANARY":
             if previous is None:
