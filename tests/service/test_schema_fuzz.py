@@ -37,9 +37,13 @@ schema = schemathesis.openapi.from_dict(create_app(make_settings()).openapi())
 @schema.parametrize()
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors(case: schemathesis.Case, fuzz_server: UvicornThread) -> None:
-    case.call_and_validate(
-        base_url=fuzz_server.base_url,
-        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
-        timeout=30,
-    )
+    response = case.call(base_url=fuzz_server.base_url, timeout=30)
+    if response.status_code == 400 and response.text == PARSER_REJECTION:
+        return  # bytes no HTTP client may send (an empty Content-Length, a control character in a header)
+    case.validate_response(response, checks=[not_a_server_error, status_code_conformance,
+                                             content_type_conformance, response_schema_conformance])
+
+
+# uvicorn's HTTP parser answers a malformed request itself, in plain text, before the app sees it
+PARSER_REJECTION = "Invalid HTTP request received."
 
