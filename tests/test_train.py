@@ -132,6 +132,20 @@ def test_lr_schedule_known_answers() -> None:
     assert lr_factor(step=10, total=1000, warmup=10, budget_fraction=0.5) == pytest.approx(0.5)
 
 
+def test_valid_sample_is_fixed_and_in_user_order() -> None:
+    from model.training.train import valid_sample
+
+    hist = [[u] for u in range(100)]
+    targets = list(range(100, 200))
+    h, t = valid_sample(hist, targets, 10)
+    assert len(h) == 10
+    assert [x[0] + 100 for x in h] == t  # pairs stay together
+    assert [x[0] for x in h] == sorted(x[0] for x in h)  # user order
+    assert (h, t) == valid_sample(hist, targets, 10)  # the same sample on every call (every run)
+    assert valid_sample(hist, targets, 0) == (hist, targets)
+    assert valid_sample(hist, targets, 500) == (hist, targets)
+
+
 def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_data_dir: Path, tmp_path: Path) -> None:
     """SIGKILL a real training process after its first epoch; a rerun continues from the checkpoint."""
     import signal

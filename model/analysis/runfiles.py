@@ -39,6 +39,7 @@ class TrainInfo(BaseModel):
     patience: int  # epochs without validation gain before stopping
     epoch_cap: int
     targets: int  # training targets per epoch
+    valid_users: int = 0  # validated on a fixed sample of this many users (0 = every validation user)
 
 
 class RunResult(BaseModel):

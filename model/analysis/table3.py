@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 
 from model.analysis.config import CompareConfig
 from model.analysis.runfiles import METRICS, RunKey, RunResult, TrainInfo, load_runs, save_run
-from model.analysis.runner import GENERATIVE, Context, hyper_tag, list_metrics, rank_top
+from model.analysis.runner import GENERATIVE, Context, hyper_tag, keep_ranking, list_metrics, rank_top
 from model.errors import SimGRError
 
 log = logging.getLogger(__name__)
@@ -62,14 +62,15 @@ def expected_keys(ctx: Context) -> list[RunKey]:
 
 
 def check_protocol(cfg: CompareConfig, runs: Mapping[RunKey, RunResult]) -> None:
-    """A run file trained under another patience or epoch cap than the config now asks is an error naming
-    it, so a report never mixes two stopping rules."""
+    """A run file trained under another patience, epoch cap or validation sample than the config now asks
+    is an error naming it, so a report never mixes two stopping rules."""
     stale = [k.filename for k, r in runs.items()
-             if (r.train.patience, r.train.epoch_cap) != (cfg.patience_for(k.method), cfg.epoch_cap)]
+             if (r.train.patience, r.train.epoch_cap, r.train.valid_users)
+             != (cfg.patience_for(k.method), cfg.epoch_cap, cfg.valid_users_for(k.method))]
     if stale:
-        raise SimGRError(f"{len(stale)} run file(s) stopped under another patience or epoch cap than the "
-                         f"config's: {', '.join(stale)}; delete them to train them again (a cached model "
-                         "resumes from its last epoch)")
+        raise SimGRError(f"{len(stale)} run file(s) stopped under another patience, epoch cap or validation "
+                         f"sample than the config's: {', '.join(stale)}; delete them to train them again (a cached "
+                         "model resumes from its last epoch)")
 
 
 def produce(ctx: Context, key: RunKey, data_dir: str, hyper: dict[str, float]) -> RunResult:
@@ -88,11 +89,14 @@ def produce(ctx: Context, key: RunKey, data_dir: str, hyper: dict[str, float]) -
     top = rank_top(run, hist, beam=cfg.table_beam if key.method in GENERATIVE else None)
     seconds = time.perf_counter() - t0
     m = list_metrics(ctx, data_dir, top, targets)
+    if key.view == "converged" and key.seed == 0 and not hyper:
+        keep_ranking(ctx, data_dir, key.method, top, seconds)
     tc = run.cfg.train
     info = TrainInfo(epochs=summary["epochs"], best_epoch=summary["best_epoch"],
                      best_valid_ndcg10=summary["best_valid_ndcg@10"], minutes=summary["minutes"],
                      out_of_time=summary["out_of_time"], patience=tc.patience, epoch_cap=tc.epochs,
-                     hit_epoch_cap=summary["epochs"] >= tc.epochs, targets=summary["targets"])
+                     hit_epoch_cap=summary["epochs"] >= tc.epochs, targets=summary["targets"],
+                     valid_users=tc.valid_users)
     result = RunResult(dataset=key.dataset, method=key.method, view=key.view, seed=key.seed,  # type: ignore[arg-type]
                        tag=key.tag, preset=run.cfg.model.backbone, hyper=hyper,
                        metrics={k: float(m[k]) for k in METRICS}, users=len(hist),

@@ -135,7 +135,7 @@ def _setup(cfg: RunConfig, run_dir: Path, *, resume: bool) -> tuple[_Run, TrainS
                net=DistributedDataParallel(model) if world > 1 else model, optim=optim, params=params,
                windows=windows, sizes=np.array([method.size(w, built) for w in windows], dtype=np.int64),
                targets_per_micro=max(1.0, sum(method.n_targets(w) for w in windows) * micro / max(1, len(windows))),
-               valid=(valid_h[: tc.max_users or None], valid_t[: tc.max_users or None]),
+               valid=valid_sample(valid_h[: tc.max_users or None], valid_t[: tc.max_users or None], tc.valid_users),
                device=device, rank=rank, world=world, micro=micro, accum=accum, share_table=share,
                steps_per_epoch=steps_per_epoch,
                warmup=max(1, int(tc.warmup_ratio * steps_per_epoch * tc.epochs)), started=time.monotonic(),
@@ -223,6 +223,15 @@ def _train_epoch(run: _Run, state: TrainState) -> EpochResult:
             bar.set_postfix(loss=f"{loss_sum / n_loss:.4f}", samples_s=f"{rate:.0f}")
     rate = seen * run.world / max(1e-9, time.monotonic() - t_epoch)
     return EpochResult(loss=loss_sum / max(1, n_loss), samples_per_s=rate, started=t_epoch, out_of_time=out_of_time)
+
+
+def valid_sample(histories: list[list[int]], targets: list[int], n: int) -> tuple[list[list[int]], list[int]]:
+    """A fixed random sample of ``n`` validation users (seed 0, the same for every run), in user order; all
+    when ``n`` is 0 or at least their number."""
+    if not n or n >= len(histories):
+        return histories, targets
+    keep = np.sort(np.random.default_rng(0).choice(len(histories), n, replace=False)).tolist()
+    return [histories[i] for i in keep], [targets[i] for i in keep]
 
 
 def validate_and_checkpoint(run: _Run, state: TrainState, done: EpochResult) -> None:
