@@ -4,9 +4,11 @@
 
 ``--data`` is a prepared dataset with item text (``simgr prepare --source lcrec --input .../scientific``).
 1. Hold out a random 10% of items; remove every interaction with them (users keep the rest); semantic IDs
-   (the RQ-VAE sees only the kept items' text), train within the budget, export.
-2. Add the held-out items through the catalogue path of ``PUT /items`` (quantizer -> lowest free
-   uniqueness code -> embedding -> index), once per ``added_item_levels`` policy, and once per
+   (the RQ-VAE sees only the kept items' text; the code space and uniqueness rule of ``--data``'s
+   sid_space.json, so ``simgr semantic-ids --uniqueness spread`` data measures spread IDs), train within
+   the budget, export.
+2. Add the held-out items through the catalogue path of ``PUT /items`` (quantizer -> free uniqueness code
+   by the rule -> embedding -> index), once per ``added_item_levels`` policy, and once per
    ``--neighbours`` x ``--gains`` pair (``added_item_neighbours``, ``added_item_gain``: valid and test
    users; the pair is chosen on valid).
 3. On the ORIGINAL test split, users whose target is a held-out item: NDCG@10 / HR@10 over the full
@@ -32,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from index.catalog import Upsert
-from model.config import ModelConfig, PromptConfig, TrainConfig
+from model.config import ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
 from model.data.dataset import Dataset
 from model.evaluation.metrics import hit_ranks, hit_rate, ndcg
 from model.export.added import AddedEmbedding
@@ -41,7 +43,7 @@ from model.export.export import export_run
 from model.export.items import ItemUpsert
 from model.export.living import code_upserts, trained_token_rows, unique_code
 from model.semantic_ids.assign import build_semantic_ids, read_item_texts
-from model.semantic_ids.space import sid_tokens
+from model.semantic_ids.space import SPACE_FILE, SidSpace, sid_tokens
 from model.semantic_ids.text_encoder import encode_texts_cached
 from model.training.run import RunConfig
 from model.training.train import train
@@ -81,10 +83,20 @@ def make_held_dataset(full: Dataset, held: set[int], out: Path) -> None:
     (out / "dataset.json").write_text(info.model_dump_json())
 
 
-def build_model(data: Path, run: Path, bundle: Path, budget_min: float, model: ModelConfig) -> dict[str, Any]:
+def source_recipe(data: Path) -> RQVAEConfig:
+    """The RQ-VAE settings that reproduce ``data``'s code space and uniqueness rule (its sid_space.json)."""
+    path = data / SPACE_FILE
+    if not path.is_file():
+        return RQVAEConfig()
+    space = SidSpace.model_validate_json(path.read_text())
+    return RQVAEConfig(codebook_sizes=space.sizes[:-1], unique_codes=space.sizes[-1], uniqueness=space.uniqueness)
+
+
+def build_model(data: Path, run: Path, bundle: Path, budget_min: float, model: ModelConfig,
+                recipe: RQVAEConfig) -> dict[str, Any]:
     """semantic-ids -> train (budget) -> export, each skipped when its output exists."""
     if not (data / "semantic_ids.json").is_file():
-        build_semantic_ids(data_dir=data)
+        build_semantic_ids(data_dir=data, cfg=recipe)
     summary: dict[str, Any] = {}
     if not (run / "checkpoints" / "best.pt").is_file():
         cfg = RunConfig(data_dir=str(data), model=model, prompt=PromptConfig(),
@@ -153,7 +165,7 @@ def text_baseline(full: Dataset, hist: list[list[int]], tgt: list[int], cache: P
     return metrics(np.argsort(-scores, axis=1)[:, :10], np.array(tgt))
 
 
-def split_users(full: Dataset, split: str, held: set[int]) -> dict[str, tuple[list[list[int]], list[int]]]:
+def split_users(full: Dataset, split: Literal["valid", "test"], held: set[int]) -> dict[str, tuple[list[list[int]], list[int]]]:
     """The ``split``'s (histories, targets) of cold-target and of warm-target users."""
     hist, tgt = full.eval_examples(split, max_history=20)
     out: dict[str, tuple[list[list[int]], list[int]]] = {}
@@ -252,9 +264,10 @@ def main() -> int:
     if not (warm_data / "dataset.json").is_file():
         shutil.copytree(a.data, warm_data)
     make_held_dataset(full, held_set, held_data)
-    held_train = build_model(held_data, a.work / "held_run", a.work / "held_bundle", a.budget_min, mcfg)
+    recipe = source_recipe(a.data)
+    held_train = build_model(held_data, a.work / "held_run", a.work / "held_bundle", a.budget_min, mcfg, recipe)
     warm_train = {} if a.no_upper_bound else build_model(warm_data, a.work / "warm_run", a.work / "warm_bundle",
-                                                         a.budget_min, mcfg)
+                                                         a.budget_min, mcfg, recipe)
 
     test = split_users(full, "test", held_set)
     (ch, ct), (wh, wt) = test["cold"], test["warm"]
@@ -262,7 +275,8 @@ def main() -> int:
     base = Bundle.load(a.work / "held_bundle", verify=VERIFY)
     out: dict[str, Any] = {"dataset": full.info.name, "n_items": full.n_items, "held_out_items": len(held),
                            "cold_target_users": len(ct), "warm_target_users": len(wt),
-                           "budget_min_each": a.budget_min, "preset": a.preset, "code_init": a.code_init}
+                           "budget_min_each": a.budget_min, "preset": a.preset, "code_init": a.code_init,
+                           "uniqueness": recipe.uniqueness}
     pop = Dataset.load(held_data).popularity()
     pop_top = np.array([full.item_ids.index(base.item_ids[i]) for i in np.argsort(-pop, kind="stable")[:10]])
     out["cold_popularity"] = metrics(np.tile(pop_top, (len(ct), 1)), np.array(ct))
