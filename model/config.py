@@ -157,8 +157,8 @@ class TrainConfig:
     eval_batch_size: int = 256  # users per forward in validation/evaluation
     eval_every: int = 1  # validate every N epochs
     max_users: int = 0  # train on the first N users only (0 = all); for smoke tests
-    valid_users: int = 0  # validate on a fixed random sample of N validation users (0 = all): for the
-    # generative baselines, whose validation is a beam search per user and epoch
+    valid_users: int = 0  # validate on a fixed random sample of N validation users (0 = all): for a
+    # baseline whose validation is a costly beam search per user and epoch (Latte)
     dropout: float = 0.1  # attention dropout for scratch presets
     hidden_dropout: float = 0.0  # on each attention/MLP block's output before the residual add (network/backbone.py)
     input_dropout: float = 0.2  # dropout on input vectors; +0.0015 test NDCG@10 on Instruments (README)

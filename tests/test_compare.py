@@ -22,7 +22,7 @@ def _config(tmp_path: Path, data_dir: Path) -> Path:
            "epoch_cap": 2, "patience": 1, "sasrec_patience": 2, "generative_seeds": 1, "sasrec_dims": [16], "sasrec_dropouts": [0.0, 0.2],
            "sasrec_lrs": [0.01], "eval_users": 0, "exact_users": 4, "beams": [5, 30], "latte_beams": [5],
            "table_beam": 10, "aggregators": ["mean", "proj"], "presets": ["tiny"], "entropy_ks": [1, 10, 20],
-           "generative_valid_users": 10}
+           "latte_valid_users": 10}
     path = tmp_path / "compare.json"
     path.write_text(json.dumps(cfg))
     return path
@@ -101,7 +101,7 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     capsys.readouterr()
     assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 2
     assert "1 run file(s) stopped under another patience" in capsys.readouterr().err
-    other = runs / "synthetic-autoregressive-converged-s0.json"  # validated on another sample of users
+    other = runs / "synthetic-latte-converged-s0.json"  # validated on another sample of users
     other.write_text(other.read_text().replace('"valid_users": 10', '"valid_users": 0'))
     assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 2
     assert "2 run file(s) stopped under another patience, epoch cap or validation sample" in capsys.readouterr().err
@@ -114,18 +114,18 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
 
 def test_table3_rankings_are_kept_for_the_analyses(synthetic_data_dir: Path, tmp_path: Path) -> None:
     path = _config(tmp_path, synthetic_data_dir)
-    assert main(["compare", "--config", str(path), "--only", "simgr,autoregressive"]) == 0
+    assert main(["compare", "--config", str(path), "--only", "simgr,latte"]) == 0
     report = tmp_path / "report"
     simgr = json.loads((report / "runs" / "synthetic-simgr-converged-s0.json").read_text())
-    ar = json.loads((report / "runs" / "synthetic-autoregressive-converged-s0.json").read_text())
+    latte = json.loads((report / "runs" / "synthetic-latte-converged-s0.json").read_text())
     entries = report / "analyses"
     kept = json.loads((entries / "eval--synthetic--simgr--tiny--mean--converged-s0--beam0.json").read_text())
     assert (kept["ndcg@10"], kept["hr@10"], kept["users"]) == (simgr["metrics"]["ndcg@10"],
                                                                simgr["metrics"]["hr@10"], simgr["users"])
-    kept = json.loads((entries / "eval--synthetic--autoregressive--tiny--mean--converged-s0--beam10.json").read_text())
-    assert kept["ndcg@10"] == ar["metrics"]["ndcg@10"]
+    kept = json.loads((entries / "eval--synthetic--latte--tiny--mean--converged-s0--beam10.json").read_text())
+    assert kept["ndcg@10"] == latte["metrics"]["ndcg@10"]
     assert len(list(entries.iterdir())) == 2  # the budget runs are not the analyses' models
-    assert (ar["train"]["valid_users"], simgr["train"]["valid_users"]) == (10, 0)  # generative_valid_users
+    assert (latte["train"]["valid_users"], simgr["train"]["valid_users"]) == (10, 0)  # latte_valid_users
 
 
 def test_bad_compare_config_is_a_one_line_error(tmp_path: Path) -> None:

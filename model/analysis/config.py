@@ -46,9 +46,9 @@ class CompareConfig:
     sasrec_lrs: tuple[float, ...] = (1e-3, 3e-3)
     generative_max_users: int = 0  # AR/Latte train and validate on the first N users (0 = all): their
     # validation is a beam search over every validation user, once per epoch
-    generative_valid_users: int = 0  # AR/Latte validate on a fixed random sample of N validation users
-    # (0 = all; model/training/train.py::valid_sample): Latte's widening beam took 72-74 s per 1,000 users
-    # on one core, about half an hour per epoch for Instruments' 24,772
+    latte_valid_users: int = 0  # Latte validates on a fixed random sample of N validation users (0 = all;
+    # model/training/train.py::valid_sample): its widening beam took 72-74 s per 1,000 users on one core,
+    # about half an hour per epoch for Instruments' 24,772. Every other method validates on all of them.
     eval_users: int = 0  # fixed random sample of test users for every table (0 = every test user)
     exact_users: int = 500  # users (a prefix of the sample) for exact global search and Table 1's overlap
     beams: tuple[int, ...] = (10, 20, 30, 50, 100)  # Table 1 beam sizes
@@ -66,7 +66,7 @@ class CompareConfig:
 
     def valid_users_for(self, method: str) -> int:
         """Validation users of ``method``'s runs (0 = every validation user)."""
-        return self.generative_valid_users if method in ("autoregressive", "latte") else 0
+        return self.latte_valid_users if method == "latte" else 0
 
     @property
     def report_dir(self) -> Path:
