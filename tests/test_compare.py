@@ -112,7 +112,8 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     assert "synthetic-parallel-budget-s0.json" in capsys.readouterr().err
 
 
-def test_table3_rankings_are_kept_for_the_analyses(synthetic_data_dir: Path, tmp_path: Path) -> None:
+def test_table3_rankings_are_kept_for_the_analyses(synthetic_data_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
     path = _config(tmp_path, synthetic_data_dir)
     assert main(["compare", "--config", str(path), "--only", "simgr,latte"]) == 0
     report = tmp_path / "report"
@@ -126,6 +127,13 @@ def test_table3_rankings_are_kept_for_the_analyses(synthetic_data_dir: Path, tmp
     assert kept["ndcg@10"] == latte["metrics"]["ndcg@10"]
     assert len(list(entries.iterdir())) == 2  # the budget runs are not the analyses' models
     assert (latte["train"]["valid_users"], simgr["train"]["valid_users"]) == (10, 0)  # latte_valid_users
+
+    cfg = json.loads(path.read_text())  # the config changes under a cached model: refused, not reused
+    path.write_text(json.dumps({**cfg, "patience": 2}))
+    (report / "runs" / "synthetic-simgr-converged-s0.json").unlink()
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path), "--only", "simgr"]) == 2
+    assert "cached model trained (or started) under another run config" in capsys.readouterr().err
 
 
 def test_bad_compare_config_is_a_one_line_error(tmp_path: Path) -> None:

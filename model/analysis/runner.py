@@ -29,7 +29,7 @@ from model.data.jsonio import read_json
 from model.errors import SimGRError
 from model.evaluation.metrics import entropy, ranking_metrics
 from model.locks import dir_lock
-from model.training.run import LoadedRun, RunConfig, load_run
+from model.training.run import LoadedRun, RunConfig, load_run, load_run_config
 
 log = logging.getLogger(__name__)
 GENERATIVE = ("autoregressive", "latte")
@@ -95,10 +95,14 @@ class Context:
                                hyper=hyper)
         if run_dir.name in self._runs:
             return self._runs[run_dir.name]
+        rc = self.run_config(data_dir, method, preset=preset, aggregator=aggregator, view=view, seed=seed,
+                             hyper=hyper or {})
         with dir_lock(run_dir):  # another process training this model: wait, then load it
+            if (run_dir / "config.json").is_file() and load_run_config(run_dir) != rc:
+                raise SimGRError(f"{run_dir}: cached model trained (or started) under another run config than "
+                                 "this compare config asks (patience, validation sample, ...); delete the "
+                                 "directory to train it again")
             if not (run_dir / "summary.json").is_file():
-                rc = self.run_config(data_dir, method, preset=preset, aggregator=aggregator, view=view, seed=seed,
-                                     hyper=hyper or {})
                 log.info("training %s", run_dir.name)
                 summary = train(rc, run_dir, resume=True)
                 (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
