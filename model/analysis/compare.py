@@ -1,5 +1,5 @@
-"""`simgr compare`: Table 3 from per-run result files (trained here unless they exist), the other analyses
-from cached evaluations, and the report.
+"""`simgr compare`: Table 3 from per-run result files and the other analyses from per-quantity entry files
+(each computed here unless it exists), and the report.
 
     simgr compare --config C.json [--seeds N]          # train what is missing, then write the report
     simgr compare --config C.json --only simgr,sasrec  # one sitting's share of the runs; no report
