@@ -36,6 +36,7 @@ import numpy as np
 from index.catalog import Upsert
 from model.config import ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
 from model.data.dataset import Dataset
+from model.data.jsonio import read_validated
 from model.evaluation.metrics import hit_ranks, hit_rate, ndcg
 from model.export.added import AddedEmbedding
 from model.export.bundle import Bundle
@@ -88,7 +89,7 @@ def source_recipe(data: Path) -> RQVAEConfig:
     path = data / SPACE_FILE
     if not path.is_file():
         return RQVAEConfig()
-    space = SidSpace.model_validate_json(path.read_text())
+    space = read_validated(path, SidSpace, what="semantic-ID space")
     return RQVAEConfig(codebook_sizes=space.sizes[:-1], unique_codes=space.sizes[-1], uniqueness=space.uniqueness)
 
 

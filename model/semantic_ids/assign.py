@@ -44,8 +44,6 @@ SIDS_FILE = "semantic_ids.json"
 REPORT_FILE = "semantic_ids_report.json"
 
 
-
-
 def codes_to_tokens(codes: np.ndarray) -> list[list[str]]:
     """Codes -> tokens, level l written with letter 'abcdefgh'[l].
 
