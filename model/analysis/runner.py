@@ -197,13 +197,11 @@ def _keep_lists(ctx: Context, key: str, topk: np.ndarray) -> None:
     np.save(path, topk)
 
 
-def _eval_entry(ctx: Context, data_dir: str, method: str, topk: np.ndarray, seconds: float, preset: str | None,
-                aggregator: str) -> dict[str, Any]:
-    hist, targets = ctx.sample(data_dir)
-    m = list_metrics(ctx, data_dir, topk, targets)
-    m.update(seconds=round(seconds, 3), users=len(hist), train=ctx.summary(data_dir, method, preset=preset,
-                                                                             aggregator=aggregator))
-    return m
+def _eval_entry(ctx: Context, data_dir: str, method: str, topk: np.ndarray, metrics: dict[str, Any],
+                seconds: float, preset: str | None, aggregator: str) -> dict[str, Any]:
+    """``list_metrics``' numbers for the (U, TOP) lists plus the ranking time, U and the training summary."""
+    return {**metrics, "seconds": round(seconds, 3), "users": len(topk),
+            "train": ctx.summary(data_dir, method, preset=preset, aggregator=aggregator)}
 
 
 def evaluate(ctx: Context, data_dir: str, method: str, *, beam: int | None = None, preset: str | None = None,
@@ -215,19 +213,21 @@ def evaluate(ctx: Context, data_dir: str, method: str, *, beam: int | None = Non
 
     def compute() -> dict[str, Any]:
         topk, seconds = _rank_and_keep(ctx, data_dir, method, beam, preset, aggregator)
-        m = _eval_entry(ctx, data_dir, method, topk, seconds, preset, aggregator)
+        m = _eval_entry(ctx, data_dir, method, topk, list_metrics(ctx, data_dir, topk, ctx.sample(data_dir)[1]),
+                        seconds, preset, aggregator)
         log.info("%s: ndcg@10 %.4f in %.1f s", key, m["ndcg@10"], seconds)
         return m
     return ctx.results.get(key, compute)  # type: ignore[no-any-return]
 
 
-def keep_ranking(ctx: Context, data_dir: str, method: str, topk: np.ndarray, seconds: float) -> None:
+def keep_ranking(ctx: Context, data_dir: str, method: str, topk: np.ndarray, metrics: dict[str, Any],
+                 seconds: float) -> None:
     """Table 3's ranking by a seed-0 converged model (at the table beam) is also the analyses' evaluation of
     that model: keep it as their entry and lists, so they never rank the same users again."""
     beam = ctx.cfg.table_beam if method in GENERATIVE else None
     key = _eval_key(ctx, data_dir, method, beam, None, "mean")
     _keep_lists(ctx, key, topk)
-    ctx.results.get(key, lambda: _eval_entry(ctx, data_dir, method, topk, seconds, None, "mean"))
+    ctx.results.get(key, lambda: _eval_entry(ctx, data_dir, method, topk, metrics, seconds, None, "mean"))
 
 
 def top_lists(ctx: Context, data_dir: str, method: str, *, beam: int | None = None) -> np.ndarray:

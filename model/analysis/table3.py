@@ -90,7 +90,7 @@ def produce(ctx: Context, key: RunKey, data_dir: str, hyper: dict[str, float]) -
     seconds = time.perf_counter() - t0
     m = list_metrics(ctx, data_dir, top, targets)
     if key.view == "converged" and key.seed == 0 and not hyper:
-        keep_ranking(ctx, data_dir, key.method, top, seconds)
+        keep_ranking(ctx, data_dir, key.method, top, m, seconds)  # its metrics are Table 3's, not recomputed
     tc = run.cfg.train
     info = TrainInfo(epochs=summary["epochs"], best_epoch=summary["best_epoch"],
                      best_valid_ndcg10=summary["best_valid_ndcg@10"], minutes=summary["minutes"],
