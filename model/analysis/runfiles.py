@@ -21,6 +21,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from model.data.jsonio import write_atomic
 from model.errors import SimGRError
 
 METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
@@ -90,9 +91,7 @@ def run_key(r: RunResult) -> RunKey:
 def save_run(runs_dir: Path, result: RunResult) -> Path:
     runs_dir.mkdir(parents=True, exist_ok=True)
     path = runs_dir / run_key(result).filename
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result.model_dump(), indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(result.model_dump(), indent=1, sort_keys=True) + "\n")
     return path
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from model.analysis.config import CompareConfig
 from model.config import BaselineConfig, ModelConfig, PromptConfig, TrainConfig
 from model.data.dataset import Dataset
-from model.data.jsonio import read_json
+from model.data.jsonio import read_json, write_atomic
 from model.errors import SimGRError
 from model.evaluation.metrics import entropy, ranking_metrics
 from model.locks import dir_lock
@@ -55,9 +55,7 @@ class Results:
             raise SimGRError(f"{path}: missing; `simgr compare` without --report-only computes it")
         value = compute()
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(value, sort_keys=True) + "\n")  # one line: table1/exact holds 25k ranks
-        tmp.replace(path)
+        write_atomic(path, json.dumps(value, sort_keys=True) + "\n")  # one line: table1/exact holds 25k ranks
         return value
 
 

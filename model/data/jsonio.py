@@ -2,7 +2,8 @@
 
 ``missing`` is what the error says after the path when the file does not exist, e.g. how to create it.
 ``read_validated`` is the reader of every file with a schema: parse, then validate with pydantic
-(``model.config.from_dict``), so an error names the file, the field and the problem.
+(``model.config.from_dict``), so an error names the file, the field and the problem. ``write_atomic`` is
+the writer of the files other processes read while they are rewritten (run results, analysis entries).
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from model.config import from_dict, from_json
 from model.errors import SimGRError
 
 T = TypeVar("T")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path`` and rename it over, so a reader sees the old file or the new, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def read_json(path: Path, *, missing: str = "missing") -> Any:

@@ -25,7 +25,7 @@ import numpy as np
 
 from model.config import RQVAEConfig
 from model.data.dataset import load_items
-from model.data.jsonio import read_validated
+from model.data.jsonio import read_validated, write_atomic
 from model.data.sources.records import SidMap
 from model.errors import SimGRError
 from model.semantic_ids.dedup import (
@@ -146,17 +146,11 @@ def load_semantic_ids(data_dir_or_file: str | Path, item_ids: Sequence[str]) -> 
     return codes_to_tokens(codes)
 
 
-def _write_json_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_semantic_ids(data_dir: Path, item_ids: Sequence[str], codes: np.ndarray) -> Path:
     """Write DATA_DIR/semantic_ids.json, one item per line, in item order."""
     lines = [f"{json.dumps(i)}: {json.dumps(t)}" for i, t in zip(item_ids, codes_to_tokens(codes), strict=True)]
     path = data_dir / SIDS_FILE
-    _write_json_atomic(path, "{\n" + ",\n".join(lines) + "\n}\n")
+    write_atomic(path, "{\n" + ",\n".join(lines) + "\n}\n")
     return path
 
 
@@ -203,7 +197,7 @@ def build_semantic_ids(
         "collision_rate_after_dedup": after.collision_rate,
         "seconds": round(time.perf_counter() - t0, 2),
     })
-    _write_json_atomic(data_dir / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    write_atomic(data_dir / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n")
     log.info("semantic ids: %s", report)
     return report
 
