@@ -51,7 +51,7 @@ def _table1(t1: dict[str, Any]) -> str:
     rows.append(["SimGR (1 forward)", sg["ndcg@10"], sg["hr@10"], sg["ndcg@10_exact_subset"], None, None,
                  sg["seconds"], 1000 * sg["seconds"] / sg["users"]])
     users = next(iter(t1["beams"].values()))["users"]
-    return (f"\nBeam rows and SimGR: {users} sampled test users; exact global search and the top-5 overlap: "
+    return (f"\nBeam rows and SimGR: {users} test users; exact global search and the top-5 overlap: "
             f"the first {ex['users']} of them. Theorem 4.1 fraction = share of targets whose every SID token "
             "ranks within the top B allowed tokens at its step (teacher forcing).\n\n"
             + _table(["beam", "NDCG@10", "HR@10", "NDCG@10 (exact-search users)", "top-5 overlap w/ exact",
