@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,28 @@ def test_time_budget_stops_cleanly(synthetic_data_dir: Path, tmp_path: Path, cap
     assert summary["out_of_time"] is True
     assert summary["epochs"] == 1
     assert (run / "checkpoints" / "best.pt").is_file()
+
+
+def test_budget_spent_by_validation_starts_no_empty_epoch(synthetic_data_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault: a validation slow enough to spend the budget after a whole epoch. Before, a second epoch
+    began, trained no step, and was validated and logged like a real one."""
+    import model.training.train as train_module
+
+    real = train_module.evaluate_model
+
+    def slow_evaluate(*args, **kwargs):
+        out = real(*args, **kwargs)
+        time.sleep(3.5)
+        return out
+
+    monkeypatch.setattr(train_module, "evaluate_model", slow_evaluate)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), *TINY, "--epochs", "50",
+                 "--time-budget-min", "0.05"]) == 0  # 3 s: the first epoch ends well inside it
+    lines = log_lines(run)
+    assert [(r["epoch"], r["partial_epoch"]) for r in lines] == [(1, False)]
+    assert lines[0]["train_samples_per_s"] > 0
 
 
 def test_bad_input_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

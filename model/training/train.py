@@ -282,6 +282,9 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
              len(run.windows), n_targets, run.steps_per_epoch, run.accum, run.world)
     out_of_time = False
     while state.epoch < cfg.train.epochs:
+        if state.epoch and run.budget_s and run.seconds_used() > run.budget_s:
+            out_of_time = True  # the last validation spent the budget: an epoch now would train no step
+            break
         done = _train_epoch(run, state)
         state.epoch += 1
         state.train_seconds = run.used_before + time.monotonic() - run.started
