@@ -136,6 +136,31 @@ def test_table3_rankings_are_kept_for_the_analyses(synthetic_data_dir: Path, tmp
     assert "cached model trained (or started) under another run config" in capsys.readouterr().err
 
 
+def test_tuned_settings_train_apart_and_are_checked(synthetic_data_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    path = _config(tmp_path, synthetic_data_dir)
+    tuned = {"lr": 0.02, "dropout": 0.0, "input_dropout": 0.05}
+    cfg = {**json.loads(path.read_text()), "methods": ["simgr"], "analyses": ["table3"], "budget_view": False,
+           "tuned": {"simgr": tuned}}
+    path.write_text(json.dumps(cfg))
+    assert main(["compare", "--config", str(path), "--only", "simgr"]) == 0
+    report = tmp_path / "report"
+    run = json.loads((report / "runs" / "synthetic-simgr-converged-s0.json").read_text())
+    assert run["hyper"] == tuned
+    run_dir = tmp_path / "work" / "tiny" / "runs" / "synthetic-simgr-tiny-mean-converged-s0-dropout0-input_dropout0.05-lr0.02"
+    train = json.loads((run_dir / "config.json").read_text())["train"]
+    assert (train["lr"], train["dropout"], train["input_dropout"]) == (0.02, 0.0, 0.05)
+    kept = report / "analyses" / "eval--synthetic--simgr--tiny--mean--converged-s0-dropout0-input_dropout0.05-lr0.02--beam0.json"
+    assert json.loads(kept.read_text())["ndcg@10"] == run["metrics"]["ndcg@10"]  # not the untuned entry
+
+    path.write_text(json.dumps({**cfg, "tuned": {"simgr": {**tuned, "lr": 0.01}}}))  # the file is now stale
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path), "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert "another patience, epoch cap, validation sample or tuned settings" in err
+    assert "synthetic-simgr-converged-s0.json" in err
+
+
 def test_bad_compare_config_is_a_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"nmae": "x"}))
@@ -143,6 +168,12 @@ def test_bad_compare_config_is_a_one_line_error(tmp_path: Path) -> None:
         load_compare_config(path)
     path.write_text(json.dumps({"analyses": ["table9"]}))
     with pytest.raises(SimGRError, match="analyses must be among"):
+        load_compare_config(path)
+    path.write_text(json.dumps({"tuned": {"sasrec": {"lr": 0.003}}}))
+    with pytest.raises(SimGRError, match="tuned: sasrec not among the methods it can tune"):
+        load_compare_config(path)
+    path.write_text(json.dumps({"tuned": {"simgr": {"tau": 0.1}}}))
+    with pytest.raises(SimGRError, match=r"tuned\.simgr\.tau"):
         load_compare_config(path)
     path.write_text(json.dumps({"eval_users": 5}))
     assert load_compare_config(path) == CompareConfig(eval_users=5)

@@ -21,6 +21,22 @@ ANALYSES = ("table3", "table1", "table4", "figure4", "figure3")
 
 @with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class MethodSettings:
+    """Training settings one method uses in place of the shared ones: a point chosen on validation, like
+    SASRec's grid point. Each of its run files records them (``hyper``), and its cached models and analysis
+    entries are kept apart from the untuned ones."""
+
+    lr: float | None = None  # AdamW learning rate (None: the config's ``lr``)
+    dropout: float | None = None  # attention dropout (None: TrainConfig's)
+    input_dropout: float | None = None  # dropout on the input vectors (None: TrainConfig's)
+
+    def hyper(self) -> dict[str, float]:
+        """The settings given, as a run file's ``hyper`` (e.g. {"lr": 0.003})."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@with_config(STRICT_FIELDS)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class CompareConfig:
     name: str = "paper"  # report name: the report goes to out_dir, cached runs to work_dir/name
     out_dir: str = "reports/paper"  # report.md, PNG plots and the config used
@@ -41,6 +57,8 @@ class CompareConfig:
     budget_seeds: int = 1  # seeds of the equal-wall-clock view
     time_budget_min: float = 1.5  # equal-wall-clock view: training budget per model (the same for all)
     lr: float = 1e-3  # AdamW learning rate for every method (the presets' default)
+    tuned: dict[str, MethodSettings] = dataclasses.field(default_factory=dict)  # per method (not SASRec,
+    # which its grid tunes): settings chosen on validation, e.g. {"simgr": {"lr": 0.003, "dropout": 0.3}}
     sasrec_dims: tuple[int, ...] = (64, 128)  # SASRec grid, selected on validation NDCG@10 (seed 0)
     sasrec_dropouts: tuple[float, ...] = (0.2, 0.5)  # 0.5 is RecBole's default
     sasrec_lrs: tuple[float, ...] = (1e-3, 3e-3)
@@ -64,6 +82,10 @@ class CompareConfig:
         """Early-stopping patience of ``method``'s runs (both views)."""
         return self.sasrec_patience if method == "sasrec" else self.patience
 
+    def hyper_for(self, method: str) -> dict[str, float]:
+        """``method``'s tuned settings as a run file's ``hyper`` ({} when it has none)."""
+        return self.tuned[method].hyper() if method in self.tuned else {}
+
     def valid_users_for(self, method: str) -> int:
         """Validation users of ``method``'s runs (0 = every validation user)."""
         return self.latte_valid_users if method == "latte" else 0
@@ -83,6 +105,10 @@ def load_compare_config(path: str | Path) -> CompareConfig:
     bad = set(cfg.analyses) - set(ANALYSES)
     if bad or not cfg.datasets:
         raise SimGRError(f"{path}: analyses must be among {', '.join(ANALYSES)} and datasets non-empty")
+    odd = sorted(set(cfg.tuned) - (set(cfg.methods) - {"sasrec"}))
+    if odd:
+        raise SimGRError(f"{path}: tuned: {', '.join(odd)} not among the methods it can tune "
+                         "(the config's methods except sasrec, which its grid tunes)")
     return cfg
 
 

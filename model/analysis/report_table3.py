@@ -109,6 +109,8 @@ def table3_sections(cfg: CompareConfig, runs: Mapping[RunKey, RunResult], *, mai
             "autoregressive and Latte. 'epochs' and 'train min' are means over seeds (training + validation, "
             f"{cfg.threads} CPU thread(s)). A method is said to beat another only where the gap exceeds two "
             "standard deviations of the difference (sqrt(std_a² + std_b²)).\n"
+            + "".join(f"\nTuned on validation, like SASRec's grid point: {m} trains with "
+                      f"{', '.join(f'{k} {v:g}' for k, v in cfg.hyper_for(m).items())}.\n" for m in cfg.tuned)
             + view_tables(runs, "converged", main_dataset=main_dataset))
     if any(k.view == "grid" for k in runs):
         text += ("\n### SASRec grid (seed 0, converged, selected on validation NDCG@10)\n"

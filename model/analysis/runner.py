@@ -86,9 +86,11 @@ class Context:
 
     def run(self, data_dir: str, method: str, *, preset: str | None = None, aggregator: str = "mean",
             view: str = "converged", seed: int = 0, hyper: dict[str, float] | None = None) -> LoadedRun:
-        """Train (unless cached) and load the best checkpoint of one model."""
+        """Train (unless cached) and load the best checkpoint of one model (``hyper``: SASRec's grid point;
+        a tuned method's settings are added here)."""
         from model.training.train import train
 
+        hyper = {**self.cfg.hyper_for(method), **(hyper or {})}
         run_dir = self.run_dir(data_dir, method, preset=preset, aggregator=aggregator, view=view, seed=seed,
                                hyper=hyper)
         if run_dir.name in self._runs:
@@ -111,6 +113,7 @@ class Context:
 
     def run_dir(self, data_dir: str, method: str, *, preset: str | None = None, aggregator: str = "mean",
                 view: str = "converged", seed: int = 0, hyper: dict[str, float] | None = None) -> Path:
+        hyper = {**self.cfg.hyper_for(method), **(hyper or {})}
         tag = f"-{hyper_tag(hyper)}" if hyper else ""
         key = f"{self.name(data_dir)}-{method}-{preset or self.cfg.preset}-{aggregator}-{view}-s{seed}{tag}"
         return self.cfg.cache_dir / "runs" / key
@@ -119,14 +122,19 @@ class Context:
                    seed: int, hyper: dict[str, float]) -> RunConfig:
         cfg = self.cfg
         converged = view != "budget"
+        shared = TrainConfig()
+        tuned = cfg.hyper_for(method)  # not `hyper`: a SASRec grid point's "dropout" is its sasrec_dropout
         train = TrainConfig(epochs=cfg.epoch_cap, patience=cfg.patience_for(method),  # budget: the clock, not epochs
                             lr=hyper.get("lr", cfg.lr), time_budget_min=0.0 if converged else cfg.time_budget_min,
+                            dropout=tuned.get("dropout", shared.dropout),
+                            input_dropout=tuned.get("input_dropout", shared.input_dropout),
                             max_users=cfg.generative_max_users if method in GENERATIVE else 0,
                             valid_users=cfg.valid_users_for(method),
                             seed=42 + cfg.seed + seed)
         base = BaselineConfig(beam_size=cfg.table_beam)
-        baseline = BaselineConfig(beam_size=cfg.table_beam, sasrec_dim=int(hyper.get("dim", base.sasrec_dim)),
-                                  sasrec_dropout=hyper.get("dropout", base.sasrec_dropout))
+        grid = hyper if method == "sasrec" else {}
+        baseline = BaselineConfig(beam_size=cfg.table_beam, sasrec_dim=int(grid.get("dim", base.sasrec_dim)),
+                                  sasrec_dropout=grid.get("dropout", base.sasrec_dropout))
         return RunConfig(data_dir=str(data_dir), method=method,
                          model=ModelConfig(backbone=preset or cfg.preset, aggregator=aggregator),  # type: ignore[arg-type]
                          prompt=PromptConfig(layout=cfg.layout),  # type: ignore[arg-type]
@@ -174,7 +182,10 @@ def list_metrics(ctx: Context, data_dir: str, topk: np.ndarray, targets: np.ndar
 
 def _eval_key(ctx: Context, data_dir: str, method: str, beam: int | None, preset: str | None,
               aggregator: str) -> str:
-    return f"eval/{ctx.name(data_dir)}/{method}/{preset or ctx.cfg.preset}/{aggregator}/converged-s0/beam{beam or 0}"
+    tuned = ctx.cfg.hyper_for(method)
+    tag = f"-{hyper_tag(tuned)}" if tuned else ""
+    return (f"eval/{ctx.name(data_dir)}/{method}/{preset or ctx.cfg.preset}/{aggregator}/converged-s0{tag}/"
+            f"beam{beam or 0}")
 
 
 def _rank_and_keep(ctx: Context, data_dir: str, method: str, beam: int | None, preset: str | None,

@@ -62,15 +62,16 @@ def expected_keys(ctx: Context) -> list[RunKey]:
 
 
 def check_protocol(cfg: CompareConfig, runs: Mapping[RunKey, RunResult]) -> None:
-    """A run file trained under another patience, epoch cap or validation sample than the config now asks
-    is an error naming it, so a report never mixes two stopping rules."""
+    """A run file trained under another patience, epoch cap, validation sample or tuned settings than the
+    config now asks is an error naming it, so a report never mixes two stopping rules or two settings."""
     stale = [k.filename for k, r in runs.items()
              if (r.train.patience, r.train.epoch_cap, r.train.valid_users)
-             != (cfg.patience_for(k.method), cfg.epoch_cap, cfg.valid_users_for(k.method))]
+             != (cfg.patience_for(k.method), cfg.epoch_cap, cfg.valid_users_for(k.method))
+             or (k.method != "sasrec" and r.hyper != cfg.hyper_for(k.method))]
     if stale:
-        raise SimGRError(f"{len(stale)} run file(s) stopped under another patience, epoch cap or validation "
-                         f"sample than the config's: {', '.join(stale)}; delete them to train them again (a cached "
-                         "model resumes from its last epoch)")
+        raise SimGRError(f"{len(stale)} run file(s) trained under another patience, epoch cap, validation "
+                         f"sample or tuned settings than the config's: {', '.join(stale)}; delete them to train "
+                         "them again (a cached model resumes from its last epoch)")
 
 
 def produce(ctx: Context, key: RunKey, data_dir: str, hyper: dict[str, float]) -> RunResult:
@@ -89,7 +90,7 @@ def produce(ctx: Context, key: RunKey, data_dir: str, hyper: dict[str, float]) -
     top = rank_top(run, hist, beam=cfg.table_beam if key.method in GENERATIVE else None)
     seconds = time.perf_counter() - t0
     m = list_metrics(ctx, data_dir, top, targets)
-    if key.view == "converged" and key.seed == 0 and not hyper:
+    if key.view == "converged" and key.seed == 0 and hyper == cfg.hyper_for(key.method):  # the analyses' model
         keep_ranking(ctx, data_dir, key.method, top, m, seconds)  # its metrics are Table 3's, not recomputed
     tc = run.cfg.train
     info = TrainInfo(epochs=summary["epochs"], best_epoch=summary["best_epoch"],
@@ -121,7 +122,7 @@ def produce_all(ctx: Context, only: tuple[str, ...] = ()) -> int:
     for d, m, view in cells(ctx):
         if only and m not in only:
             continue
-        hyper = select_sasrec(ctx, d) if m == "sasrec" else {}
+        hyper = select_sasrec(ctx, d) if m == "sasrec" else ctx.cfg.hyper_for(m)
         for k in range(method_seeds(ctx, m, view)):
             produce(ctx, RunKey(ctx.name(d), m, view, k), d, hyper)
             done += 1
