@@ -100,11 +100,11 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     stale.write_text(stale.read_text().replace('"patience": 2', '"patience": 3'))
     capsys.readouterr()
     assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 2
-    assert "1 run file(s) stopped under another patience" in capsys.readouterr().err
+    assert "1 run file(s) trained under another patience" in capsys.readouterr().err
     other = runs / "synthetic-latte-converged-s0.json"  # validated on another sample of users
     other.write_text(other.read_text().replace('"valid_users": 10', '"valid_users": 0'))
     assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 2
-    assert "2 run file(s) stopped under another patience, epoch cap or validation sample" in capsys.readouterr().err
+    assert "2 run file(s) trained under another patience, epoch cap, validation sample" in capsys.readouterr().err
     assert main(["compare", "--config", str(path), "--seeds", "2", "--only", "sasrec"]) == 2  # not reused
     assert stale.name in capsys.readouterr().err
     (runs / "synthetic-parallel-budget-s0.json").unlink()
