@@ -84,13 +84,17 @@ class Context:
             idx = np.sort(np.random.default_rng(self.cfg.seed).choice(n, self.cfg.eval_users, replace=False))
         return [hist[i] for i in idx], np.asarray(targets)[idx]
 
+    def hyper(self, method: str, hyper: dict[str, float] | None) -> dict[str, float]:
+        """What sets one model apart: SASRec's grid point (``hyper``) or the method's tuned settings."""
+        return {**self.cfg.hyper_for(method), **(hyper or {})}
+
     def run(self, data_dir: str, method: str, *, preset: str | None = None, aggregator: str = "mean",
             view: str = "converged", seed: int = 0, hyper: dict[str, float] | None = None) -> LoadedRun:
         """Train (unless cached) and load the best checkpoint of one model (``hyper``: SASRec's grid point;
         a tuned method's settings are added here)."""
         from model.training.train import train
 
-        hyper = {**self.cfg.hyper_for(method), **(hyper or {})}
+        hyper = self.hyper(method, hyper)
         run_dir = self.run_dir(data_dir, method, preset=preset, aggregator=aggregator, view=view, seed=seed,
                                hyper=hyper)
         if run_dir.name in self._runs:
@@ -113,7 +117,7 @@ class Context:
 
     def run_dir(self, data_dir: str, method: str, *, preset: str | None = None, aggregator: str = "mean",
                 view: str = "converged", seed: int = 0, hyper: dict[str, float] | None = None) -> Path:
-        hyper = {**self.cfg.hyper_for(method), **(hyper or {})}
+        hyper = self.hyper(method, hyper)
         tag = f"-{hyper_tag(hyper)}" if hyper else ""
         key = f"{self.name(data_dir)}-{method}-{preset or self.cfg.preset}-{aggregator}-{view}-s{seed}{tag}"
         return self.cfg.cache_dir / "runs" / key
