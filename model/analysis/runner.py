@@ -100,7 +100,7 @@ class Context:
         if run_dir.name in self._runs:
             return self._runs[run_dir.name]
         rc = self.run_config(data_dir, method, preset=preset, aggregator=aggregator, view=view, seed=seed,
-                             hyper=hyper or {})
+                             hyper=hyper)
         with dir_lock(run_dir):  # another process training this model: wait, then load it
             if (run_dir / "config.json").is_file() and load_run_config(run_dir) != rc:
                 raise SimGRError(f"{run_dir}: cached model trained (or started) under another run config than "
