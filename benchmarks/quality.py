@@ -41,6 +41,7 @@ def main() -> int:
     p.add_argument("--input-dropout", type=float, default=TrainConfig().input_dropout)
     p.add_argument("--hidden-dropout", type=float, default=TrainConfig().hidden_dropout)
     p.add_argument("--weight-decay", type=float, default=TrainConfig().weight_decay)
+    p.add_argument("--ema-decay", type=float, default=TrainConfig().ema_decay, help="0 = no weight average")
     p.add_argument("--workdir", type=Path, help="keep data and run here (default: a temp dir)")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -49,7 +50,8 @@ def main() -> int:
     t0 = time.monotonic()
     data_dir = work / "data"
     run_dir = work / (f"run-{a.preset}-{a.layout}-{a.aggregator}-d{a.dropout}-i{a.input_dropout}"
-                      f"-h{a.hidden_dropout}-t{a.tau}-lr{a.lr}-wd{a.weight_decay}")
+                      f"-h{a.hidden_dropout}-t{a.tau}-lr{a.lr}-wd{a.weight_decay}"
+                      + (f"-ema{a.ema_decay}" if a.ema_decay else ""))
     prepare_dataset(source="lcrec", input_path=a.data, out_dir=data_dir)
     given = sorted(a.data.glob("*.index.json"))
     build_semantic_ids(data_dir=data_dir, given=given[0] if given else None)
@@ -59,7 +61,7 @@ def main() -> int:
         prompt=PromptConfig(layout=a.layout),
         train=TrainConfig(epochs=a.epochs, lr=a.lr, time_budget_min=a.budget_min, patience=100,
                           dropout=a.dropout, input_dropout=a.input_dropout, hidden_dropout=a.hidden_dropout,
-                          weight_decay=a.weight_decay),
+                          weight_decay=a.weight_decay, ema_decay=a.ema_decay),
     )
     summary = train(cfg, run_dir, resume=True)
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
@@ -77,7 +79,7 @@ def main() -> int:
         "minutes": round((time.monotonic() - t0) / 60, 2),
         "preset": a.preset, "layout": a.layout, "aggregator": a.aggregator, "dropout": a.dropout,
         "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout, "tau": a.tau, "lr": a.lr,
-        "weight_decay": a.weight_decay, "threads": torch.get_num_threads(), "budget_min": a.budget_min,
+        "weight_decay": a.weight_decay, "ema_decay": a.ema_decay, "threads": torch.get_num_threads(), "budget_min": a.budget_min,
     }
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

@@ -162,6 +162,7 @@ class TrainConfig:
     dropout: float = 0.1  # attention dropout for scratch presets
     hidden_dropout: float = 0.0  # on each attention/MLP block's output before the residual add (network/backbone.py)
     input_dropout: float = 0.2  # dropout on input vectors; +0.0015 test NDCG@10 on Instruments (README)
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (training/averaging.py)
     num_workers: int = 0  # DataLoader workers (tokenization is cheap; 0 keeps CPU for compute)
 
 

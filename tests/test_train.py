@@ -145,7 +145,7 @@ def test_ddp_two_gloo_processes(synthetic_data_dir: Path, tmp_path: Path) -> Non
 
 
 def test_lr_schedule_known_answers() -> None:
-    from model.training.train import lr_factor
+    from model.training.schedule import lr_factor
 
     assert lr_factor(step=0, total=100, warmup=10) == pytest.approx(0.1)
     assert lr_factor(step=10, total=100, warmup=10) == pytest.approx(1.0)
@@ -156,7 +156,7 @@ def test_lr_schedule_known_answers() -> None:
 
 
 def test_valid_sample_is_fixed_and_in_user_order() -> None:
-    from model.training.train import valid_sample
+    from model.training.order import valid_sample
 
     hist = [[u] for u in range(100)]
     targets = list(range(100, 200))
@@ -199,17 +199,19 @@ def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_data_dir: Path, t
     assert epochs[-2:] == [target - 1, target]
 
 
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
 def test_resumed_run_equals_an_unbroken_one(synthetic_data_dir: Path, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+                                            monkeypatch: pytest.MonkeyPatch, ema_decay: float) -> None:
     """Interrupted after epoch 1 and resumed, a run with dropout trains exactly as one never interrupted:
-    the weights, optimiser, counters and the random stream of the dropout masks all continue."""
+    the weights, optimiser, counters, the random stream of the dropout masks and the weight average (which
+    is what validates when ema_decay > 0) all continue."""
     from model.config import ModelConfig, TrainConfig
     from model.training import train as train_mod
     from model.training.run import RunConfig
 
     cfg = RunConfig(data_dir=str(synthetic_data_dir), model=ModelConfig(backbone="tiny"),
                     train=TrainConfig(epochs=3, patience=99, batch_size=16, micro_batch_size=16, lr=0.01,
-                                      dropout=0.1, input_dropout=0.2, hidden_dropout=0.1))
+                                      dropout=0.1, input_dropout=0.2, hidden_dropout=0.1, ema_decay=ema_decay))
     train_mod.train(cfg, tmp_path / "unbroken", resume=False)
     real_stop = train_mod.should_stop
     monkeypatch.setattr(train_mod, "should_stop", lambda run, state, done: True)  # the fault: killed after epoch 1

@@ -1,5 +1,6 @@
-"""The order in which an epoch visits the training examples: a seeded permutation, sharded over DDP ranks,
-with micro-batches of similar example sizes (little padding)."""
+"""Which examples a run visits and in what order: each epoch a seeded permutation of the training examples,
+sharded over DDP ranks, with micro-batches of similar example sizes (little padding); a fixed sample of
+validation users."""
 
 from __future__ import annotations
 
@@ -30,3 +31,12 @@ def epoch_order(sizes: np.ndarray, *, seed: int, epoch: int, rank: int = 0, worl
     full = [b for b in batches if len(b) == micro]
     ragged = [b for b in batches if len(b) < micro]  # at most one: kept last, where the epoch drops it
     return np.concatenate([full[i] for i in rng.permutation(len(full))] + ragged).tolist()  # type: ignore[no-any-return]
+
+
+def valid_sample(histories: list[list[int]], targets: list[int], n: int) -> tuple[list[list[int]], list[int]]:
+    """A fixed random sample of ``n`` validation users (seed 0, the same for every run), in user order; all
+    when ``n`` is 0 or at least their number."""
+    if not n or n >= len(histories):
+        return histories, targets
+    keep = np.sort(np.random.default_rng(0).choice(len(histories), n, replace=False)).tolist()
+    return [histories[i] for i in keep], [targets[i] for i in keep]

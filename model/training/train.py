@@ -9,10 +9,10 @@ optimiser step, then ``validate_and_checkpoint``; ``should_stop`` ends the run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,22 +28,13 @@ from model.network.assembly import Assembled
 from model.network.losses import log_prior
 from model.network.model import SimGR
 from model.progress import progress
-from model.training.order import epoch_order
+from model.training.averaging import WeightAverage
+from model.training.order import epoch_order, valid_sample
 from model.training.processes import broadcast, dist_setup, seed_all
 from model.training.run import RunConfig, atomic_save, build_from_config, load_checkpoint, save_run_config
+from model.training.schedule import lr_factor
 
 log = logging.getLogger(__name__)
-
-
-def lr_factor(*, step: int, total: int, warmup: int, budget_fraction: float = 0.0) -> float:
-    """Linear warmup, then cosine decay to 0 over the run. With a wall-clock budget the run's progress is
-    max(steps done / total steps, time used / budget), so a budgeted run still anneals to its end.
-
-    lr_factor(step=0, total=100, warmup=10) = 0.1; lr_factor(step=100, total=100, warmup=10) = 0.0"""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = max((step - warmup) / max(1, total - warmup), budget_fraction)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 @dataclasses.dataclass
@@ -79,6 +70,7 @@ class _Run:
     micro: int  # windows per forward
     accum: int  # forwards per optimiser step
     share_table: bool  # compute the (N, D) item table once per optimiser step, not once per forward
+    ema: WeightAverage | None  # the averaged weights validated and kept, when TrainConfig.ema_decay > 0
     steps_per_epoch: int
     warmup: int  # warm-up steps of the LR schedule
     started: float  # time.monotonic() when this session started
@@ -130,21 +122,22 @@ def _setup(cfg: RunConfig, run_dir: Path, *, resume: bool) -> tuple[_Run, TrainS
         model.item_log_prior.copy_(log_prior(data.popularity()))
     # one item table per step; not under DDP, which all-reduces inside each backward
     share = isinstance(model, SimGR) and accum > 1 and world == 1 and cfg.model.loss == "full"
-    state = _resume(run_dir, model, optim, resume=resume, rank=rank, device=device)
+    ema = WeightAverage(params, decay=tc.ema_decay) if tc.ema_decay else None
+    state = _resume(run_dir, model, optim, ema, resume=resume, rank=rank, device=device)
     run = _Run(cfg=cfg, run_dir=run_dir, method=method, built=built,
                net=DistributedDataParallel(model) if world > 1 else model, optim=optim, params=params,
                windows=windows, sizes=np.array([method.size(w, built) for w in windows], dtype=np.int64),
                targets_per_micro=max(1.0, sum(method.n_targets(w) for w in windows) * micro / max(1, len(windows))),
                valid=valid_sample(valid_h[: tc.max_users or None], valid_t[: tc.max_users or None], tc.valid_users),
-               device=device, rank=rank, world=world, micro=micro, accum=accum, share_table=share,
+               device=device, rank=rank, world=world, micro=micro, accum=accum, share_table=share, ema=ema,
                steps_per_epoch=steps_per_epoch,
                warmup=max(1, int(tc.warmup_ratio * steps_per_epoch * tc.epochs)), started=time.monotonic(),
                used_before=state.train_seconds)
     return run, state
 
 
-def _resume(run_dir: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, *, resume: bool, rank: int,
-            device: torch.device) -> TrainState:
+def _resume(run_dir: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, ema: WeightAverage | None, *,
+            resume: bool, rank: int, device: torch.device) -> TrainState:
     """Counters (and weights + optimiser) from last.pt when resuming; a fresh run starts a fresh log."""
     last_path = run_dir / "checkpoints" / "last.pt"
     if not (resume and last_path.is_file()):
@@ -154,6 +147,8 @@ def _resume(run_dir: Path, model: torch.nn.Module, optim: torch.optim.Optimizer,
     ckpt = load_checkpoint(last_path, device=device)
     model.load_state_dict(ckpt["model"])
     optim.load_state_dict(ckpt["optim"])
+    if ema is not None:
+        ema.load_state_dict(ckpt["ema"])
     state = TrainState(**ckpt["state"])
     if "rng" in ckpt:  # dropout masks continue the interrupted run's stream: a resumed run equals an unbroken one
         torch.set_rng_state(ckpt["rng"].cpu())
@@ -198,6 +193,8 @@ def train_step(run: _Run, state: TrainState, order: list[int], step: int) -> tup
     weight = seen / (run.targets_per_micro * run.accum)  # this step's targets against an average step's
     torch.nn.utils.clip_grad_norm_(run.params, run.cfg.train.grad_clip * weight)
     run.optim.step()
+    if run.ema is not None:
+        run.ema.update()
     state.step += 1
     return loss_sum, run.accum, seen
 
@@ -225,41 +222,40 @@ def _train_epoch(run: _Run, state: TrainState) -> EpochResult:
     return EpochResult(loss=loss_sum / max(1, n_loss), samples_per_s=rate, started=t_epoch, out_of_time=out_of_time)
 
 
-def valid_sample(histories: list[list[int]], targets: list[int], n: int) -> tuple[list[list[int]], list[int]]:
-    """A fixed random sample of ``n`` validation users (seed 0, the same for every run), in user order; all
-    when ``n`` is 0 or at least their number."""
-    if not n or n >= len(histories):
-        return histories, targets
-    keep = np.sort(np.random.default_rng(0).choice(len(histories), n, replace=False)).tolist()
-    return [histories[i] for i in keep], [targets[i] for i in keep]
-
-
-def validate_and_checkpoint(run: _Run, state: TrainState, done: EpochResult) -> None:
-    """Validate (rank 0) when due, keep best.pt on a gain, save last.pt and append the epoch to the log."""
-    tc, epoch = run.cfg.train, state.epoch
-    record: dict[str, Any] = {"epoch": epoch, "train_loss": done.loss, "train_samples_per_s": done.samples_per_s,
-                              "lr": run.optim.param_groups[0]["lr"], "partial_epoch": done.out_of_time}
-    due = epoch % tc.eval_every == 0 or done.out_of_time or epoch == tc.epochs
-    model = run.built.model
+def _validate(run: _Run, state: TrainState, record: dict[str, Any], *, due: bool) -> None:
+    """On rank 0: validate when due and keep best.pt on a gain (a final run keeps its last epoch)."""
+    tc, model, best_path = run.cfg.train, run.built.model, run.run_dir / "checkpoints" / "best.pt"
     if run.rank == 0 and run.cfg.final:  # nothing held out to validate on: the last epoch is the model
-        atomic_save({"model": model.state_dict(), "epoch": epoch, "valid": None}, run.run_dir / "checkpoints" / "best.pt")
+        atomic_save({"model": model.state_dict(), "epoch": state.epoch, "valid": None}, best_path)
     elif run.rank == 0 and due:
         m = evaluate_model(run.method, run.built, *run.valid, batch_size=tc.eval_batch_size, device=run.device,
                            desc="valid")
         record.update({f"valid_{k}": m[k] for k in ("ndcg@10", "hr@10")})
         if m["ndcg@10"] > state.best:
-            state.best, state.best_epoch, state.bad_epochs = m["ndcg@10"], epoch, 0
-            atomic_save({"model": model.state_dict(), "epoch": epoch, "valid": m},
-                        run.run_dir / "checkpoints" / "best.pt")
+            state.best, state.best_epoch, state.bad_epochs = m["ndcg@10"], state.epoch, 0
+            atomic_save({"model": model.state_dict(), "epoch": state.epoch, "valid": m}, best_path)
         else:
             state.bad_epochs += 1
+
+
+def validate_and_checkpoint(run: _Run, state: TrainState, done: EpochResult) -> None:
+    """Validate when due (the averaged weights when TrainConfig.ema_decay > 0), keep best.pt on a gain, save
+    last.pt and append the epoch to the log."""
+    tc, epoch = run.cfg.train, state.epoch
+    record: dict[str, Any] = {"epoch": epoch, "train_loss": done.loss, "train_samples_per_s": done.samples_per_s,
+                              "lr": run.optim.param_groups[0]["lr"], "partial_epoch": done.out_of_time}
+    due = epoch % tc.eval_every == 0 or done.out_of_time or epoch == tc.epochs
+    with run.ema.swapped() if run.ema is not None else contextlib.nullcontext():
+        _validate(run, state, record, due=due)
     state.bad_epochs = int(broadcast(float(state.bad_epochs), run.device))
     if run.rank == 0:
-        rng = {"rng": torch.get_rng_state()}
+        extra: dict[str, Any] = {"rng": torch.get_rng_state()}
         if run.device.type == "cuda":
-            rng["cuda_rng"] = torch.cuda.get_rng_state(run.device)
-        atomic_save({"model": model.state_dict(), "optim": run.optim.state_dict(),
-                     "state": dataclasses.asdict(state), **rng}, run.last_path)
+            extra["cuda_rng"] = torch.cuda.get_rng_state(run.device)
+        if run.ema is not None:
+            extra["ema"] = run.ema.state_dict()
+        atomic_save({"model": run.built.model.state_dict(), "optim": run.optim.state_dict(),
+                     "state": dataclasses.asdict(state), **extra}, run.last_path)
         record["seconds"] = round(time.monotonic() - done.started, 2)  # training + validation + saving
         with open(run.run_dir / "train_log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
