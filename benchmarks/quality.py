@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from model.config import ModelConfig, PromptConfig, TrainConfig
+from model.config import ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
 from model.data.prepare import prepare_dataset
 from model.evaluation.evaluate import evaluate_model, write_metrics
 from model.semantic_ids.assign import build_semantic_ids
@@ -42,19 +42,24 @@ def main() -> int:
     p.add_argument("--hidden-dropout", type=float, default=TrainConfig().hidden_dropout)
     p.add_argument("--weight-decay", type=float, default=TrainConfig().weight_decay)
     p.add_argument("--ema-decay", type=float, default=TrainConfig().ema_decay, help="0 = no weight average")
+    p.add_argument("--uniqueness", default=RQVAEConfig().uniqueness, choices=["lowest", "spread"],
+                   help="spread: given IDs gain a spread level (model/semantic_ids/assign.py)")
+    p.add_argument("--unique-codes", type=int, default=RQVAEConfig().unique_codes)
     p.add_argument("--workdir", type=Path, help="keep data and run here (default: a temp dir)")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     work = a.workdir or Path(tempfile.mkdtemp(prefix="simgr-quality-"))
     t0 = time.monotonic()
-    data_dir = work / "data"
+    ids = f"-{a.uniqueness}{a.unique_codes}" if a.uniqueness != "lowest" else ""
+    data_dir = work / f"data{ids}"  # one per ID rule: a kept run must find the IDs it was trained on
     run_dir = work / (f"run-{a.preset}-{a.layout}-{a.aggregator}-d{a.dropout}-i{a.input_dropout}"
                       f"-h{a.hidden_dropout}-t{a.tau}-lr{a.lr}-wd{a.weight_decay}"
-                      + (f"-ema{a.ema_decay}" if a.ema_decay else ""))
+                      + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids)
     prepare_dataset(source="lcrec", input_path=a.data, out_dir=data_dir)
     given = sorted(a.data.glob("*.index.json"))
-    build_semantic_ids(data_dir=data_dir, given=given[0] if given else None)
+    build_semantic_ids(data_dir=data_dir, given=given[0] if given else None,
+                       cfg=RQVAEConfig(uniqueness=a.uniqueness, unique_codes=a.unique_codes))
     cfg = RunConfig(
         data_dir=str(data_dir),
         model=ModelConfig(backbone=a.preset, aggregator=a.aggregator, tau=a.tau),
@@ -79,7 +84,8 @@ def main() -> int:
         "minutes": round((time.monotonic() - t0) / 60, 2),
         "preset": a.preset, "layout": a.layout, "aggregator": a.aggregator, "dropout": a.dropout,
         "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout, "tau": a.tau, "lr": a.lr,
-        "weight_decay": a.weight_decay, "ema_decay": a.ema_decay, "threads": torch.get_num_threads(), "budget_min": a.budget_min,
+        "weight_decay": a.weight_decay, "ema_decay": a.ema_decay, "uniqueness": a.uniqueness,
+        "unique_codes": a.unique_codes, "threads": torch.get_num_threads(), "budget_min": a.budget_min,
     }
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

@@ -169,6 +169,26 @@ def test_given_ids_keep_length_and_become_unique(tmp_path: Path) -> None:
     assert saved["max_collision_group"] == 3
 
 
+def test_given_ids_with_spread_get_a_spread_level(tmp_path: Path) -> None:
+    """--uniqueness spread on given IDs: the reassigned IDs keep their codes and gain a fifth level whose
+    code is the tuple's spread offset (every tuple is unique by then), recorded in the space."""
+    from model.config import RQVAEConfig
+    from model.semantic_ids.space import spread_start
+
+    data = make_data_dir(tmp_path / "data", ["t"] * 3)
+    given = {"i0": ["<a_1>", "<b_2>", "<c_3>", "<d_5>"], "i1": ["<a_1>", "<b_2>", "<c_3>", "<d_5>"],
+             "i2": ["<a_9>", "<b_9>", "<c_9>", "<d_9>"]}
+    (tmp_path / "X.index.json").write_text(json.dumps(given))
+    report = build_semantic_ids(data_dir=data, given=tmp_path / "X.index.json",
+                                cfg=RQVAEConfig(uniqueness="spread", unique_codes=64))
+    assert report["n_levels"] == 5
+    sids = load_semantic_ids(data, ["i0", "i1", "i2"])
+    assert [s[:4] for s in sids] == [given["i0"], ["<a_1>", "<b_2>", "<c_3>", "<d_0>"], given["i2"]]
+    assert [s[4] for s in sids] == [f"<e_{spread_start(t, 64)}>" for t in ((1, 2, 3, 5), (1, 2, 3, 0), (9, 9, 9, 9))]
+    space = json.loads((data / "sid_space.json").read_text())
+    assert space == {"sizes": [256, 256, 256, 256, 64], "uniqueness": "spread"}
+
+
 def test_given_ids_missing_items_is_a_clear_error(tmp_path: Path) -> None:
     data = make_data_dir(tmp_path / "data", ["t"] * 3)
     (tmp_path / "X.index.json").write_text(json.dumps({"i0": ["<a_1>"]}))

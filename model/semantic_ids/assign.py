@@ -6,6 +6,8 @@ Two sources (``build_semantic_ids``):
   items sharing a tuple, or with ``uniqueness="spread"`` codes from a per-tuple offset.
 - ``given``: precomputed IDs (LC-Rec ``X.index.json`` / ``given_sids.json``: {item_id: [tokens]}); the
   length L is kept and colliding items get the lowest free last-level code under their (L-1)-prefix.
+  With ``uniqueness="spread"`` a spread level is then appended, so every item also gets a row it shares
+  with only a few unrelated items.
 
 Pure helpers (no I/O) come first; each docstring has a worked example.
 """
@@ -174,6 +176,8 @@ def build_semantic_ids(
         raw = _read_sid_file(Path(given), item_ids)
         shutil.rmtree(data_dir / "quantizer", ignore_errors=True)  # given IDs: no quantizer can code new items
         final = dedup_reassign_last(raw, cfg.given_codebook_size)
+        if cfg.uniqueness == "spread":
+            final = dedup_spread_level(final, cfg.unique_codes)
         report = {"source": "given", "given_file": str(given), "recon_loss": None,
                   "utilization_per_level": utilization(raw, [cfg.given_codebook_size] * raw.shape[1])}
     else:
@@ -186,10 +190,10 @@ def build_semantic_ids(
     before, after = collision_stats(raw), collision_stats(final)
     assert after.max_group == 1, "dedup left collisions"  # both dedup rules guarantee uniqueness
     write_semantic_ids(data_dir, item_ids, final)
-    last = cfg.given_codebook_size if given is not None else cfg.unique_codes
+    last = cfg.given_codebook_size if given is not None and cfg.uniqueness == "lowest" else cfg.unique_codes
     sizes = [*(cfg.codebook_sizes if given is None else [cfg.given_codebook_size] * (final.shape[1] - 1)), last]
     sizes = [max(s, int(c) + 1) for s, c in zip(sizes, final.max(axis=0), strict=True)]
-    SidSpace(sizes=tuple(sizes), uniqueness="lowest" if given is not None else cfg.uniqueness).write(data_dir)
+    SidSpace(sizes=tuple(sizes), uniqueness=cfg.uniqueness).write(data_dir)
     report.update({
         "n_items": len(item_ids), "n_levels": int(final.shape[1]),
         "collision_rate_before_dedup": before.collision_rate, "max_collision_group": before.max_group,
