@@ -42,6 +42,7 @@ def main() -> int:
     p.add_argument("--hidden-dropout", type=float, default=TrainConfig().hidden_dropout)
     p.add_argument("--weight-decay", type=float, default=TrainConfig().weight_decay)
     p.add_argument("--ema-decay", type=float, default=TrainConfig().ema_decay, help="0 = no weight average")
+    p.add_argument("--seed", type=int, default=TrainConfig().seed, help="init, batch order and dropout")
     p.add_argument("--uniqueness", default=RQVAEConfig().uniqueness, choices=["lowest", "spread"],
                    help="spread: given IDs gain a spread level (model/semantic_ids/assign.py)")
     p.add_argument("--unique-codes", type=int, default=RQVAEConfig().unique_codes)
@@ -55,7 +56,8 @@ def main() -> int:
     data_dir = work / f"data{ids}"  # one per ID rule: a kept run must find the IDs it was trained on
     run_dir = work / (f"run-{a.preset}-{a.layout}-{a.aggregator}-d{a.dropout}-i{a.input_dropout}"
                       f"-h{a.hidden_dropout}-t{a.tau}-lr{a.lr}-wd{a.weight_decay}"
-                      + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids)
+                      + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids
+                      + (f"-s{a.seed}" if a.seed != TrainConfig().seed else ""))
     prepare_dataset(source="lcrec", input_path=a.data, out_dir=data_dir)
     given = sorted(a.data.glob("*.index.json"))
     build_semantic_ids(data_dir=data_dir, given=given[0] if given else None,
@@ -66,7 +68,7 @@ def main() -> int:
         prompt=PromptConfig(layout=a.layout),
         train=TrainConfig(epochs=a.epochs, lr=a.lr, time_budget_min=a.budget_min, patience=100,
                           dropout=a.dropout, input_dropout=a.input_dropout, hidden_dropout=a.hidden_dropout,
-                          weight_decay=a.weight_decay, ema_decay=a.ema_decay),
+                          weight_decay=a.weight_decay, ema_decay=a.ema_decay, seed=a.seed),
     )
     summary = train(cfg, run_dir, resume=True)
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
@@ -86,6 +88,7 @@ def main() -> int:
         "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout, "tau": a.tau, "lr": a.lr,
         "weight_decay": a.weight_decay, "ema_decay": a.ema_decay, "uniqueness": a.uniqueness,
         "unique_codes": a.unique_codes, "threads": torch.get_num_threads(), "budget_min": a.budget_min,
+        "seed": a.seed,
     }
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
