@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
 
 from model.errors import SimGRError, describe_errors
 
@@ -162,7 +162,7 @@ class TrainConfig:
     dropout: float = 0.1  # attention dropout for scratch presets
     hidden_dropout: float = 0.0  # on each attention/MLP block's output before the residual add (network/backbone.py)
     input_dropout: float = 0.2  # dropout on input vectors; +0.0015 test NDCG@10 on Instruments (README)
-    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (training/averaging.py)
+    ema_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # > 0: validate and keep an exponential moving average of the weights (training/averaging.py)
     num_workers: int = 0  # DataLoader workers (tokenization is cheap; 0 keeps CPU for compute)
 
 

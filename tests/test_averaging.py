@@ -63,3 +63,11 @@ def test_run_keeps_the_averaged_weights(synthetic_data_dir: Path, tmp_path: Path
     kept = [best[k] for k, v in last["model"].items() if v.is_floating_point()]
     assert len(shadow) <= len(trained)
     assert all(any(torch.equal(s, k) for k in kept) for s in shadow)
+
+
+def test_bad_decay_is_one_line_error(synthetic_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), "--ema-decay", "1.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["simgr: error: command line: ema_decay: Input should be less than 1 (got 1.5)"]
+    assert not (run / "checkpoints").exists()
