@@ -182,3 +182,36 @@ def test_spread_ids_carry_their_rule_into_the_bundle_and_its_additions(quant_dat
     _, _, outcomes = b.catalog.apply([Upsert("new", title="New", codes=prefix, full=False)],
                                      unique=unique_code(b.space), embed=b.embedder())
     assert tuple(outcomes[0].sid) == (*prefix, free_code(prefix, used, b.space.sizes[-1], "spread"))
+
+
+def test_given_ids_with_spread_carry_the_rule_into_additions(quant_data_dir: Path, tmp_path: Path) -> None:
+    """semantic-ids --given F --uniqueness spread -> a fifth level -> bundle: an item added while serving with
+    its four given codes gets its fifth code by the spread rule."""
+    import shutil
+
+    from index.catalog import Upsert
+    from model.config import RQVAEConfig
+    from model.export.bundle import Bundle
+    from model.export.living import unique_code
+    from model.export.synthetic import make_random_bundle
+    from model.semantic_ids.assign import build_semantic_ids
+    from model.semantic_ids.space import free_code
+
+    data = tmp_path / "data"
+    shutil.copytree(quant_data_dir, data)
+    item_ids = [it.item_id for it in load_items(data / "items.jsonl")]
+    rng = np.random.default_rng(0)
+    given = {i: [f"<{lvl}_{int(c)}>" for lvl, c in zip("abcd", rng.integers(0, 4, size=4), strict=True)]
+             for i in item_ids}
+    (tmp_path / "X.index.json").write_text(json.dumps(given))
+    build_semantic_ids(data_dir=data, given=tmp_path / "X.index.json",
+                       cfg=RQVAEConfig(uniqueness="spread", unique_codes=64))
+    codes = tokens_to_codes(load_semantic_ids(data, item_ids))
+    assert codes.shape[1] == 5
+    b = Bundle.load(make_random_bundle(tmp_path / "bundle", preset="tiny", data_dir=data))
+    assert (b.space.uniqueness, b.space.sizes[-1]) == ("spread", 64)
+    prefix = tuple(int(c) for c in codes[0, :-1])
+    used = {int(c[-1]) for c in codes if tuple(int(x) for x in c[:-1]) == prefix}
+    _, _, outcomes = b.catalog.apply([Upsert("new", title="New", codes=prefix, full=False)],
+                                     unique=unique_code(b.space), embed=b.embedder())
+    assert tuple(outcomes[0].sid) == (*prefix, free_code(prefix, used, 64, "spread"))
