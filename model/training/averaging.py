@@ -23,24 +23,23 @@ class WeightAverage:
     def __init__(self, params: list[torch.nn.Parameter], *, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must be in (0, 1), got {decay}")
-        self.params = params
+        self.weights = [p.detach() for p in params]  # views of the parameters' storage, made once
         self.decay = decay
-        self.shadow = [p.detach().clone() for p in params]
+        self.shadow = [w.clone() for w in self.weights]
 
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - self.decay)
+        torch._foreach_lerp_(self.shadow, self.weights, 1.0 - self.decay)
 
     @contextlib.contextmanager
     def swapped(self) -> Iterator[None]:
         """The averaged weights in place of the trained ones inside the block."""
-        weights = [p.detach() for p in self.params]
-        trained = [w.clone() for w in weights]
-        torch._foreach_copy_(weights, self.shadow)
+        trained = [w.clone() for w in self.weights]
+        torch._foreach_copy_(self.weights, self.shadow)
         try:
             yield
         finally:
-            torch._foreach_copy_(weights, trained)
+            torch._foreach_copy_(self.weights, trained)
 
     def state_dict(self) -> dict[str, object]:
         return {"decay": self.decay, "shadow": [s.clone() for s in self.shadow]}
