@@ -63,6 +63,24 @@ def test_mean_item_embedding_is_mean_of_sid_rows() -> None:
     assert torch.allclose(built.model.item_embeddings()[3], rows[ids].mean(0))
 
 
+def test_mean_item_table_fast_path_equals_the_rows_mean_with_its_gradient() -> None:
+    """The mean aggregator's one-pass table (embedding_bag) gives the values and embedding gradients of the
+    generic path, which gathers (N, L, D) rows first (an aggregator other than MeanAggregator takes it)."""
+    built = tiny()
+    model = built.model
+    w = torch.randn(model.n_items, generator=torch.Generator().manual_seed(3))
+    fast = model.item_embeddings()  # (N, D)
+    (fast @ fast[0] * w).sum().backward()
+    g_fast = model.input_embeddings().weight.grad.clone()
+    model.zero_grad()
+    rows = model.input_embeddings()(model.sid_token_ids)  # (N, L, D)
+    slow = F.normalize(rows.mean(1), dim=-1)
+    (slow @ slow[0] * w).sum().backward()
+    assert torch.allclose(fast, slow, atol=1e-6)
+    assert torch.allclose(g_fast, model.input_embeddings().weight.grad, atol=1e-5)
+    assert g_fast.abs().sum() > 0
+
+
 @pytest.mark.parametrize("name", AGGREGATORS)
 def test_aggregators_start_at_the_mean_and_learn(name: str) -> None:
     x = torch.randn(5, 4, 8, requires_grad=True)  # (N, L, D)
