@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_confi
 from model.errors import SimGRError, describe_errors
 
 Uniqueness = Literal["lowest", "spread"]  # the semantic-ID uniqueness rules (model/semantic_ids/space.py)
+Autocast = Literal["auto", "bf16", "off"]  # mixed precision of training steps (model/training/precision.py)
 
 T = TypeVar("T")
 
@@ -163,6 +164,9 @@ class TrainConfig:
     hidden_dropout: float = 0.0  # on each attention/MLP block's output before the residual add (network/backbone.py)
     input_dropout: float = 0.2  # dropout on input vectors; +0.0015 test NDCG@10 on Instruments (README)
     ema_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # > 0: validate and keep an exponential moving average of the weights (training/averaging.py)
+    autocast: Autocast = "auto"  # bf16 mixed precision in training steps. auto: on CUDA
+    # only. bf16: also on a CPU, worth it where it has AMX (Sapphire Rapids and later; 2.7x a step, README),
+    # much slower on a CPU without bf16 units. Validation, evaluation and export ignore it.
     num_workers: int = 0  # DataLoader workers (tokenization is cheap; 0 keeps CPU for compute)
 
 

@@ -30,6 +30,7 @@ from model.network.model import SimGR
 from model.progress import progress
 from model.training.averaging import WeightAverage
 from model.training.order import epoch_order, valid_sample
+from model.training.precision import step_autocast
 from model.training.processes import broadcast, dist_setup, seed_all
 from model.training.run import RunConfig, atomic_save, build_from_config, load_checkpoint, save_run_config
 from model.training.schedule import lr_factor
@@ -172,7 +173,7 @@ def train_step(run: _Run, state: TrainState, order: list[int], step: int) -> tup
     whatever the size of the batch it lands in (size-pooled batches hold 1 to 20 targets per window);
     clipping bounds the step's mean gradient per target, so it keeps the step's weight too.
     ``share_table``: the micro-batches score a detached item table whose gradient one backward carries on."""
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=run.device.type == "cuda")
+    autocast = step_autocast(run.cfg.train.autocast, run.device)
     run.optim.zero_grad(set_to_none=True)
     with autocast:
         table = run.built.model.item_embeddings() if run.share_table else None  # (N, D), graph to weights
