@@ -19,7 +19,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM
 
 def test_every_benchmark_is_listed() -> None:
     assert [p.name for p in SCRIPTS] == ["batch_scoring.py", "batching.py", "cold_items.py", "decode_cost.py", "generative_cost.py",
-                                         "http_load.py", "index_scale.py", "prefix_sharing.py", "prepare_scale.py", "quality.py",
+                                         "http_load.py", "index_scale.py", "mixed_precision.py", "prefix_sharing.py", "prepare_scale.py", "quality.py",
                                          "serve_load.py", "serve_memory.py", "text_baseline.py",
                                          "train_scale.py"]
 
@@ -67,3 +67,17 @@ def test_batching_synthetic_prints_one_json_line() -> None:
     for side in ("on", "off"):
         assert result[f"train_samples_per_s_{side}"] > 0
         assert result[f"rank_users_per_s_{side}"] > 0
+
+
+def test_mixed_precision_synthetic_prints_one_json_line() -> None:
+    cmd = [sys.executable, "benchmarks/mixed_precision.py", "--backbone", "tiny", "--steps", "2", "--rounds", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["train_samples_per_s_fp32"] > 0
+    assert result["train_samples_per_s_bf16"] > 0
+    ratio = result["train_samples_per_s_bf16"] / result["train_samples_per_s_fp32"]
+    assert result["train_speedup"] == pytest.approx(ratio, abs=0.01)
+    assert 0 <= result["max_rel_loss_gap"] < 0.05  # bf16 products, fp32 softmax: the same loss to ~1e-3
