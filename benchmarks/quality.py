@@ -36,7 +36,8 @@ def main() -> int:
     p.add_argument("--aggregator", default="mean")
     p.add_argument("--lr", type=float, default=TrainConfig().lr)
     p.add_argument("--tau", type=float, default=ModelConfig().tau)
-    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--epochs", type=int, default=50, help="epoch cap; the learning rate anneals to 0 by the "
+                   "cap or the budget, whichever comes first")
     p.add_argument("--dropout", type=float, default=TrainConfig().dropout)
     p.add_argument("--input-dropout", type=float, default=TrainConfig().input_dropout)
     p.add_argument("--hidden-dropout", type=float, default=TrainConfig().hidden_dropout)
@@ -46,6 +47,8 @@ def main() -> int:
     p.add_argument("--uniqueness", default=RQVAEConfig().uniqueness, choices=["lowest", "spread"],
                    help="spread: given IDs gain a spread level (model/semantic_ids/assign.py)")
     p.add_argument("--unique-codes", type=int, default=RQVAEConfig().unique_codes)
+    p.add_argument("--autocast", default=TrainConfig().autocast, choices=["auto", "bf16", "off"],
+                   help="bf16: mixed precision on the CPU too (pays with AMX; model/training/precision.py)")
     p.add_argument("--workdir", type=Path, help="keep data and run here (default: a temp dir)")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -57,7 +60,9 @@ def main() -> int:
     run_dir = work / (f"run-{a.preset}-{a.layout}-{a.aggregator}-d{a.dropout}-i{a.input_dropout}"
                       f"-h{a.hidden_dropout}-t{a.tau}-lr{a.lr}-wd{a.weight_decay}"
                       + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids
-                      + (f"-s{a.seed}" if a.seed != TrainConfig().seed else ""))
+                      + (f"-s{a.seed}" if a.seed != TrainConfig().seed else "")
+                      + (f"-e{a.epochs}" if a.epochs != 50 else "")
+                      + (f"-{a.autocast}" if a.autocast != TrainConfig().autocast else ""))
     prepare_dataset(source="lcrec", input_path=a.data, out_dir=data_dir)
     given = sorted(a.data.glob("*.index.json"))
     build_semantic_ids(data_dir=data_dir, given=given[0] if given else None,
@@ -68,7 +73,8 @@ def main() -> int:
         prompt=PromptConfig(layout=a.layout),
         train=TrainConfig(epochs=a.epochs, lr=a.lr, time_budget_min=a.budget_min, patience=100,
                           dropout=a.dropout, input_dropout=a.input_dropout, hidden_dropout=a.hidden_dropout,
-                          weight_decay=a.weight_decay, ema_decay=a.ema_decay, seed=a.seed),
+                          weight_decay=a.weight_decay, ema_decay=a.ema_decay, seed=a.seed,
+                          autocast=a.autocast),
     )
     summary = train(cfg, run_dir, resume=True)
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
@@ -88,7 +94,7 @@ def main() -> int:
         "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout, "tau": a.tau, "lr": a.lr,
         "weight_decay": a.weight_decay, "ema_decay": a.ema_decay, "uniqueness": a.uniqueness,
         "unique_codes": a.unique_codes, "threads": torch.get_num_threads(), "budget_min": a.budget_min,
-        "seed": a.seed,
+        "seed": a.seed, "max_epochs": a.epochs, "autocast": a.autocast,
     }
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
