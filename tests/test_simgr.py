@@ -10,7 +10,7 @@ from model.config import ModelConfig, PromptConfig
 from model.data.synthetic import random_sids
 from model.network.aggregators import AGGREGATORS, make_aggregator
 from model.network.assembly import build_model
-from model.network.model import full_softmax_loss
+from model.network.model import full_softmax_loss, l2_normalize
 from model.network.prompt import build_prompt, collate
 from model.network.windows import make_windows
 
@@ -61,6 +61,20 @@ def test_mean_item_embedding_is_mean_of_sid_rows() -> None:
     rows = built.model.input_embeddings().weight  # (V, D)
     ids = built.model.sid_token_ids[3]
     assert torch.allclose(built.model.item_embeddings()[3], rows[ids].mean(0))
+
+
+def test_l2_normalize_matches_f_normalize_with_its_gradient() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(l2_normalize, (x,))
+    up = torch.randn(6, 5, dtype=torch.float64, generator=g)
+    (l2_normalize(x) * up).sum().backward()
+    mine = x.grad.clone()
+    x.grad = None
+    (F.normalize(x, dim=-1) * up).sum().backward()
+    assert torch.allclose(l2_normalize(x), F.normalize(x, dim=-1))
+    assert torch.allclose(mine, x.grad)
+    assert torch.equal(l2_normalize(torch.zeros(1, 3)), torch.zeros(1, 3))  # a zero row stays zero, as F.normalize
 
 
 def test_mean_item_table_fast_path_equals_the_rows_mean_with_its_gradient() -> None:
