@@ -123,7 +123,7 @@ class PromptConfig:
 @with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    backbone: str = "small"  # preset name (tiny|small|medium|large|base) or a local HF checkpoint directory
+    backbone: str = "small"  # preset name (tiny|small|medium|large|xlarge|base) or a local HF checkpoint directory
     lora: bool = False  # LoRA adapters (only sensible for a pretrained checkpoint)
     lora_rank: int = 8  # LC-Rec's default r
     lora_alpha: int = 32  # LC-Rec's default alpha

@@ -47,6 +47,9 @@ PRESETS: dict[str, Preset] = {
     # 1.5x medium's width, for a whole 2-core CPU: ~2x medium's step time
     "large": Preset(hidden_size=384, num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
                     intermediate_size=1536),
+    # 4x medium's width, for a multi-core CPU with AMX and `--autocast bf16` (model/training/precision.py)
+    "xlarge": Preset(hidden_size=512, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
+                     intermediate_size=2048),
     # for GPUs: ~20M parameters in the blocks
     "base": Preset(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
                    intermediate_size=1536),
