@@ -44,3 +44,16 @@ def test_semantic_ids_default_to_given_ids_without_text(tmp_path: Path, capsys: 
     written = json.loads((data / "semantic_ids.json").read_text())
     assert written["1"] == ["<a_1>", "<b_1>", "<c_0>"]
     assert len({tuple(v) for v in written.values()}) == 6  # unique after dedup
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--label-smoothing", "1.5"], "simgr: error: command line: label_smoothing: Input should be less than 1 (got 1.5)"),
+    (["--label-smoothing", "0.1", "--loss", "sampled"],
+     "simgr: error: label smoothing spreads over every item: it needs loss=full, not loss=sampled"),
+])
+def test_bad_label_smoothing_is_one_line_error(synthetic_data_dir: Path, tmp_path: Path, flags: list[str],
+                                               message: str, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), "--backbone", "tiny", *flags]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [message]
+    assert not (run / "checkpoints").exists()

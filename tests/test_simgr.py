@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from model.config import ModelConfig, PromptConfig
 from model.data.synthetic import random_sids
+from model.errors import SimGRError
 from model.network.aggregators import AGGREGATORS, make_aggregator
 from model.network.assembly import build_model
 from model.network.model import full_softmax_loss, l2_normalize
@@ -61,6 +62,23 @@ def test_mean_item_embedding_is_mean_of_sid_rows() -> None:
     rows = built.model.input_embeddings().weight  # (V, D)
     ids = built.model.sid_token_ids[3]
     assert torch.allclose(built.model.item_embeddings()[3], rows[ids].mean(0))
+
+
+@pytest.mark.parametrize("chunk", [1000, 8])
+def test_label_smoothing_equals_cross_entropy_with_smoothing(chunk: int) -> None:
+    g = torch.Generator().manual_seed(1)
+    h, items = torch.randn(7, 16, generator=g), torch.randn(50, 16, generator=g)
+    targets = torch.randint(0, 50, (7,), generator=g)
+    ref = F.cross_entropy(h @ items.T / 0.1, targets, label_smoothing=0.2)
+    got = full_softmax_loss(h, items, targets, tau=0.1, chunk=chunk, smoothing=0.2)
+    assert torch.allclose(got, ref, atol=1e-4)
+    assert not torch.allclose(got, full_softmax_loss(h, items, targets, tau=0.1, chunk=chunk), atol=1e-3)
+
+
+def test_label_smoothing_with_a_sampled_loss_is_refused() -> None:
+    cfg = ModelConfig(backbone="tiny", loss="sampled", label_smoothing=0.1)
+    with pytest.raises(SimGRError, match="needs loss=full"):
+        build_model(cfg, PromptConfig(), random_sids(10, seed=1), seed=0)
 
 
 def test_l2_normalize_matches_f_normalize_with_its_gradient() -> None:

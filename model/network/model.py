@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from model.config import ModelConfig, PromptConfig
+from model.errors import SimGRError
 from model.network.aggregators import MeanAggregator, make_aggregator
 from model.network.losses import draw_candidates, sampled_softmax_loss
 from model.network.prompt import PromptBatch
@@ -30,6 +31,8 @@ class SimGR(nn.Module):
     def __init__(self, *, backbone: nn.Module, sid_token_ids: torch.Tensor, cfg: ModelConfig,
                  prompt: PromptConfig, input_dropout: float = 0.0) -> None:
         super().__init__()
+        if cfg.label_smoothing and cfg.loss != "full":
+            raise SimGRError("label smoothing spreads over every item: it needs loss=full, not loss=sampled")
         self.input_dropout = nn.Dropout(input_dropout)  # on the input vectors, training only
         self.backbone = backbone
         self.cfg = cfg
@@ -114,7 +117,7 @@ class SimGR(nn.Module):
         at = batch.targets >= 0  # (B, T)
         h = self._score_space(hidden[at])  # (M, D), one row per history prefix
         loss = full_softmax_loss(h, item_table.float(), batch.targets[at], tau=self.cfg.tau,
-                                 chunk=self.cfg.loss_chunk_items)
+                                 chunk=self.cfg.loss_chunk_items, smoothing=self.cfg.label_smoothing)
         return h_last, loss
 
 
@@ -164,13 +167,17 @@ def _chunk_lse(h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 
 
 def full_softmax_loss(h: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *, tau: float,
-                      chunk: int) -> torch.Tensor:
+                      chunk: int, smoothing: float = 0.0) -> torch.Tensor:
     """mean_m [ logsumexp_i(<h_m, e_i>/tau) - <h_m, e_{t_m}>/tau ] over ALL items.
 
     h (M, D), items (N, D), targets (M,). Catalogs larger than ``chunk`` are processed chunk by chunk with
-    activation checkpointing, so memory is O(M * chunk) instead of O(M * N)."""
+    activation checkpointing, so memory is O(M * chunk) instead of O(M * N). ``smoothing`` eps: the target
+    term becomes (1 - eps) <h_m, e_t>/tau + eps mean_i <h_m, e_i>/tau, and the mean over items is one
+    product with the mean item vector, never an (M, N) pass."""
     h = h / tau  # (M, D): scaling h, not the (M, N) scores, saves a pass over them both ways
     pos = (h * items[targets]).sum(-1)  # (M,)
+    if smoothing:
+        pos = (1 - smoothing) * pos + smoothing * (h @ items.mean(0))
     if items.shape[0] <= chunk:
         lse = _chunk_lse(h, items)
     else:
