@@ -168,7 +168,7 @@ class TrainConfig:
     ema_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # > 0: validate and keep an exponential moving average of the weights (training/averaging.py)
     autocast: Autocast = "auto"  # bf16 mixed precision in training steps. auto: on CUDA
     # only. bf16: also on a CPU, worth it where it has AMX (Sapphire Rapids and later; 1.3x a `large` step, README),
-    # much slower on a CPU without bf16 units. Validation, evaluation and export ignore it.
+    # expected slower on a CPU without bf16 units (not measured here). Validation, evaluation and export ignore it.
     num_workers: int = 0  # DataLoader workers (tokenization is cheap; 0 keeps CPU for compute)
 
 
