@@ -14,8 +14,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -49,27 +47,11 @@ def loss_gap(run: Any, order: list[int], batches: int) -> float:
 
 
 def train_rates(data: Path, backbone: str, steps: int, rounds: int) -> dict[str, Any]:
-    from model.config import ModelConfig
-    from model.training.order import epoch_order
-    from model.training.run import RunConfig
-    from model.training.train import _setup, train_step
+    from prefix_sharing import alternate_rates, trainer
 
-    cfg = RunConfig(data_dir=str(data), model=ModelConfig(backbone=backbone))
-    run, state = _setup(cfg, Path(tempfile.mkdtemp(prefix="simgr_bf16_")), resume=False)
-    run.net.train()
-    order = epoch_order(run.sizes, seed=0, epoch=0)
-    rates: dict[str, list[float]] = {"off": [], "bf16": []}
-    step = 0
-    for _ in range(rounds):
-        for mode in ("off", "bf16"):
-            r = _with_autocast(run, mode)
-            train_step(r, state, order, step)  # warm
-            t, seen = time.perf_counter(), 0
-            for s in range(step + 1, step + 1 + steps):
-                seen += train_step(r, state, order, s % run.steps_per_epoch)[2]
-            rates[mode].append(seen / (time.perf_counter() - t))
-            step += steps + 1
-    return {"rates": {m: round(max(r), 1) for m, r in rates.items()},
+    run, state, order = trainer(data, backbone)
+    modes = {mode: (lambda m=mode: _with_autocast(run, m)) for mode in ("off", "bf16")}
+    return {"rates": alternate_rates(state, order, modes, steps=steps, rounds=rounds),
             "loss_gap": round(loss_gap(run, order, batches=8), 5)}
 
 

@@ -18,36 +18,62 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_rate(data: Path, backbone: str, steps: int, rounds: int) -> dict[str, float]:
+def trainer(data: Path, backbone: str) -> tuple[Any, Any, list[int]]:
+    """The real trainer's run, its state and an epoch's batch order on ``data``, ready for ``train_step``."""
     from model.config import ModelConfig
-    from model.network.model import SimGR
     from model.training.order import epoch_order
     from model.training.run import RunConfig
-    from model.training.train import _setup, train_step
+    from model.training.train import _setup
 
     cfg = RunConfig(data_dir=str(data), model=ModelConfig(backbone=backbone))
-    run, state = _setup(cfg, Path(tempfile.mkdtemp(prefix="simgr_prefix_")), resume=False)
+    run, state = _setup(cfg, Path(tempfile.mkdtemp(prefix="simgr_bench_")), resume=False)
     run.net.train()
-    order = epoch_order(run.sizes, seed=0, epoch=0)
-    rates: dict[str, list[float]] = {"on": [], "off": []}
+    return run, state, epoch_order(run.sizes, seed=0, epoch=0)
+
+
+def alternate_rates(state: Any, order: list[int], modes: dict[str, Callable[[], Any]], *, steps: int,
+                    rounds: int) -> dict[str, float]:
+    """Training samples/s of each mode, best of ``rounds`` alternating rounds of ``steps`` optimiser steps.
+    ``modes[name]()`` switches to that mode and returns the run to step with."""
+    from model.training.train import train_step
+
+    rates: dict[str, list[float]] = {name: [] for name in modes}
     step = 0
     for _ in range(rounds):
-        for mode in ("off", "on"):
-            SimGR.share_prefix = mode == "on"
+        for name, switch in modes.items():
+            run = switch()
             train_step(run, state, order, step)  # warm
             t, seen = time.perf_counter(), 0
             for s in range(step + 1, step + 1 + steps):
                 seen += train_step(run, state, order, s % run.steps_per_epoch)[2]
-            rates[mode].append(seen / (time.perf_counter() - t))
+            rates[name].append(seen / (time.perf_counter() - t))
             step += steps + 1
-    SimGR.share_prefix = True
-    return {m: round(max(r), 1) for m, r in rates.items()}
+    return {name: round(max(r), 1) for name, r in rates.items()}
+
+
+def train_rate(data: Path, backbone: str, steps: int, rounds: int) -> dict[str, float]:
+    from model.network.model import SimGR
+
+    run, state, order = trainer(data, backbone)
+
+    def sharing(on: bool) -> Callable[[], Any]:
+        def switch() -> Any:
+            SimGR.share_prefix = on
+            return run
+        return switch
+
+    try:
+        return alternate_rates(state, order, {"off": sharing(False), "on": sharing(True)}, steps=steps,
+                               rounds=rounds)
+    finally:
+        SimGR.share_prefix = True
 
 
 def serve_ms(rounds: int) -> dict[str, float]:
