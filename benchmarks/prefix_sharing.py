@@ -49,7 +49,7 @@ def alternate_rates(state: Any, order: list[int], modes: dict[str, Callable[[], 
     for _ in range(rounds):
         for name, switch in modes.items():
             run = switch()
-            train_step(run, state, order, step)  # warm
+            train_step(run, state, order, step % run.steps_per_epoch)  # warm
             t, seen = time.perf_counter(), 0
             for s in range(step + 1, step + 1 + steps):
                 seen += train_step(run, state, order, s % run.steps_per_epoch)[2]
