@@ -37,6 +37,8 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=TrainConfig().lr)
     p.add_argument("--tau", type=float, default=ModelConfig().tau)
     p.add_argument("--label-smoothing", type=float, default=ModelConfig().label_smoothing)
+    p.add_argument("--smoothing-prefix", type=int, default=ModelConfig().smoothing_prefix,
+                   help="k > 0: label smoothing spreads over the items sharing the target's first k codes")
     p.add_argument("--epochs", type=int, default=50, help="epoch cap; the learning rate anneals to 0 by the "
                    "cap or the budget, whichever comes first")
     p.add_argument("--dropout", type=float, default=TrainConfig().dropout)
@@ -64,14 +66,16 @@ def main() -> int:
                       + (f"-s{a.seed}" if a.seed != TrainConfig().seed else "")
                       + (f"-e{a.epochs}" if a.epochs != 50 else "")
                       + (f"-{a.autocast}" if a.autocast != TrainConfig().autocast else "")
-                      + (f"-ls{a.label_smoothing}" if a.label_smoothing else ""))
+                      + (f"-ls{a.label_smoothing}" if a.label_smoothing else "")
+                      + (f"-sp{a.smoothing_prefix}" if a.smoothing_prefix else ""))
     prepare_dataset(source="lcrec", input_path=a.data, out_dir=data_dir)
     given = sorted(a.data.glob("*.index.json"))
     build_semantic_ids(data_dir=data_dir, given=given[0] if given else None,
                        cfg=RQVAEConfig(uniqueness=a.uniqueness, unique_codes=a.unique_codes))
     cfg = RunConfig(
         data_dir=str(data_dir),
-        model=ModelConfig(backbone=a.preset, aggregator=a.aggregator, tau=a.tau, label_smoothing=a.label_smoothing),
+        model=ModelConfig(backbone=a.preset, aggregator=a.aggregator, tau=a.tau, label_smoothing=a.label_smoothing,
+                          smoothing_prefix=a.smoothing_prefix),
         prompt=PromptConfig(layout=a.layout),
         train=TrainConfig(epochs=a.epochs, lr=a.lr, time_budget_min=a.budget_min, patience=100,
                           dropout=a.dropout, input_dropout=a.input_dropout, hidden_dropout=a.hidden_dropout,
@@ -97,7 +101,7 @@ def main() -> int:
         "weight_decay": a.weight_decay, "ema_decay": a.ema_decay, "uniqueness": a.uniqueness,
         "unique_codes": a.unique_codes, "threads": torch.get_num_threads(), "budget_min": a.budget_min,
         "seed": a.seed, "max_epochs": a.epochs, "autocast": a.autocast,
-        "label_smoothing": a.label_smoothing,
+        "label_smoothing": a.label_smoothing, "smoothing_prefix": a.smoothing_prefix,
     }
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

@@ -135,6 +135,8 @@ class ModelConfig:
     tau: float = 0.07  # softmax temperature on <h, e_i>
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # full-softmax CE with 1 - eps on the target
     # and eps spread evenly over every item, as F.cross_entropy(label_smoothing=eps); loss=full only
+    smoothing_prefix: Annotated[int, Field(ge=0)] = 0  # 0: eps over every item; k: over the items sharing the
+    # target's first k semantic-ID codes (its siblings in the code tree, the target included)
     normalize: bool = True  # L2-normalise h and e_i (cosine scores); stabilises tau=0.07
     loss_chunk_items: int = 65536  # items per logsumexp chunk; bounds loss memory for huge catalogs
     loss: Literal["full", "sampled"] = "full"  # full softmax over ALL items is the paper's method

@@ -11,6 +11,7 @@ from model.data.synthetic import random_sids
 from model.errors import SimGRError
 from model.network.aggregators import AGGREGATORS, make_aggregator
 from model.network.assembly import build_model
+from model.network.losses import prefix_groups
 from model.network.model import full_softmax_loss, l2_normalize
 from model.network.prompt import build_prompt, collate
 from model.network.windows import make_windows
@@ -73,6 +74,38 @@ def test_label_smoothing_equals_cross_entropy_with_smoothing(chunk: int) -> None
     got = full_softmax_loss(h, items, targets, tau=0.1, chunk=chunk, smoothing=0.2)
     assert torch.allclose(got, ref, atol=1e-4)
     assert not torch.allclose(got, full_softmax_loss(h, items, targets, tau=0.1, chunk=chunk), atol=1e-3)
+
+
+@pytest.mark.parametrize("chunk", [1000, 8])
+def test_prefix_smoothing_spreads_over_the_targets_code_siblings(chunk: int) -> None:
+    g = torch.Generator().manual_seed(2)
+    tokens = torch.tensor([[0, 5], [0, 6], [0, 7], [1, 5], [1, 8], [2, 9]])  # (6, 2): groups {0,1,2} {3,4} {5}
+    groups = prefix_groups(tokens, 1)
+    assert groups.tolist() == [0, 0, 0, 1, 1, 2]
+    h, items = torch.randn(5, 8, generator=g), torch.randn(6, 8, generator=g)
+    targets = torch.tensor([0, 2, 3, 5, 4])
+    eps, q = 0.3, torch.zeros(5, 6)  # the soft targets: 1 - eps on the target, eps evenly over its siblings
+    for m, t in enumerate(targets.tolist()):
+        siblings = (groups == groups[t]).nonzero().flatten()
+        q[m, siblings] = eps / len(siblings)
+        q[m, t] += 1 - eps
+    ref = -(q * F.log_softmax(h @ items.T / 0.1, dim=-1)).sum(-1).mean()
+    got = full_softmax_loss(h, items, targets, tau=0.1, chunk=chunk, smoothing=eps, groups=groups)
+    assert torch.allclose(got, ref, atol=1e-5)
+    uniform = full_softmax_loss(h, items, targets, tau=0.1, chunk=chunk, smoothing=eps)
+    assert torch.allclose(uniform, full_softmax_loss(h, items, targets, tau=0.1, chunk=chunk, smoothing=eps,
+                                                     groups=prefix_groups(tokens, 0)), atol=1e-5)
+    assert not torch.allclose(got, uniform, atol=1e-3)
+
+
+@pytest.mark.parametrize(("fields", "error"), [
+    ({"label_smoothing": 0.1, "smoothing_prefix": 9}, "must be shorter than"),
+    ({"smoothing_prefix": 1}, "set label_smoothing too"),
+])
+def test_bad_smoothing_prefix_is_refused(fields: dict[str, float], error: str) -> None:
+    cfg = ModelConfig(backbone="tiny", **fields)  # type: ignore[arg-type]
+    with pytest.raises(SimGRError, match=error):
+        build_model(cfg, PromptConfig(), random_sids(10, seed=1), seed=0)
 
 
 def test_label_smoothing_with_a_sampled_loss_is_refused() -> None:

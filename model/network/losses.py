@@ -53,3 +53,20 @@ def log_prior(counts: np.ndarray) -> torch.Tensor:
     """(N,) log p(item) from interaction counts (N,), +1 smoothing: the in-batch sampling distribution."""
     p = (counts.astype(np.float64) + 1.0) / (counts.sum() + len(counts))
     return torch.from_numpy(np.log(p)).float()
+
+
+def prefix_groups(tokens: torch.Tensor, k: int) -> torch.Tensor:
+    """(N,) long group of each item of ``tokens`` (N, L): items share a group when their first k codes
+    agree (k = 0: one group). The groups label smoothing spreads over (ModelConfig.smoothing_prefix)."""
+    if k == 0:
+        return torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
+    return torch.unique(tokens[:, :k], dim=0, return_inverse=True)[1]
+
+
+def group_means(items: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """(G, D) mean of the rows of ``items`` (N, D) in each group of ``groups`` (N,) long, 0..G-1."""
+    n_groups = int(groups.max()) + 1
+    sums = items.new_zeros(n_groups, items.shape[1]).index_add_(0, groups, items)  # (G, D)
+    counts = torch.bincount(groups, minlength=n_groups).clamp_min(1).to(items.dtype)  # (G,)
+    return sums / counts[:, None]
+

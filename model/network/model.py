@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 from model.config import ModelConfig, PromptConfig
 from model.errors import SimGRError
 from model.network.aggregators import MeanAggregator, make_aggregator
-from model.network.losses import draw_candidates, sampled_softmax_loss
+from model.network.losses import draw_candidates, group_means, prefix_groups, sampled_softmax_loss
 from model.network.prompt import PromptBatch
 from model.network.shared_prefix import PrefixMemo, run_backbone
 
@@ -33,6 +33,12 @@ class SimGR(nn.Module):
         super().__init__()
         if cfg.label_smoothing and cfg.loss != "full":
             raise SimGRError("label smoothing spreads over every item: it needs loss=full, not loss=sampled")
+        if cfg.smoothing_prefix and not cfg.label_smoothing:
+            raise SimGRError("smoothing_prefix says where label smoothing spreads: set label_smoothing too")
+        levels = int(sid_token_ids.shape[1])
+        if cfg.smoothing_prefix >= max(levels, 1):
+            raise SimGRError(f"smoothing_prefix {cfg.smoothing_prefix}: items have {levels} semantic-ID codes, "
+                             f"so the shared prefix must be shorter than {levels}")
         self.input_dropout = nn.Dropout(input_dropout)  # on the input vectors, training only
         self.backbone = backbone
         self.cfg = cfg
@@ -42,8 +48,11 @@ class SimGR(nn.Module):
         n = int(sid_token_ids.shape[0])
         self.item_log_prior: torch.Tensor
         self.register_buffer("item_log_prior", torch.full((n,), -math.log(max(n, 1))), persistent=False)  # (N,)
+        self.smoothing_groups: torch.Tensor
+        self.register_buffer("smoothing_groups", prefix_groups(sid_token_ids, cfg.smoothing_prefix),
+                             persistent=False)  # (N,)
         dim = int(backbone.get_input_embeddings().weight.shape[1])  # type: ignore[operator,index]
-        self.aggregator = make_aggregator(cfg.aggregator, dim=dim, levels=int(sid_token_ids.shape[1]))
+        self.aggregator = make_aggregator(cfg.aggregator, dim=dim, levels=levels)
         self._prefix_memo = PrefixMemo()  # the instruction's pass, kept between no-grad eval calls
 
     @property
@@ -117,7 +126,8 @@ class SimGR(nn.Module):
         at = batch.targets >= 0  # (B, T)
         h = self._score_space(hidden[at])  # (M, D), one row per history prefix
         loss = full_softmax_loss(h, item_table.float(), batch.targets[at], tau=self.cfg.tau,
-                                 chunk=self.cfg.loss_chunk_items, smoothing=self.cfg.label_smoothing)
+                                 chunk=self.cfg.loss_chunk_items, smoothing=self.cfg.label_smoothing,
+                                 groups=self.smoothing_groups if self.cfg.smoothing_prefix else None)
         return h_last, loss
 
 
@@ -167,17 +177,21 @@ def _chunk_lse(h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 
 
 def full_softmax_loss(h: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *, tau: float,
-                      chunk: int, smoothing: float = 0.0) -> torch.Tensor:
+                      chunk: int, smoothing: float = 0.0, groups: torch.Tensor | None = None) -> torch.Tensor:
     """mean_m [ logsumexp_i(<h_m, e_i>/tau) - <h_m, e_{t_m}>/tau ] over ALL items.
 
     h (M, D), items (N, D), targets (M,). Catalogs larger than ``chunk`` are processed chunk by chunk with
     activation checkpointing, so memory is O(M * chunk) instead of O(M * N). ``smoothing`` eps: the target
     term becomes (1 - eps) <h_m, e_t>/tau + eps mean_i <h_m, e_i>/tau, and the mean over items is one
-    product with the mean item vector, never an (M, N) pass."""
+    product with the mean item vector, never an (M, N) pass. ``groups`` (N,) long: eps is spread over the
+    target's group instead (``prefix_groups``), one product with the mean vector of that group."""
     h = h / tau  # (M, D): scaling h, not the (M, N) scores, saves a pass over them both ways
     pos = (h * items[targets]).sum(-1)  # (M,)
-    if smoothing:
+    if smoothing and groups is None:
         pos = (1 - smoothing) * pos + smoothing * (h @ items.mean(0))
+    elif smoothing:
+        spread = group_means(items, groups)[groups[targets]]  # (M, D): the mean of each target's group
+        pos = (1 - smoothing) * pos + smoothing * (h * spread).sum(-1)
     if items.shape[0] <= chunk:
         lse = _chunk_lse(h, items)
     else:
