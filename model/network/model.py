@@ -187,11 +187,12 @@ def full_softmax_loss(h: torch.Tensor, items: torch.Tensor, targets: torch.Tenso
     target's group instead (``prefix_groups``), one product with the mean vector of that group."""
     h = h / tau  # (M, D): scaling h, not the (M, N) scores, saves a pass over them both ways
     pos = (h * items[targets]).sum(-1)  # (M,)
-    if smoothing and groups is None:
-        pos = (1 - smoothing) * pos + smoothing * (h @ items.mean(0))
-    elif smoothing:
-        spread = group_means(items, groups)[groups[targets]]  # (M, D): the mean of each target's group
-        pos = (1 - smoothing) * pos + smoothing * (h * spread).sum(-1)
+    if smoothing:
+        if groups is None:
+            spread = h @ items.mean(0)  # (M,)
+        else:
+            spread = (h * group_means(items, groups)[groups[targets]]).sum(-1)  # (M,): each target's group mean
+        pos = (1 - smoothing) * pos + smoothing * spread
     if items.shape[0] <= chunk:
         lse = _chunk_lse(h, items)
     else:
