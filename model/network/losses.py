@@ -69,4 +69,3 @@ def group_means(items: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     sums = items.new_zeros(n_groups, items.shape[1]).index_add_(0, groups, items)  # (G, D)
     counts = torch.bincount(groups, minlength=n_groups).clamp_min(1).to(items.dtype)  # (G,)
     return sums / counts[:, None]
-
