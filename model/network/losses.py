@@ -56,10 +56,8 @@ def log_prior(counts: np.ndarray) -> torch.Tensor:
 
 
 def prefix_groups(tokens: torch.Tensor, k: int) -> torch.Tensor:
-    """(N,) long group of each item of ``tokens`` (N, L): items share a group when their first k codes
-    agree (k = 0: one group). The groups label smoothing spreads over (ModelConfig.smoothing_prefix)."""
-    if k == 0:
-        return torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
+    """(N,) long group of each item of ``tokens`` (N, L): items share a group when their first k >= 1 codes
+    agree. The groups label smoothing spreads over (ModelConfig.smoothing_prefix)."""
     return torch.unique(tokens[:, :k], dim=0, return_inverse=True)[1]
 
 

@@ -48,9 +48,9 @@ class SimGR(nn.Module):
         n = int(sid_token_ids.shape[0])
         self.item_log_prior: torch.Tensor
         self.register_buffer("item_log_prior", torch.full((n,), -math.log(max(n, 1))), persistent=False)  # (N,)
-        self.smoothing_groups: torch.Tensor
-        self.register_buffer("smoothing_groups", prefix_groups(sid_token_ids, cfg.smoothing_prefix),
-                             persistent=False)  # (N,)
+        self.smoothing_groups: torch.Tensor | None
+        self.register_buffer("smoothing_groups", prefix_groups(sid_token_ids, cfg.smoothing_prefix)
+                             if cfg.smoothing_prefix else None, persistent=False)  # (N,); None: uniform smoothing
         dim = int(backbone.get_input_embeddings().weight.shape[1])  # type: ignore[operator,index]
         self.aggregator = make_aggregator(cfg.aggregator, dim=dim, levels=levels)
         self._prefix_memo = PrefixMemo()  # the instruction's pass, kept between no-grad eval calls
@@ -127,7 +127,7 @@ class SimGR(nn.Module):
         h = self._score_space(hidden[at])  # (M, D), one row per history prefix
         loss = full_softmax_loss(h, item_table.float(), batch.targets[at], tau=self.cfg.tau,
                                  chunk=self.cfg.loss_chunk_items, smoothing=self.cfg.label_smoothing,
-                                 groups=self.smoothing_groups if self.cfg.smoothing_prefix else None)
+                                 groups=self.smoothing_groups)
         return h_last, loss
 
 
