@@ -54,6 +54,11 @@ def main() -> int:
                    help="bf16: mixed precision on the CPU too (pays with AMX; model/training/precision.py)")
     p.add_argument("--workdir", type=Path, help="keep data and run here (default: a temp dir)")
     a = p.parse_args()
+    try:  # the config's cross-field rules, before minutes of data preparation
+        model_cfg = ModelConfig(backbone=a.preset, aggregator=a.aggregator, tau=a.tau,
+                                label_smoothing=a.label_smoothing, smoothing_prefix=a.smoothing_prefix)
+    except ValueError as exc:
+        p.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     work = a.workdir or Path(tempfile.mkdtemp(prefix="simgr-quality-"))
@@ -74,8 +79,7 @@ def main() -> int:
                        cfg=RQVAEConfig(uniqueness=a.uniqueness, unique_codes=a.unique_codes))
     cfg = RunConfig(
         data_dir=str(data_dir),
-        model=ModelConfig(backbone=a.preset, aggregator=a.aggregator, tau=a.tau, label_smoothing=a.label_smoothing,
-                          smoothing_prefix=a.smoothing_prefix),
+        model=model_cfg,
         prompt=PromptConfig(layout=a.layout),
         train=TrainConfig(epochs=a.epochs, lr=a.lr, time_budget_min=a.budget_min, patience=100,
                           dropout=a.dropout, input_dropout=a.input_dropout, hidden_dropout=a.hidden_dropout,

@@ -143,6 +143,13 @@ class ModelConfig:
     sampled_negatives: int = 1024  # uniform negatives per batch for loss=sampled (plus in-batch targets)
     code_init: Literal["random", "codebook", "codebook-frozen"] = "random"  # code rows: see network/code_init.py
 
+    def __post_init__(self) -> None:
+        """Cross-field rules; pydantic reports a ValueError here as this config's error (``from_dict``)."""
+        if self.label_smoothing and self.loss != "full":
+            raise ValueError("label smoothing spreads over every item: it needs loss=full, not loss=sampled")
+        if self.smoothing_prefix and not self.label_smoothing:
+            raise ValueError("smoothing_prefix says where label smoothing spreads: set label_smoothing too")
+
 
 @with_config(STRICT_FIELDS)
 @dataclasses.dataclass(frozen=True, kw_only=True)

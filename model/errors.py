@@ -27,8 +27,12 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], *, what: str) -> str:
     first = errors[0]
     loc = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
     kind = first.get("type")
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     if kind == "json_invalid":
         return f"malformed JSON: {first.get('ctx', {}).get('error', 'decode error')}"
+    if kind == "value_error":  # a config's cross-field rule (__post_init__): its message says it all
+        rule = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        return (f"{loc}: {rule}" if first.get("loc") else rule) + more
     if kind in _UNKNOWN:
         problem = f"unknown {what} field"
     elif kind in _MISSING:
@@ -37,7 +41,6 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], *, what: str) -> str:
         problem = f"expected {_EXPECTED[kind]}, got {_shown(first.get('input'))}"
     else:
         problem = f"{first.get('msg', 'invalid')} (got {_shown(first.get('input'))})"
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{loc}: {problem}{more}"
 
 

@@ -34,6 +34,16 @@ def test_benchmark_answers_help(script: Path) -> None:
     assert " ".join(summary.split()[:3]) in " ".join(out.stdout.split())  # the docstring's first line
 
 
+def test_quality_refuses_a_bad_flag_pair_before_any_work(tmp_path: Path) -> None:
+    cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path / "absent"), "--workdir",
+           str(tmp_path / "work"), "--smoothing-prefix", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1].endswith("error: smoothing_prefix says where label smoothing spreads: "
+                                                "set label_smoothing too")
+    assert not (tmp_path / "work").exists()
+
+
 @pytest.mark.slow
 def test_decode_cost_synthetic_prints_one_json_line(tmp_path: Path) -> None:
     cmd = [sys.executable, "benchmarks/decode_cost.py", "--synthetic", "--preset", "tiny", "--epochs", "1",

@@ -49,9 +49,9 @@ def test_semantic_ids_default_to_given_ids_without_text(tmp_path: Path, capsys: 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--label-smoothing", "1.5"], "simgr: error: command line: label_smoothing: Input should be less than 1 (got 1.5)"),
     (["--label-smoothing", "0.1", "--loss", "sampled"],
-     "simgr: error: label smoothing spreads over every item: it needs loss=full, not loss=sampled"),
+     "simgr: error: command line: label smoothing spreads over every item: it needs loss=full, not loss=sampled"),
     (["--smoothing-prefix", "1"],
-     "simgr: error: smoothing_prefix says where label smoothing spreads: set label_smoothing too"),
+     "simgr: error: command line: smoothing_prefix says where label smoothing spreads: set label_smoothing too"),
     (["--smoothing-prefix", "-1", "--label-smoothing", "0.1"],
      "simgr: error: command line: smoothing_prefix: Input should be greater than or equal to 0 (got -1)"),
 ])

@@ -39,6 +39,8 @@ def test_run_config_round_trips_and_restores_tuples(tmp_path: Path) -> None:
          r"\(got 'max'\)$"),
         ({"data_dir": "d", "train": {"epochs": "many"}}, r"config.json: train.epochs: Input should be a valid integer"),
         ({"model": {}}, r"config.json: data_dir: required field missing$"),
+        ({"data_dir": "d", "model": {"smoothing_prefix": 1}},
+         r"config.json: model: smoothing_prefix says where label smoothing spreads: set label_smoothing too$"),
         ([1], r"config.json: \(top level\): expected a JSON object, got an array$"),
     ],
 )

@@ -98,20 +98,20 @@ def test_prefix_smoothing_spreads_over_the_targets_code_siblings(chunk: int) -> 
     assert not torch.allclose(got, uniform, atol=1e-3)
 
 
+def test_a_smoothing_prefix_as_long_as_the_codes_is_refused() -> None:
+    cfg = ModelConfig(backbone="tiny", label_smoothing=0.1, smoothing_prefix=9)
+    with pytest.raises(SimGRError, match="must be shorter than"):
+        build_model(cfg, PromptConfig(), random_sids(10, seed=1), seed=0)
+
+
 @pytest.mark.parametrize(("fields", "error"), [
-    ({"label_smoothing": 0.1, "smoothing_prefix": 9}, "must be shorter than"),
     ({"smoothing_prefix": 1}, "set label_smoothing too"),
+    ({"loss": "sampled", "label_smoothing": 0.1}, "needs loss=full"),
 ])
-def test_bad_smoothing_prefix_is_refused(fields: dict[str, float], error: str) -> None:
-    cfg = ModelConfig(backbone="tiny", **fields)  # type: ignore[arg-type]
-    with pytest.raises(SimGRError, match=error):
-        build_model(cfg, PromptConfig(), random_sids(10, seed=1), seed=0)
-
-
-def test_label_smoothing_with_a_sampled_loss_is_refused() -> None:
-    cfg = ModelConfig(backbone="tiny", loss="sampled", label_smoothing=0.1)
-    with pytest.raises(SimGRError, match="needs loss=full"):
-        build_model(cfg, PromptConfig(), random_sids(10, seed=1), seed=0)
+def test_smoothing_rules_refuse_the_config_itself(fields: dict[str, object], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        ModelConfig(backbone="tiny", **fields)  # type: ignore[arg-type]
+    assert ModelConfig(backbone="tiny", label_smoothing=0.1, smoothing_prefix=1).smoothing_prefix == 1
 
 
 def test_l2_normalize_matches_f_normalize_with_its_gradient() -> None:

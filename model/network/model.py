@@ -31,10 +31,6 @@ class SimGR(nn.Module):
     def __init__(self, *, backbone: nn.Module, sid_token_ids: torch.Tensor, cfg: ModelConfig,
                  prompt: PromptConfig, input_dropout: float = 0.0) -> None:
         super().__init__()
-        if cfg.label_smoothing and cfg.loss != "full":
-            raise SimGRError("label smoothing spreads over every item: it needs loss=full, not loss=sampled")
-        if cfg.smoothing_prefix and not cfg.label_smoothing:
-            raise SimGRError("smoothing_prefix says where label smoothing spreads: set label_smoothing too")
         levels = int(sid_token_ids.shape[1])
         if cfg.smoothing_prefix >= max(levels, 1):
             raise SimGRError(f"smoothing_prefix {cfg.smoothing_prefix}: items have {levels} semantic-ID codes, "
