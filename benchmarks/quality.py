@@ -2,6 +2,7 @@
 ONE JSON line with the test metrics plus train_samples_per_s, eval_users_per_s and minutes.
 
     python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
+    python benchmarks/quality.py --data ../shared/data/instruments --method sasrec --sasrec-dim 256 --patience 10
 
 Uses the dataset's given semantic IDs (X.index.json) when present, else builds RQ-VAE IDs from its text.
 """
@@ -19,18 +20,21 @@ from pathlib import Path
 
 import torch
 
-from model.config import ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
+from model.config import BaselineConfig, ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
 from model.data.prepare import prepare_dataset
+from model.errors import SimGRError
 from model.evaluation.evaluate import evaluate_model, write_metrics
 from model.semantic_ids.assign import build_semantic_ids
 from model.training.run import RunConfig, load_run
 from model.training.train import train
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="LC-Rec folder with X.inter.json")
     p.add_argument("--budget-min", type=float, default=30.0, help="training wall-clock budget")
+    p.add_argument("--method", default="simgr", choices=["simgr", "sasrec"],
+                   help="sasrec: the baseline under the same budget, with --sasrec-* for its shape")
     p.add_argument("--preset", default="small")
     p.add_argument("--layout", default="items", choices=["items", "tokens"])
     p.add_argument("--aggregator", default="mean")
@@ -41,51 +45,95 @@ def main() -> int:
                    help="k > 0: label smoothing spreads over the items sharing the target's first k codes")
     p.add_argument("--epochs", type=int, default=50, help="epoch cap; the learning rate anneals to 0 by the "
                    "cap or the budget, whichever comes first")
-    p.add_argument("--dropout", type=float, default=TrainConfig().dropout)
+    p.add_argument("--patience", type=int, default=100, help="stop after this many epochs without a validation "
+                   "gain (the default lets the budget or the cap end the run)")
+    p.add_argument("--dropout", type=float, default=TrainConfig().dropout, help="attention dropout (sasrec: "
+                   "its one dropout)")
     p.add_argument("--input-dropout", type=float, default=TrainConfig().input_dropout)
     p.add_argument("--hidden-dropout", type=float, default=TrainConfig().hidden_dropout)
     p.add_argument("--weight-decay", type=float, default=TrainConfig().weight_decay)
     p.add_argument("--ema-decay", type=float, default=TrainConfig().ema_decay, help="0 = no weight average")
     p.add_argument("--seed", type=int, default=TrainConfig().seed, help="init, batch order and dropout")
+    p.add_argument("--sasrec-dim", type=int, default=BaselineConfig().sasrec_dim)
+    p.add_argument("--sasrec-layers", type=int, default=BaselineConfig().sasrec_layers)
+    p.add_argument("--sasrec-heads", type=int, default=BaselineConfig().sasrec_heads)
     p.add_argument("--uniqueness", default=RQVAEConfig().uniqueness, choices=["lowest", "spread"],
                    help="spread: given IDs gain a spread level (model/semantic_ids/assign.py)")
     p.add_argument("--unique-codes", type=int, default=RQVAEConfig().unique_codes)
     p.add_argument("--autocast", default=TrainConfig().autocast, choices=["auto", "bf16", "off"],
                    help="bf16: mixed precision on the CPU too (pays with AMX; model/training/precision.py)")
     p.add_argument("--workdir", type=Path, help="keep data and run here (default: a temp dir)")
+    return p
+
+
+def _run_config(a: argparse.Namespace, data_dir: Path) -> RunConfig:
+    """The flags as a run: SimGR's model fields, or SASRec's shape, dropout and smoothing in ``baseline``."""
+    sasrec = a.method == "sasrec"
+    model = ModelConfig() if sasrec else ModelConfig(
+        backbone=a.preset, aggregator=a.aggregator, tau=a.tau, label_smoothing=a.label_smoothing,
+        smoothing_prefix=a.smoothing_prefix)
+    baseline = BaselineConfig(sasrec_dim=a.sasrec_dim, sasrec_layers=a.sasrec_layers, sasrec_heads=a.sasrec_heads,
+                              sasrec_dropout=a.dropout, sasrec_label_smoothing=a.label_smoothing)
+    cfg = RunConfig(
+        data_dir=str(data_dir), method=a.method, model=model, prompt=PromptConfig(layout=a.layout),
+        train=TrainConfig(epochs=a.epochs, lr=a.lr, time_budget_min=a.budget_min, patience=a.patience,
+                          dropout=a.dropout, input_dropout=a.input_dropout, hidden_dropout=a.hidden_dropout,
+                          weight_decay=a.weight_decay, ema_decay=a.ema_decay, seed=a.seed,
+                          autocast=a.autocast),
+        baseline=baseline if sasrec else BaselineConfig(),
+    )
+    return RunConfig.from_json(cfg.to_json(), origin="command line")  # checks the fields' bounds too
+
+
+def _run_name(a: argparse.Namespace, ids: str) -> str:
+    """One run directory per setting, so a rerun resumes or reuses its own run and no other."""
+    if a.method == "sasrec":
+        head = (f"run-sasrec-d{a.sasrec_dim}-l{a.sasrec_layers}-h{a.sasrec_heads}-p{a.dropout}-lr{a.lr}"
+                f"-wd{a.weight_decay}" + (f"-ema{a.ema_decay}" if a.ema_decay else ""))
+    else:
+        head = (f"run-{a.preset}-{a.layout}-{a.aggregator}-d{a.dropout}-i{a.input_dropout}"
+                f"-h{a.hidden_dropout}-t{a.tau}-lr{a.lr}-wd{a.weight_decay}"
+                + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids)
+    return (head + (f"-s{a.seed}" if a.seed != TrainConfig().seed else "")
+            + (f"-e{a.epochs}" if a.epochs != 50 else "")
+            + (f"-{a.autocast}" if a.autocast != TrainConfig().autocast else "")
+            + (f"-ls{a.label_smoothing}" if a.label_smoothing else "")
+            + (f"-sp{a.smoothing_prefix}" if a.smoothing_prefix else "")
+            + (f"-pat{a.patience}" if a.patience != 100 else ""))
+
+
+def _settings(a: argparse.Namespace) -> dict[str, object]:
+    """The flags that shaped the run, echoed in its JSON line."""
+    common = {"method": a.method, "lr": a.lr, "weight_decay": a.weight_decay, "ema_decay": a.ema_decay,
+              "dropout": a.dropout, "label_smoothing": a.label_smoothing, "threads": torch.get_num_threads(),
+              "budget_min": a.budget_min, "seed": a.seed, "max_epochs": a.epochs, "patience": a.patience,
+              "autocast": a.autocast}
+    if a.method == "sasrec":
+        return {**common, "sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers,
+                "sasrec_heads": a.sasrec_heads}
+    return {**common, "preset": a.preset, "layout": a.layout, "aggregator": a.aggregator,
+            "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout, "tau": a.tau,
+            "uniqueness": a.uniqueness, "unique_codes": a.unique_codes, "smoothing_prefix": a.smoothing_prefix}
+
+
+def main() -> int:
+    p = _parser()
     a = p.parse_args()
-    try:  # the config's cross-field rules, before minutes of data preparation
-        model_cfg = ModelConfig(backbone=a.preset, aggregator=a.aggregator, tau=a.tau,
-                                label_smoothing=a.label_smoothing, smoothing_prefix=a.smoothing_prefix)
-    except ValueError as exc:
+    ids = f"-{a.uniqueness}{a.unique_codes}" if a.uniqueness != "lowest" else ""
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="simgr-quality-"))
+    data_dir = work / f"data{ids}"  # one per ID rule: a kept run must find the IDs it was trained on
+    try:  # the configs' own rules, before minutes of data preparation
+        cfg = _run_config(a, data_dir)
+    except (ValueError, SimGRError) as exc:
         p.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
-    work = a.workdir or Path(tempfile.mkdtemp(prefix="simgr-quality-"))
     t0 = time.monotonic()
-    ids = f"-{a.uniqueness}{a.unique_codes}" if a.uniqueness != "lowest" else ""
-    data_dir = work / f"data{ids}"  # one per ID rule: a kept run must find the IDs it was trained on
-    run_dir = work / (f"run-{a.preset}-{a.layout}-{a.aggregator}-d{a.dropout}-i{a.input_dropout}"
-                      f"-h{a.hidden_dropout}-t{a.tau}-lr{a.lr}-wd{a.weight_decay}"
-                      + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids
-                      + (f"-s{a.seed}" if a.seed != TrainConfig().seed else "")
-                      + (f"-e{a.epochs}" if a.epochs != 50 else "")
-                      + (f"-{a.autocast}" if a.autocast != TrainConfig().autocast else "")
-                      + (f"-ls{a.label_smoothing}" if a.label_smoothing else "")
-                      + (f"-sp{a.smoothing_prefix}" if a.smoothing_prefix else ""))
+    run_dir = work / _run_name(a, ids)
     prepare_dataset(source="lcrec", input_path=a.data, out_dir=data_dir)
     given = sorted(a.data.glob("*.index.json"))
     build_semantic_ids(data_dir=data_dir, given=given[0] if given else None,
                        cfg=RQVAEConfig(uniqueness=a.uniqueness, unique_codes=a.unique_codes))
-    cfg = RunConfig(
-        data_dir=str(data_dir),
-        model=model_cfg,
-        prompt=PromptConfig(layout=a.layout),
-        train=TrainConfig(epochs=a.epochs, lr=a.lr, time_budget_min=a.budget_min, patience=100,
-                          dropout=a.dropout, input_dropout=a.input_dropout, hidden_dropout=a.hidden_dropout,
-                          weight_decay=a.weight_decay, ema_decay=a.ema_decay, seed=a.seed,
-                          autocast=a.autocast),
-    )
     summary = train(cfg, run_dir, resume=True)
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
     run = load_run(run_dir)
@@ -100,12 +148,7 @@ def main() -> int:
         "train_samples_per_s": round(sum(r["train_samples_per_s"] for r in full) / len(full), 1),
         "eval_users_per_s": round(m["n_users"] / m["seconds"], 1),
         "minutes": round((time.monotonic() - t0) / 60, 2),
-        "preset": a.preset, "layout": a.layout, "aggregator": a.aggregator, "dropout": a.dropout,
-        "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout, "tau": a.tau, "lr": a.lr,
-        "weight_decay": a.weight_decay, "ema_decay": a.ema_decay, "uniqueness": a.uniqueness,
-        "unique_codes": a.unique_codes, "threads": torch.get_num_threads(), "budget_min": a.budget_min,
-        "seed": a.seed, "max_epochs": a.epochs, "autocast": a.autocast,
-        "label_smoothing": a.label_smoothing, "smoothing_prefix": a.smoothing_prefix,
+        **_settings(a),
     }
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

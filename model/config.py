@@ -193,3 +193,5 @@ class BaselineConfig:
     sasrec_layers: int = 2  # RecBole SASRec n_layers
     sasrec_heads: int = 2  # RecBole SASRec n_heads
     sasrec_dropout: float = 0.2  # RecBole uses 0.5; minutes-long CPU budgets underfit at 0.5
+    sasrec_label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # CE with 1 - eps on the target,
+    # eps over every item: the rule of ModelConfig.label_smoothing, so a smoothed SimGR meets a smoothed SASRec

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from model.baselines.parallel import ParallelModel
-from model.baselines.sasrec import SASRecMethod
+from model.baselines.sasrec import SASRec, SASRecMethod, SeqExample, collate_items
 from model.config import BaselineConfig, ModelConfig, TrainConfig
 from model.training.registry import get_method, method_names
 from model.training.run import RunConfig, build_from_config
@@ -97,6 +97,21 @@ def test_sasrec_windows_cover_every_prefix_once(synthetic_data_dir: Path) -> Non
     pairs = [(e.items[: j + 1][-20:], t) for e in ex for j, t in enumerate(e.targets) if t >= 0]
     assert [t for _, t in pairs] == seq[1:]
     assert all(h[-1] + 1 == t for h, t in pairs)  # position j predicts the item after it
+
+
+def test_sasrec_label_smoothing_is_soft_target_cross_entropy() -> None:
+    torch.manual_seed(0)
+    eps, n = 0.2, 7
+    model = SASRec(n_items=n, dim=8, layers=1, heads=2, dropout=0.0, max_len=5, label_smoothing=eps).eval()
+    batch = collate_items([SeqExample((0, 1, 2), (1, 2, 3)), SeqExample((4, 5), (-100, 6))])
+    _, loss = model(batch)
+    at = batch.targets >= 0
+    logp = torch.log_softmax(model.scores(model.hidden(batch)[at]), dim=-1)  # (R, N)
+    soft = torch.full_like(logp, eps / n).scatter_add_(1, batch.targets[at][:, None],
+                                                       torch.full((int(at.sum()), 1), 1.0 - eps))
+    torch.testing.assert_close(loss, -(soft * logp).sum(-1).mean())
+    model.label_smoothing = 0.0
+    torch.testing.assert_close(model(batch)[1], -logp.gather(1, batch.targets[at][:, None]).mean())
 
 
 @pytest.mark.parametrize("name", ["autoregressive", "sasrec"])

@@ -34,13 +34,17 @@ def test_benchmark_answers_help(script: Path) -> None:
     assert " ".join(summary.split()[:3]) in " ".join(out.stdout.split())  # the docstring's first line
 
 
-def test_quality_refuses_a_bad_flag_pair_before_any_work(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("flags", "error"), [
+    (["--smoothing-prefix", "1"], "error: smoothing_prefix says where label smoothing spreads: set label_smoothing too"),
+    (["--method", "sasrec", "--label-smoothing", "1.5"],
+     "error: command line: baseline.sasrec_label_smoothing: Input should be less than 1 (got 1.5)"),
+])
+def test_quality_refuses_bad_flags_before_any_work(tmp_path: Path, flags: list[str], error: str) -> None:
     cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path / "absent"), "--workdir",
-           str(tmp_path / "work"), "--smoothing-prefix", "1"]
+           str(tmp_path / "work"), *flags]
     out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
     assert out.returncode == 2
-    assert out.stderr.splitlines()[-1].endswith("error: smoothing_prefix says where label smoothing spreads: "
-                                                "set label_smoothing too")
+    assert out.stderr.splitlines()[-1].endswith(error)
     assert not (tmp_path / "work").exists()
 
 

@@ -38,8 +38,10 @@ class SeqExample(NamedTuple):
 
 
 class SASRec(nn.Module):
-    def __init__(self, *, n_items: int, dim: int, layers: int, heads: int, dropout: float, max_len: int) -> None:
+    def __init__(self, *, n_items: int, dim: int, layers: int, heads: int, dropout: float, max_len: int,
+                 label_smoothing: float = 0.0) -> None:
         super().__init__()
+        self.label_smoothing = label_smoothing  # of the training loss only
         self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)  # row 0 = padding
         self.pos_emb = nn.Embedding(max_len, dim)
         layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=dropout,
@@ -66,7 +68,8 @@ class SASRec(nn.Module):
         if batch.targets is None:
             return h_last, None
         at = batch.targets >= 0
-        return h_last, F.cross_entropy(self.scores(hidden[at]), batch.targets[at])
+        return h_last, F.cross_entropy(self.scores(hidden[at]), batch.targets[at],
+                                       label_smoothing=self.label_smoothing)
 
 
 def collate_items(examples: Sequence[SeqExample]) -> SeqBatch:
@@ -88,7 +91,8 @@ class SASRecMethod:
         tokenizer = build_preset_tokenizer(sid_vocabulary(sids))  # only so runs look alike on disk
         vocab = PromptVocab.from_tokenizer(tokenizer, sids, cfg.prompt)
         model = SASRec(n_items=len(sids), dim=b.sasrec_dim, layers=b.sasrec_layers, heads=b.sasrec_heads,
-                       dropout=b.sasrec_dropout, max_len=max(1, cfg.prompt.max_history))
+                       dropout=b.sasrec_dropout, max_len=max(1, cfg.prompt.max_history),
+                       label_smoothing=b.sasrec_label_smoothing)
         return Assembled(model, tokenizer, vocab)  # type: ignore[arg-type]
 
     def examples(self, sequence: Sequence[int], built: Assembled, *, stride: int) -> list[SeqExample]:
