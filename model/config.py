@@ -176,8 +176,9 @@ class TrainConfig:
     input_dropout: float = 0.2  # dropout on input vectors; +0.0015 test NDCG@10 on Instruments (README)
     ema_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # > 0: validate and keep an exponential moving average of the weights (training/averaging.py)
     autocast: Autocast = "auto"  # bf16 mixed precision in training steps. auto: on CUDA
-    # only. bf16: also on a CPU, worth it where it has AMX (Sapphire Rapids and later; 1.3x a `large` step, README),
-    # expected slower on a CPU without bf16 units (not measured here). Validation, evaluation and export ignore it.
+    # only. bf16: also on a CPU, worth it where it has AMX or AVX512-BF16 (a `large` step 1.38x on a Xeon with AMX,
+    # 1.62x on an AMD EPYC with AVX512-BF16, README); expected slower on a CPU without bf16 units (not measured
+    # here). Validation, evaluation and export ignore it.
     num_workers: int = 0  # DataLoader workers (tokenization is cheap; 0 keeps CPU for compute)
 
 
