@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--aggregator", default="mean")
     p.add_argument("--lr", type=float, default=TrainConfig().lr)
     p.add_argument("--tau", type=float, default=ModelConfig().tau)
-    p.add_argument("--label-smoothing", type=float, default=ModelConfig().label_smoothing)
+    p.add_argument("--label-smoothing", type=float, default=ModelConfig().label_smoothing,
+                   help="eps of the full-softmax loss, SimGR's or SASRec's (the same rule)")
     p.add_argument("--smoothing-prefix", type=int, default=ModelConfig().smoothing_prefix,
                    help="k > 0: label smoothing spreads over the items sharing the target's first k codes")
     p.add_argument("--epochs", type=int, default=50, help="epoch cap; the learning rate anneals to 0 by the "
@@ -61,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="spread: given IDs gain a spread level (model/semantic_ids/assign.py)")
     p.add_argument("--unique-codes", type=int, default=RQVAEConfig().unique_codes)
     p.add_argument("--autocast", default=TrainConfig().autocast, choices=["auto", "bf16", "off"],
-                   help="bf16: mixed precision on the CPU too (pays with AMX; model/training/precision.py)")
+                   help="bf16: mixed precision on the CPU too (pays with AMX or AVX512-BF16; "
+                   "model/training/precision.py)")
     p.add_argument("--workdir", type=Path, help="keep data and run here (default: a temp dir)")
     return p
 
