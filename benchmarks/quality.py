@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from model.config import BaselineConfig, ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
+from model.config import BaselineConfig, ModelConfig, RQVAEConfig, TrainConfig
 from model.data.prepare import prepare_dataset
 from model.errors import SimGRError
 from model.evaluation.evaluate import evaluate_model, write_metrics
@@ -69,22 +69,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_config(a: argparse.Namespace, data_dir: Path) -> RunConfig:
-    """The flags as a run: SimGR's model fields, or SASRec's shape, dropout and smoothing in ``baseline``."""
+    """The flags as a run, validated like the CLI's (a SimGRError names the field): SimGR's model fields, or
+    SASRec's shape, dropout and smoothing in ``baseline``."""
     sasrec = a.method == "sasrec"
-    model = ModelConfig() if sasrec else ModelConfig(
-        backbone=a.preset, aggregator=a.aggregator, tau=a.tau, label_smoothing=a.label_smoothing,
-        smoothing_prefix=a.smoothing_prefix)
-    baseline = BaselineConfig(sasrec_dim=a.sasrec_dim, sasrec_layers=a.sasrec_layers, sasrec_heads=a.sasrec_heads,
-                              sasrec_dropout=a.dropout, sasrec_label_smoothing=a.label_smoothing)
-    cfg = RunConfig(
-        data_dir=str(data_dir), method=a.method, model=model, prompt=PromptConfig(layout=a.layout),
-        train=TrainConfig(epochs=a.epochs, lr=a.lr, time_budget_min=a.budget_min, patience=a.patience,
-                          dropout=a.dropout, input_dropout=a.input_dropout, hidden_dropout=a.hidden_dropout,
-                          weight_decay=a.weight_decay, ema_decay=a.ema_decay, seed=a.seed,
-                          autocast=a.autocast),
-        baseline=baseline if sasrec else BaselineConfig(),
-    )
-    return RunConfig.from_json(cfg.to_json(), origin="command line")  # checks the fields' bounds too
+    model = {} if sasrec else {"backbone": a.preset, "aggregator": a.aggregator, "tau": a.tau,
+                               "label_smoothing": a.label_smoothing, "smoothing_prefix": a.smoothing_prefix}
+    baseline = {"sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers, "sasrec_heads": a.sasrec_heads,
+                "sasrec_dropout": a.dropout, "sasrec_label_smoothing": a.label_smoothing} if sasrec else {}
+    train = {"epochs": a.epochs, "lr": a.lr, "time_budget_min": a.budget_min, "patience": a.patience,
+             "dropout": a.dropout, "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout,
+             "weight_decay": a.weight_decay, "ema_decay": a.ema_decay, "seed": a.seed, "autocast": a.autocast}
+    return RunConfig.from_json({"data_dir": str(data_dir), "method": a.method, "model": model,
+                                "prompt": {"layout": a.layout}, "train": train, "baseline": baseline},
+                               origin="command line")
 
 
 def _run_name(a: argparse.Namespace, ids: str) -> str:
@@ -126,7 +123,7 @@ def main() -> int:
     data_dir = work / f"data{ids}"  # one per ID rule: a kept run must find the IDs it was trained on
     try:  # the configs' own rules, before minutes of data preparation
         cfg = _run_config(a, data_dir)
-    except (ValueError, SimGRError) as exc:
+    except SimGRError as exc:
         p.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("SIMGR_NO_PROGRESS", "1")

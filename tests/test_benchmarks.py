@@ -35,7 +35,8 @@ def test_benchmark_answers_help(script: Path) -> None:
 
 
 @pytest.mark.parametrize(("flags", "error"), [
-    (["--smoothing-prefix", "1"], "error: smoothing_prefix says where label smoothing spreads: set label_smoothing too"),
+    (["--smoothing-prefix", "1"],
+     "error: command line: model: smoothing_prefix says where label smoothing spreads: set label_smoothing too"),
     (["--method", "sasrec", "--label-smoothing", "1.5"],
      "error: command line: baseline.sasrec_label_smoothing: Input should be less than 1 (got 1.5)"),
 ])
