@@ -28,6 +28,9 @@ from model.semantic_ids.assign import build_semantic_ids
 from model.training.run import RunConfig, load_run
 from model.training.train import train
 
+EPOCH_CAP = 50  # --epochs default: the budget, not the cap, ends a 30-minute run
+PATIENCE = 100  # --patience default: no early stop, so the budget or the cap ends the run
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,9 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="eps of the full-softmax loss, SimGR's or SASRec's (the same rule)")
     p.add_argument("--smoothing-prefix", type=int, default=ModelConfig().smoothing_prefix,
                    help="k > 0: label smoothing spreads over the items sharing the target's first k codes")
-    p.add_argument("--epochs", type=int, default=50, help="epoch cap; the learning rate anneals to 0 by the "
+    p.add_argument("--epochs", type=int, default=EPOCH_CAP, help="epoch cap; the learning rate anneals to 0 by the "
                    "cap or the budget, whichever comes first")
-    p.add_argument("--patience", type=int, default=100, help="stop after this many epochs without a validation "
+    p.add_argument("--patience", type=int, default=PATIENCE, help="stop after this many epochs without a validation "
                    "gain (the default lets the budget or the cap end the run)")
     p.add_argument("--dropout", type=float, default=TrainConfig().dropout, help="attention dropout (sasrec: "
                    "its one dropout)")
@@ -94,11 +97,11 @@ def _run_name(a: argparse.Namespace, ids: str) -> str:
                 f"-h{a.hidden_dropout}-t{a.tau}-lr{a.lr}-wd{a.weight_decay}"
                 + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids)
     return (head + (f"-s{a.seed}" if a.seed != TrainConfig().seed else "")
-            + (f"-e{a.epochs}" if a.epochs != 50 else "")
+            + (f"-e{a.epochs}" if a.epochs != EPOCH_CAP else "")
             + (f"-{a.autocast}" if a.autocast != TrainConfig().autocast else "")
             + (f"-ls{a.label_smoothing}" if a.label_smoothing else "")
             + (f"-sp{a.smoothing_prefix}" if a.smoothing_prefix else "")
-            + (f"-pat{a.patience}" if a.patience != 100 else ""))
+            + (f"-pat{a.patience}" if a.patience != PATIENCE else ""))
 
 
 def _settings(a: argparse.Namespace) -> dict[str, object]:
