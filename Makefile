@@ -23,6 +23,7 @@ test: setup
 	bash scripts/ensure_redis.sh
 	bash scripts/ensure_nginx.sh
 	bash scripts/ensure_packages.sh promtool:prometheus shellcheck:shellcheck   # deploy checks
+	bash scripts/ensure_packages.sh libtcmalloc_minimal.so.4:libtcmalloc-minimal4   # tests/test_allocator.py
 	bash scripts/lint.sh
 	SIMGR_NO_PROGRESS=1 $(BIN)/pytest -q
 
@@ -35,8 +36,9 @@ smoke: setup
 replicas: setup
 	bash deploy/replicas.sh
 
+# tcmalloc (or jemalloc) preloaded where installed: glibc's malloc slows CPU training (model/training/allocator.py)
 bench-quality: setup
-	$(BIN)/python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
+	env $$($(BIN)/python -m model.training.allocator) $(BIN)/python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
 
 bench-serve: setup
 	$(BIN)/python benchmarks/serve_load.py

@@ -25,6 +25,7 @@ from model.data.prepare import prepare_dataset
 from model.errors import SimGRError
 from model.evaluation.evaluate import evaluate_model, write_metrics
 from model.semantic_ids.assign import build_semantic_ids
+from model.training.allocator import malloc_in_use
 from model.training.run import RunConfig, load_run
 from model.training.train import train
 
@@ -109,7 +110,7 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
     common = {"method": a.method, "lr": a.lr, "weight_decay": a.weight_decay, "ema_decay": a.ema_decay,
               "dropout": a.dropout, "label_smoothing": a.label_smoothing, "threads": torch.get_num_threads(),
               "budget_min": a.budget_min, "seed": a.seed, "max_epochs": a.epochs, "patience": a.patience,
-              "autocast": a.autocast}
+              "autocast": a.autocast, "malloc": malloc_in_use()}
     if a.method == "sasrec":
         return {**common, "sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers,
                 "sasrec_heads": a.sasrec_heads}

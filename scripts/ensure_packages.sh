@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Usage: ensure_packages.sh COMMAND:DEBIAN_PACKAGE ...
-# Install each Debian package whose command is missing (as root, or with sudo), without starting its
+# Usage: ensure_packages.sh COMMAND:DEBIAN_PACKAGE ...   (COMMAND may be a library's soname, lib*.so*)
+# Install each Debian package whose command (or shared library) is missing (as root, or with sudo), without starting its
 # service. Never fails: without apt-get it says what is missing, and the tests needing it are skipped.
 set -euo pipefail
 missing=()
 for pair in "$@"; do
   cmd="${pair%%:*}" pkg="${pair#*:}"
-  command -v "$cmd" >/dev/null || [[ -x "/usr/sbin/$cmd" ]] || missing+=("$pkg")
+  if [[ $cmd == lib*.so* ]]; then
+    /sbin/ldconfig -p 2>/dev/null | grep -qF "$cmd" || missing+=("$pkg")
+  else
+    command -v "$cmd" >/dev/null || [[ -x "/usr/sbin/$cmd" ]] || missing+=("$pkg")
+  fi
 done
 if [[ ${#missing[@]} == 0 ]]; then
   echo "present: ${*%%:*}"

@@ -18,7 +18,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM
 
 
 def test_every_benchmark_is_listed() -> None:
-    assert [p.name for p in SCRIPTS] == ["batch_scoring.py", "batching.py", "cold_items.py", "decode_cost.py", "generative_cost.py",
+    assert [p.name for p in SCRIPTS] == ["allocator.py", "batch_scoring.py", "batching.py", "cold_items.py", "decode_cost.py", "generative_cost.py",
                                          "http_load.py", "index_scale.py", "mixed_precision.py", "prefix_sharing.py", "prepare_scale.py", "quality.py",
                                          "serve_load.py", "serve_memory.py", "text_baseline.py",
                                          "train_scale.py"]
@@ -96,3 +96,23 @@ def test_mixed_precision_synthetic_prints_one_json_line() -> None:
     ratio = result["train_samples_per_s_bf16"] / result["train_samples_per_s_fp32"]
     assert result["train_speedup"] == pytest.approx(ratio, abs=0.01)
     assert 0 <= result["max_rel_loss_gap"] < 0.05  # bf16 products, fp32 softmax: the same loss to ~1e-3
+
+
+def test_allocator_prints_one_json_line_per_installed_malloc() -> None:
+    from model.training.allocator import installed
+
+    cmd = [sys.executable, "benchmarks/allocator.py", "--backbone", "tiny", "--steps", "2", "--rounds", "1",
+           "--threads", "1"]
+    env = {k: v for k, v in ENV.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    for name in installed():  # each child ran on the malloc it is filed under
+        assert result[name]["malloc"] == name
+        assert result[name]["samples_per_s"] > 0
+        assert result[name]["page_faults_per_step"] >= 0
+    for name in set(installed()) - {"system"}:
+        ratio = result[name]["samples_per_s"] / result["system"]["samples_per_s"]
+        assert result[f"speedup_{name}"] == pytest.approx(ratio, abs=0.01)

@@ -28,6 +28,7 @@ from model.network.assembly import Assembled
 from model.network.losses import log_prior
 from model.network.model import SimGR
 from model.progress import progress
+from model.training.allocator import malloc_advice
 from model.training.averaging import WeightAverage
 from model.training.order import epoch_order, valid_sample
 from model.training.precision import step_autocast
@@ -277,6 +278,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
     n_targets = sum(run.method.n_targets(w) for w in run.windows)
     log.info("training on %d windows (%d targets), %d steps/epoch, accum %d, world %d",
              len(run.windows), n_targets, run.steps_per_epoch, run.accum, run.world)
+    log.info("%s", malloc_advice(run.device.type))
     out_of_time = False
     while state.epoch < cfg.train.epochs:
         if state.epoch and run.budget_s and run.seconds_used() > run.budget_s:

@@ -1,0 +1,78 @@
+"""Which malloc a CPU training process runs on, and the one to preload when it is glibc's.
+
+A CPU training step allocates and frees tensors of tens of megabytes (activations, the item table, the
+logits over every item), most of them 64-byte aligned (``posix_memalign``). Under glibc's malloc a step
+faults about ten times more pages in than under tcmalloc or jemalloc, and over a run its heap fragments:
+aligned allocations search longer and longer free lists, the resident set grows, and a bf16 `large` run
+on a 2-core Xeon fell from 1,713 to about 1,230 samples/s by its sixth epoch, where the same run on
+tcmalloc held about 1,600 (reports/quality, section 2e). PyTorch's own CPU launcher
+(``python -m torch.backends.xeon.run_cpu``) preloads tcmalloc by default for the same reason;
+``benchmarks/allocator.py`` measures the allocators side by side.
+
+The allocator is chosen when the process starts (``LD_PRELOAD``), so this module only reports it and
+names the preload line; it never changes the running process.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+from pathlib import Path
+from typing import Literal
+
+Malloc = Literal["tcmalloc", "jemalloc", "system"]
+
+# Preferred first: tcmalloc needs no settings; jemalloc needs MALLOC_CONF below, or it returns freed
+# pages to the kernel within seconds and faults more than glibc does.
+PRELOADABLE: tuple[tuple[Malloc, str], ...] = (("tcmalloc", "tcmalloc_minimal"), ("tcmalloc", "tcmalloc"),
+                                               ("jemalloc", "jemalloc"))
+JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"  # keep freed pages: no page faults per step
+
+
+def malloc_in_use(maps: Path = Path("/proc/self/maps")) -> Malloc:
+    """The malloc mapped into this process: a preloaded tcmalloc or jemalloc, else the system's."""
+    try:
+        mapped = maps.read_text()
+    except OSError:  # not Linux: no /proc; report the system's
+        return "system"
+    for name in ("tcmalloc", "jemalloc"):
+        if f"lib{name}" in mapped:
+            return name  # type: ignore[return-value]
+    return "system"
+
+
+def installed() -> dict[Malloc, dict[str, str]]:
+    """Each malloc this machine can run a process on -> the environment that starts one on it; the system's
+    always, then tcmalloc and jemalloc where their libraries are installed."""
+    found: dict[Malloc, dict[str, str]] = {"system": {}}
+    for kind, lib in PRELOADABLE:
+        soname = ctypes.util.find_library(lib)
+        if soname and kind not in found:
+            found[kind] = {"LD_PRELOAD": soname} | ({"MALLOC_CONF": JEMALLOC_CONF} if kind == "jemalloc" else {})
+    return found
+
+
+def preload_env() -> dict[str, str] | None:
+    """The environment that preloads the preferred installed tcmalloc or jemalloc, or None if neither is."""
+    return next((env for kind, env in installed().items() if kind != "system"), None)
+
+
+def preload_line() -> str:
+    """``preload_env`` as shell assignments (``LD_PRELOAD=libtcmalloc_minimal.so.4``), or "" if none."""
+    return " ".join(f"{k}={v}" for k, v in (preload_env() or {}).items())
+
+
+def malloc_advice(device_type: str) -> str:
+    """One log line: the malloc in use and, for a CPU run on glibc's, the preload that avoids its page
+    faults (or the package that provides one)."""
+    used = malloc_in_use()
+    if used != "system" or device_type != "cpu":
+        return f"malloc: {used}"
+    fix = preload_line() or "install libtcmalloc-minimal4 (Debian/Ubuntu) or gperftools"
+    return (f"malloc: system (glibc); its heap fragments over a CPU training run and slows every step: "
+            f"start the process with {fix} (model/training/allocator.py)")
+
+
+if __name__ == "__main__":  # `env $(python -m model.training.allocator) simgr train ...`
+    import sys
+
+    sys.stdout.write(preload_line() + "\n")
