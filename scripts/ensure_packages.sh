@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Usage: ensure_packages.sh COMMAND:DEBIAN_PACKAGE ...   (COMMAND may be a library's soname, lib*.so*)
-# Install each Debian package whose command (or shared library) is missing (as root, or with sudo), without starting its
-# service. Never fails: without apt-get it says what is missing, and the tests needing it are skipped.
+# Install each Debian package whose command (or library) is missing (as root, or with sudo), without
+# starting its service. Never fails: without apt-get it says what is missing, and the tests needing it
+# are skipped.
 set -euo pipefail
 missing=()
 for pair in "$@"; do
