@@ -27,16 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def child(data: Path, backbone: str, steps: int) -> dict[str, Any]:
     """Samples/s of ``steps`` bf16 training steps after a warm-up, with their page faults and kernel time."""
-    import dataclasses
-
+    from mixed_precision import with_autocast
     from prefix_sharing import trainer
 
     from model.training.allocator import malloc_in_use
     from model.training.train import train_step
 
     run, state, order = trainer(data, backbone)
-    run = dataclasses.replace(run, cfg=dataclasses.replace(
-        run.cfg, train=dataclasses.replace(run.cfg.train, autocast="bf16")))
+    run = with_autocast(run, "bf16")
     warm = 3
     for s in range(warm):
         train_step(run, state, order, s % run.steps_per_epoch)

@@ -20,7 +20,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _with_autocast(run: Any, mode: str) -> Any:
+def with_autocast(run: Any, mode: str) -> Any:
+    """The trainer's run with ``TrainConfig.autocast`` set to ``mode``."""
     return dataclasses.replace(run, cfg=dataclasses.replace(
         run.cfg, train=dataclasses.replace(run.cfg.train, autocast=mode)))
 
@@ -50,7 +51,7 @@ def train_rates(data: Path, backbone: str, steps: int, rounds: int) -> dict[str,
     from prefix_sharing import alternate_rates, trainer
 
     run, state, order = trainer(data, backbone)
-    modes = {mode: (lambda m=mode: _with_autocast(run, m)) for mode in ("off", "bf16")}
+    modes = {mode: (lambda m=mode: with_autocast(run, m)) for mode in ("off", "bf16")}
     return {"rates": alternate_rates(state, order, modes, steps=steps, rounds=rounds),
             "loss_gap": round(loss_gap(run, order, batches=8), 5)}
 
