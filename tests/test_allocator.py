@@ -63,5 +63,17 @@ def test_the_advice_names_the_preload_only_for_a_cpu_run_on_glibc() -> None:
         assert _child(BARE | env, "from model.training.allocator import malloc_in_use; print(malloc_in_use())") != "system"
 
 
+def test_a_missing_preload_library_leaves_the_advice_working() -> None:
+    """A preload this machine lacks (the loader skips it: glibc's malloc runs) names the very library the probe
+    looks for; the advice (logged
+    by every training run) must still come, not an error from probing the library path."""
+    env = BARE | {"LD_PRELOAD": "libtcmalloc.so.99"}
+    code = ("from model.training.allocator import installed, malloc_advice; "
+            "print(sorted(installed())); print(malloc_advice('cpu'))")
+    kinds, advice = _child(env, code).splitlines()
+    assert kinds == str(sorted(installed()))
+    assert advice.startswith("malloc: system (glibc)")
+
+
 def test_in_this_process_the_advice_matches_the_map() -> None:
     assert malloc_advice("cuda") == f"malloc: {malloc_in_use()}"

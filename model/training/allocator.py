@@ -44,7 +44,10 @@ def installed() -> dict[Malloc, dict[str, str]]:
     always, then tcmalloc and jemalloc where their libraries are installed."""
     found: dict[Malloc, dict[str, str]] = {"system": {}}
     for kind, lib in PRELOADABLE:
-        soname = ctypes.util.find_library(lib)
+        try:
+            soname = ctypes.util.find_library(lib)
+        except OSError:  # ctypes reads a path out of gcc's stderr, which names a missing LD_PRELOAD library
+            soname = None
         if soname and kind not in found:
             found[kind] = {"LD_PRELOAD": soname} | ({"MALLOC_CONF": JEMALLOC_CONF} if kind == "jemalloc" else {})
     return found
