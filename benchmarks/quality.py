@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-min", type=float, default=30.0, help="training wall-clock budget")
     p.add_argument("--method", default="simgr", choices=["simgr", "sasrec"],
                    help="sasrec: the baseline under the same budget, with --sasrec-* for its shape")
-    p.add_argument("--preset", default="small")
+    p.add_argument("--preset", default="small", help="a preset name, or a local Hugging Face checkpoint directory "
+                   "(e.g. one written by `simgr checkpoint`)")
+    p.add_argument("--lora", action="store_true", help="LoRA adapters on a pretrained --preset directory")
     p.add_argument("--layout", default="items", choices=["items", "tokens"])
     p.add_argument("--aggregator", default="mean")
     p.add_argument("--lr", type=float, default=TrainConfig().lr)
@@ -76,7 +78,7 @@ def _run_config(a: argparse.Namespace, data_dir: Path) -> RunConfig:
     """The flags as a run, validated like the CLI's (a SimGRError names the field): SimGR's model fields, or
     SASRec's shape, dropout and smoothing in ``baseline``."""
     sasrec = a.method == "sasrec"
-    model = {} if sasrec else {"backbone": a.preset, "aggregator": a.aggregator, "tau": a.tau,
+    model = {} if sasrec else {"backbone": a.preset, "lora": a.lora, "aggregator": a.aggregator, "tau": a.tau,
                                "label_smoothing": a.label_smoothing, "smoothing_prefix": a.smoothing_prefix}
     baseline = {"sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers, "sasrec_heads": a.sasrec_heads,
                 "sasrec_dropout": a.dropout, "sasrec_label_smoothing": a.label_smoothing} if sasrec else {}
@@ -94,7 +96,7 @@ def _run_name(a: argparse.Namespace, ids: str) -> str:
         head = (f"run-sasrec-d{a.sasrec_dim}-l{a.sasrec_layers}-h{a.sasrec_heads}-p{a.dropout}-lr{a.lr}"
                 f"-wd{a.weight_decay}" + (f"-ema{a.ema_decay}" if a.ema_decay else ""))
     else:
-        head = (f"run-{a.preset}-{a.layout}-{a.aggregator}-d{a.dropout}-i{a.input_dropout}"
+        head = (f"run-{Path(a.preset).name}{'-lora' if a.lora else ''}-{a.layout}-{a.aggregator}-d{a.dropout}-i{a.input_dropout}"
                 f"-h{a.hidden_dropout}-t{a.tau}-lr{a.lr}-wd{a.weight_decay}"
                 + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids)
     return (head + (f"-s{a.seed}" if a.seed != TrainConfig().seed else "")
@@ -114,7 +116,7 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
     if a.method == "sasrec":
         return {**common, "sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers,
                 "sasrec_heads": a.sasrec_heads}
-    return {**common, "preset": a.preset, "layout": a.layout, "aggregator": a.aggregator,
+    return {**common, "preset": a.preset, "lora": a.lora, "layout": a.layout, "aggregator": a.aggregator,
             "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout, "tau": a.tau,
             "uniqueness": a.uniqueness, "unique_codes": a.unique_codes, "smoothing_prefix": a.smoothing_prefix}
 

@@ -64,9 +64,8 @@ def test_the_advice_names_the_preload_only_for_a_cpu_run_on_glibc() -> None:
 
 
 def test_a_missing_preload_library_leaves_the_advice_working() -> None:
-    """A preload this machine lacks (the loader skips it: glibc's malloc runs) names the very library the probe
-    looks for; the advice (logged
-    by every training run) must still come, not an error from probing the library path."""
+    """A preload this machine lacks (the loader skips it: glibc's malloc runs) names the very library the
+    probe looks for; the advice every training run logs must still come, not an error from the probe."""
     env = BARE | {"LD_PRELOAD": "libtcmalloc.so.99"}
     code = ("from model.training.allocator import installed, malloc_advice; "
             "print(sorted(installed())); print(malloc_advice('cpu'))")
