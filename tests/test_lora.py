@@ -1,4 +1,5 @@
-"""The pretrained-checkpoint path: LoRA on a tiny random Llama/Qwen3 checkpoint saved to disk."""
+"""The pretrained-checkpoint path: LoRA on a tiny random Llama/Qwen3 checkpoint saved to disk, and on one
+converted from a Q4_1 GGUF file by `simgr checkpoint` (model/network/gguf.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from gguf_helpers import tiny_llama, write_gguf
 
 from model.config import ModelConfig, PromptConfig
 from model.data.synthetic import random_sids
@@ -13,6 +15,7 @@ from model.export.bundle import Bundle
 from model.export.export import write_bundle
 from model.network.assembly import build_model
 from model.network.backbone import build_preset_tokenizer
+from model.network.gguf import convert_gguf
 from model.network.prompt import collate
 from model.network.windows import make_windows
 
@@ -20,6 +23,10 @@ from model.network.windows import make_windows
 def save_checkpoint(kind: str, path: Path) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
+    if kind == "gguf":
+        model, tok = tiny_llama()
+        convert_gguf(write_gguf(model, tok, path.with_suffix(".gguf"), quantized=True), path)
+        return path
     tok = build_preset_tokenizer([])
     common = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                   num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256,
@@ -32,7 +39,7 @@ def save_checkpoint(kind: str, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen3"])
+@pytest.mark.parametrize("kind", ["llama", "qwen3", "gguf"])
 def test_lora_trains_only_adapters_and_new_tokens_and_exports(kind: str, tmp_path: Path) -> None:
     ckpt = save_checkpoint(kind, tmp_path / "ckpt")
     sids = random_sids(20, seed=2)

@@ -17,6 +17,7 @@ from torch import nn
 
 from model.config import ModelConfig
 from model.errors import SimGRError
+from model.network.gguf import read_provenance
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,8 @@ def build_backbone(cfg: ModelConfig, sid_tokens: list[str], *, dropout: float = 
                 f"backbone {cfg.backbone!r} is neither a preset ({', '.join(PRESETS)}) "
                 "nor a local Hugging Face checkpoint directory with config.json"
             )
+        if (prov := read_provenance(path)) is not None:
+            log.info("backbone %s: %s", path, prov.model_dump_json())
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token

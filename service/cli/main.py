@@ -29,6 +29,7 @@ from model.config import (
 )
 from model.errors import SimGRError
 from service.cli import catalog as catalog_cmd
+from service.cli import checkpoint as checkpoint_cmd
 from service.cli import loop_cmds, rollout
 from service.cli.export import add_export_parser
 from service.cli.export import emit as _emit
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="logging level of the offline commands (default: $SIMGR_LOG_LEVEL or INFO)")
     sub = p.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
+    checkpoint_cmd.add_parser(sub, emit=_emit)
     _add_train(sub)
     _add_run_commands(sub)
     _add_demo(sub)
