@@ -359,6 +359,8 @@ def test_smoke_script_parses_and_answers_help() -> None:
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
-def test_smoke_script_passes_shellcheck() -> None:
-    out = subprocess.run(["shellcheck", str(DEPLOY / "smoke.sh")], capture_output=True, text=True)
+@pytest.mark.parametrize("script", sorted([*DEPLOY.glob("*.sh"), *(ROOT / "scripts").glob("*.sh")]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shell_scripts_pass_shellcheck(script: Path) -> None:
+    out = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout
