@@ -21,7 +21,7 @@ def test_every_benchmark_is_listed() -> None:
     assert [p.name for p in SCRIPTS] == ["allocator.py", "batch_scoring.py", "batching.py", "cold_items.py", "decode_cost.py", "generative_cost.py",
                                          "http_load.py", "index_scale.py", "mixed_precision.py", "prefix_sharing.py", "prepare_scale.py", "quality.py",
                                          "serve_load.py", "serve_memory.py", "text_baseline.py",
-                                         "train_scale.py"]
+                                         "train_scale.py", "user_spread.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
@@ -116,3 +116,25 @@ def test_allocator_prints_one_json_line_per_installed_malloc() -> None:
     for name in set(installed()) - {"system"}:
         ratio = result[name]["samples_per_s"] / result["system"]["samples_per_s"]
         assert result[f"speedup_{name}"] == pytest.approx(ratio, abs=0.01)
+
+
+def test_user_spread_compares_a_trained_run_with_its_init(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    from service.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), "--backbone", "tiny",
+                 "--epochs", "2", "--seed", "3"]) == 0
+    cmd = [sys.executable, "benchmarks/user_spread.py", "--run", str(run), "--users", "16"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert (result["backbone"], result["users"]) == ("tiny", 16)
+    for side in ("trained", "init"):
+        assert -1.0 <= result[side]["mean_cosine"] <= 1.0
+        assert 0.0 < result[side]["top_dim_share"] <= 1.0
+    assert result["trained"] != result["init"]  # the trained weights, not a second copy of the init
+    bad = subprocess.run([*cmd[:-2], "--users", "1"], capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[-1].endswith("--users must be at least 2")
