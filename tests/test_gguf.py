@@ -93,6 +93,17 @@ def test_bad_sources_fail_with_their_reason_and_leave_nothing(tmp_path: Path, ma
     assert not (tmp_path / "ckpt.partial").exists()
 
 
+@pytest.mark.parametrize("keep", [0.05, 0.3, 0.99])
+def test_a_truncated_gguf_is_a_one_line_error(tmp_path: Path, tiny: tuple, keep: float) -> None:
+    model, tok = tiny
+    whole = write_gguf(model, tok, tmp_path / "tiny.gguf", quantized=True).read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(whole[: int(len(whole) * keep)])
+    with pytest.raises(SimGRError, match="damaged or truncated GGUF file"):
+        convert_gguf(cut, tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()
+
+
 def test_an_existing_directory_is_never_overwritten(tmp_path: Path, tiny: tuple) -> None:
     model, tok = tiny
     src = write_gguf(model, tok, tmp_path / "tiny.gguf", quantized=False)

