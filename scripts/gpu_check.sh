@@ -25,9 +25,10 @@ prepare() {
 }
 
 run() {
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the project is not installed there
   if ! "$PYTHON" -c "import pydantic" 2>/dev/null; then
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH="/tmp/site:$PYTHONPATH"
   fi
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
   local out="${OUT:-/tmp}"
