@@ -5,6 +5,7 @@ serve_load starts several servers)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,7 +20,8 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM
 
 def test_every_benchmark_is_listed() -> None:
     assert [p.name for p in SCRIPTS] == ["allocator.py", "batch_scoring.py", "batching.py", "cold_items.py", "decode_cost.py", "generative_cost.py",
-                                         "http_load.py", "index_scale.py", "mixed_precision.py", "prefix_sharing.py", "prepare_scale.py", "quality.py",
+                                         "http_load.py", "index_scale.py", "mixed_precision.py", "popularity_baseline.py", "prefix_sharing.py",
+                                         "prepare_scale.py", "quality.py",
                                          "serve_load.py", "serve_memory.py", "text_baseline.py",
                                          "train_scale.py", "user_spread.py"]
 
@@ -138,3 +140,22 @@ def test_user_spread_compares_a_trained_run_with_its_init(synthetic_data_dir: Pa
     bad = subprocess.run([*cmd[:-2], "--users", "1"], capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
     assert bad.returncode == 2
     assert bad.stderr.splitlines()[-1].endswith("--users must be at least 2")
+
+
+def test_popularity_baseline_known_answer(tmp_path: Path) -> None:
+    """Item k (1..10) is in the training part of 11 - k users: distinct counts, so the list is I1..I10.
+    User u's valid target is I(11 - u), at rank 10 - u (user 0's is a new item); every test target is new."""
+    from service.cli.main import main
+
+    seqs = {f"u{u}": [f"I{k}" for k in range(1, 11 - u)] + ([f"I{11 - u}"] if u else ["Z"]) + [f"T{u}"]
+            for u in range(10)}
+    (tmp_path / "Toy.inter.json").write_text(json.dumps(seqs))
+    assert main(["prepare", "--source", "lcrec", "--input", str(tmp_path), "--out", str(tmp_path / "data")]) == 0
+    out = subprocess.run([sys.executable, "benchmarks/popularity_baseline.py", "--data", str(tmp_path / "data")],
+                         capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    ndcg = sum(1 / math.log2(12 - u) for u in range(1, 10)) / 10
+    assert result["valid"]["hr@10"] == 0.9
+    assert result["valid"]["ndcg@10"] == round(ndcg, 4)
+    assert (result["test"]["hr@10"], result["test"]["ndcg@10"], result["test"]["users"]) == (0.0, 0.0, 10)
