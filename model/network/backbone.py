@@ -127,11 +127,16 @@ def build_backbone(cfg: ModelConfig, sid_tokens: list[str], *, dropout: float = 
         tokenizer = build_preset_tokenizer(sid_tokens)
         from transformers import Qwen3Model
 
-        model_cfg = _qwen3_config(PRESETS[cfg.backbone], len(tokenizer), tokenizer.pad_token_id, dropout)
+        preset = PRESETS[cfg.backbone]
+        if cfg.layers:
+            preset = dataclasses.replace(preset, num_hidden_layers=cfg.layers)
+        model_cfg = _qwen3_config(preset, len(tokenizer), tokenizer.pad_token_id, dropout)
         model_cfg._attn_implementation = "sdpa"
         backbone: nn.Module = Qwen3Model(model_cfg)
     else:
         path = Path(cfg.backbone)
+        if cfg.layers:
+            raise SimGRError(f"layers={cfg.layers} sets a preset's depth; checkpoint {cfg.backbone!r} keeps its own")
         if not (path / "config.json").is_file():
             raise SimGRError(
                 f"backbone {cfg.backbone!r} is neither a preset ({', '.join(PRESETS)}) "
