@@ -4,12 +4,13 @@ get bf16, and that a bf16 run on the CPU trains, keeps fp32 weights and loses li
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 import torch
 
-from model.training.precision import step_autocast, uses_bf16
+from model.training.precision import cpu_has_bf16_units, precision_advice, step_autocast, uses_bf16
 from service.cli.main import main
 
 
@@ -19,6 +20,18 @@ from service.cli.main import main
 ])
 def test_which_devices_get_bf16(mode: str, device: str, on: bool) -> None:
     assert uses_bf16(mode, device) is on  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("mode", "device", "units", "level", "says"), [
+    ("off", "cpu", False, logging.INFO, "fp32"), ("auto", "cpu", False, logging.INFO, "fp32"),
+    ("bf16", "cpu", True, logging.INFO, "bf16 autocast"), ("auto", "cuda", False, logging.INFO, "bf16 autocast"),
+    ("bf16", "cpu", False, logging.WARNING, "--autocast off"),
+])
+def test_the_precision_line_warns_only_for_emulated_bf16(mode: str, device: str, units: bool, level: int,
+                                                         says: str) -> None:
+    got_level, line = precision_advice(mode, device, bf16_units=units)  # type: ignore[arg-type]
+    assert got_level == level
+    assert says in line
 
 
 @pytest.mark.parametrize(("mode", "on"), [("auto", False), ("bf16", True), ("off", False)])
@@ -48,9 +61,13 @@ def _train(data: Path, out: Path, autocast: str) -> dict:
     return [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()][-1]
 
 
-def test_a_bf16_run_on_the_cpu_trains_like_fp32(synthetic_data_dir: Path, tmp_path: Path) -> None:
+def test_a_bf16_run_on_the_cpu_trains_like_fp32(synthetic_data_dir: Path, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
     fp32 = _train(synthetic_data_dir, tmp_path / "fp32", "off")
-    bf16 = _train(synthetic_data_dir, tmp_path / "bf16", "bf16")
+    with caplog.at_level(logging.INFO, logger="model.training.train"):
+        bf16 = _train(synthetic_data_dir, tmp_path / "bf16", "bf16")
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "emulated" in r.getMessage()]
+    assert len(warned) == (0 if cpu_has_bf16_units() else 1)  # this machine's CPU decides
     assert bf16["train_loss"] != fp32["train_loss"]  # bf16 did run: its products round differently
     assert bf16["train_loss"] == pytest.approx(fp32["train_loss"], rel=0.05)
     weights = torch.load(tmp_path / "bf16" / "checkpoints" / "last.pt", weights_only=False)["model"]

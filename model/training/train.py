@@ -31,7 +31,7 @@ from model.progress import progress
 from model.training.allocator import malloc_advice
 from model.training.averaging import WeightAverage
 from model.training.order import epoch_order, valid_sample
-from model.training.precision import step_autocast
+from model.training.precision import precision_advice, step_autocast
 from model.training.processes import broadcast, dist_setup, seed_all
 from model.training.run import RunConfig, atomic_save, build_from_config, load_checkpoint, save_run_config
 from model.training.schedule import lr_factor
@@ -279,6 +279,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
     log.info("training on %d windows (%d targets), %d steps/epoch, accum %d, world %d",
              len(run.windows), n_targets, run.steps_per_epoch, run.accum, run.world)
     log.info("%s", malloc_advice(run.device.type))
+    level, line = precision_advice(cfg.train.autocast, run.device.type)
+    log.log(level, "%s", line)
     out_of_time = False
     while state.epoch < cfg.train.epochs:
         if state.epoch and run.budget_s and run.seconds_used() > run.budget_s:
