@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                    "its one dropout)")
     p.add_argument("--input-dropout", type=float, default=TrainConfig().input_dropout)
     p.add_argument("--hidden-dropout", type=float, default=TrainConfig().hidden_dropout)
+    p.add_argument("--code-dropout", type=float, default=TrainConfig().code_dropout)
     p.add_argument("--weight-decay", type=float, default=TrainConfig().weight_decay)
     p.add_argument("--ema-decay", type=float, default=TrainConfig().ema_decay, help="0 = no weight average")
     p.add_argument("--seed", type=int, default=TrainConfig().seed, help="init, batch order and dropout")
@@ -86,7 +87,7 @@ def _run_config(a: argparse.Namespace, data_dir: Path) -> RunConfig:
                 "sasrec_dropout": a.dropout, "sasrec_label_smoothing": a.label_smoothing} if sasrec else {}
     train = {"epochs": a.epochs, "lr": a.lr, "time_budget_min": a.budget_min, "patience": a.patience,
              "dropout": a.dropout, "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout,
-             "weight_decay": a.weight_decay, "ema_decay": a.ema_decay, "seed": a.seed, "autocast": a.autocast}
+             "code_dropout": a.code_dropout, "weight_decay": a.weight_decay, "ema_decay": a.ema_decay, "seed": a.seed, "autocast": a.autocast}
     return RunConfig.from_json({"data_dir": str(data_dir), "method": a.method, "model": model,
                                 "prompt": {"layout": a.layout}, "train": train, "baseline": baseline},
                                origin="command line")
@@ -103,6 +104,7 @@ def _run_name(a: argparse.Namespace, ids: str) -> str:
                 + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids)
     return (head + (f"-s{a.seed}" if a.seed != TrainConfig().seed else "")
             + (f"-L{a.layers}" if a.layers and a.method == "simgr" else "")
+            + (f"-cd{a.code_dropout}" if a.code_dropout and a.method == "simgr" else "")
             + (f"-e{a.epochs}" if a.epochs != EPOCH_CAP else "")
             + (f"-{a.autocast}" if a.autocast != TrainConfig().autocast else "")
             + (f"-ls{a.label_smoothing}" if a.label_smoothing else "")
@@ -120,7 +122,8 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
         return {**common, "sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers,
                 "sasrec_heads": a.sasrec_heads}
     return {**common, "preset": a.preset, "layers": a.layers, "lora": a.lora, "layout": a.layout, "aggregator": a.aggregator,
-            "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout, "tau": a.tau,
+            "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout,
+            "code_dropout": a.code_dropout, "tau": a.tau,
             "uniqueness": a.uniqueness, "unique_codes": a.unique_codes, "smoothing_prefix": a.smoothing_prefix}
 
 

@@ -176,11 +176,14 @@ class TrainConfig:
     dropout: float = 0.1  # attention dropout for scratch presets
     hidden_dropout: float = 0.0  # on each attention/MLP block's output before the residual add (network/backbone.py)
     input_dropout: float = 0.2  # dropout on input vectors; +0.0015 test NDCG@10 on Instruments (README)
+    code_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # each training step drops each semantic-ID
+    # code of each item with this probability (one always stays) and averages the rest: the item table's
+    # own dropout, mean aggregator only (network/model.py)
     ema_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # > 0: validate and keep an exponential moving average of the weights (training/averaging.py)
     autocast: Autocast = "auto"  # bf16 mixed precision in training steps. auto: on CUDA
     # only. bf16: also on a CPU, worth it where it has AMX or AVX512-BF16 (a `large` step 1.38x on a Xeon with AMX,
-    # 1.62x on an AMD EPYC with AVX512-BF16, README); expected slower on a CPU without bf16 units (not measured
-    # here). Validation, evaluation and export ignore it.
+    # 1.62x on an AMD EPYC with AVX512-BF16, README); emulated on a CPU without them, where a `large` step ran
+    # at 0.04x fp32's speed (training/precision.py warns). Validation, evaluation and export ignore it.
     num_workers: int = 0  # DataLoader workers (tokenization is cheap; 0 keeps CPU for compute)
 
 

@@ -26,6 +26,7 @@ class SimGRMethod:
         space = load_sid_space(Path(cfg.data_dir), tokens_to_codes(sids))  # every code is a token
         built = build_model(cfg.model, cfg.prompt, sids, dropout=cfg.train.dropout,
                             hidden_dropout=cfg.train.hidden_dropout, input_dropout=cfg.train.input_dropout,
+                            code_dropout=cfg.train.code_dropout,
                             seed=cfg.train.seed, space=space)
         if cfg.model.code_init != "random":
             if cfg.model.lora:

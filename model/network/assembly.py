@@ -29,8 +29,8 @@ def sid_vocabulary(sids: Sequence[Sequence[str]]) -> list[str]:
 
 
 def build_model(cfg: ModelConfig, prompt: PromptConfig, sids: Sequence[Sequence[str]], *,
-                dropout: float = 0.0, hidden_dropout: float = 0.0, input_dropout: float = 0.0, seed: int = 0,
-                space: SidSpace | None = None) -> Assembled:
+                dropout: float = 0.0, hidden_dropout: float = 0.0, input_dropout: float = 0.0,
+                code_dropout: float = 0.0, seed: int = 0, space: SidSpace | None = None) -> Assembled:
     """Random-init preset or local checkpoint, extended with the SID tokens of ``sids`` (N items x L) and,
     given a ``space``, with every code of every level, so items added later can be written."""
     torch.manual_seed(seed)
@@ -41,5 +41,6 @@ def build_model(cfg: ModelConfig, prompt: PromptConfig, sids: Sequence[Sequence[
     backbone, tokenizer = build_backbone(cfg, tokens, dropout=dropout, hidden_dropout=hidden_dropout)
     vocab = PromptVocab.from_tokenizer(tokenizer, sids, prompt)
     table = torch.tensor(vocab.sid_token_ids, dtype=torch.long)  # (N, L)
-    model = SimGR(backbone=backbone, sid_token_ids=table, cfg=cfg, prompt=prompt, input_dropout=input_dropout)
+    model = SimGR(backbone=backbone, sid_token_ids=table, cfg=cfg, prompt=prompt, input_dropout=input_dropout,
+                  code_dropout=code_dropout)
     return Assembled(model, tokenizer, vocab)

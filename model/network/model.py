@@ -29,13 +29,14 @@ class SimGR(nn.Module):
     share_prefix = True  # one pass over the prompts' common opening (shared_prefix.py); False: a full pass each
 
     def __init__(self, *, backbone: nn.Module, sid_token_ids: torch.Tensor, cfg: ModelConfig,
-                 prompt: PromptConfig, input_dropout: float = 0.0) -> None:
+                 prompt: PromptConfig, input_dropout: float = 0.0, code_dropout: float = 0.0) -> None:
         super().__init__()
         levels = int(sid_token_ids.shape[1])
         if cfg.smoothing_prefix >= max(levels, 1):
             raise SimGRError(f"smoothing_prefix {cfg.smoothing_prefix}: items have {levels} semantic-ID codes, "
                              f"so the shared prefix must be shorter than {levels}")
         self.input_dropout = nn.Dropout(input_dropout)  # on the input vectors, training only
+        self.code_dropout = code_dropout  # on the codes averaged into each item vector, training only
         self.backbone = backbone
         self.cfg = cfg
         self.prompt_cfg = prompt
@@ -49,6 +50,9 @@ class SimGR(nn.Module):
                              if cfg.smoothing_prefix else None, persistent=False)  # (N,); None: uniform smoothing
         dim = int(backbone.get_input_embeddings().weight.shape[1])  # type: ignore[operator,index]
         self.aggregator = make_aggregator(cfg.aggregator, dim=dim, levels=levels)
+        if code_dropout and not isinstance(self.aggregator, MeanAggregator):
+            raise SimGRError(f"code dropout averages the codes an item keeps: it needs the mean aggregator, "
+                             f"not {cfg.aggregator!r}")
         self._prefix_memo = PrefixMemo()  # the instruction's pass, kept between no-grad eval calls
 
     @property
@@ -66,9 +70,13 @@ class SimGR(nn.Module):
         """(M, D) embeddings of items ``ids`` (M,) long, or of every item when None."""
         tokens = self.sid_token_ids if ids is None else self.sid_token_ids[ids]  # (M, L)
         emb = self.input_embeddings()
+        w = kept_code_weights(tokens, self.code_dropout) if self.training and self.code_dropout else None
         if isinstance(self.aggregator, MeanAggregator) and type(emb) is nn.Embedding:
-            e = F.embedding_bag(tokens, emb.weight, mode="mean")  # (M, D): gather and mean in one pass, 2.5x
-            # faster forward and backward than materialising (M, L, D) rows
+            # (M, D): gather and mean in one pass, 2.5x faster forward and backward than (M, L, D) rows
+            e = (F.embedding_bag(tokens, emb.weight, mode="mean") if w is None
+                 else F.embedding_bag(tokens, emb.weight, mode="sum", per_sample_weights=w))
+        elif w is not None:
+            e = (emb(tokens) * w.unsqueeze(-1)).sum(1)  # (M, L, D) -> (M, D), the kept codes' mean
         else:
             e = self.aggregator(emb(tokens))  # (M, L, D) -> (M, D); peft-safe: a wrapped table goes through forward
         return l2_normalize(e) if self.cfg.normalize else e
@@ -143,6 +151,17 @@ class SimGR(nn.Module):
         h = self._score_space(hidden[at])  # (M, D)
         loss = sampled_softmax_loss(h, rows[inverse[slots.shape[0]:]].float(), cand, targets, tau=self.cfg.tau)
         return self._at_last(hidden, batch), loss
+
+
+def kept_code_weights(tokens: torch.Tensor, p: float) -> torch.Tensor:
+    """(M, L) codes -> (M, L) weights that average each item's kept codes: each code is dropped with
+    probability ``p``, and one code per item, drawn uniformly, always stays. Dropout on the item table, as
+    the input dropout is on the prompt: an item vector may not lean on one code alone."""
+    keep = torch.rand(tokens.shape, device=tokens.device) >= p  # (M, L)
+    keep[torch.arange(tokens.shape[0], device=tokens.device),
+         torch.randint(tokens.shape[1], (tokens.shape[0],), device=tokens.device)] = True
+    w = keep.float()
+    return w / w.sum(1, keepdim=True)
 
 
 class _L2Normalize(torch.autograd.Function):
