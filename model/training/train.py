@@ -279,8 +279,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
     log.info("training on %d windows (%d targets), %d steps/epoch, accum %d, world %d",
              len(run.windows), n_targets, run.steps_per_epoch, run.accum, run.world)
     log.info("%s", malloc_advice(run.device.type))
-    level, line = precision_advice(cfg.train.autocast, run.device.type)
-    log.log(level, "%s", line)
+    log.log(*precision_advice(cfg.train.autocast, run.device.type))  # (level, line); the line holds no %
     out_of_time = False
     while state.epoch < cfg.train.epochs:
         if state.epoch and run.budget_s and run.seconds_used() > run.budget_s:
