@@ -81,13 +81,15 @@ def _run_config(a: argparse.Namespace, data_dir: Path) -> RunConfig:
     """The flags as a run, validated like the CLI's (a SimGRError names the field): SimGR's model fields, or
     SASRec's shape, dropout and smoothing in ``baseline``."""
     sasrec = a.method == "sasrec"
-    model = {} if sasrec else {"backbone": a.preset, "layers": a.layers, "lora": a.lora, "aggregator": a.aggregator, "tau": a.tau,
-                               "label_smoothing": a.label_smoothing, "smoothing_prefix": a.smoothing_prefix}
+    model = {} if sasrec else {"backbone": a.preset, "layers": a.layers, "lora": a.lora,
+                               "aggregator": a.aggregator, "tau": a.tau, "label_smoothing": a.label_smoothing,
+                               "smoothing_prefix": a.smoothing_prefix}
     baseline = {"sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers, "sasrec_heads": a.sasrec_heads,
                 "sasrec_dropout": a.dropout, "sasrec_label_smoothing": a.label_smoothing} if sasrec else {}
     train = {"epochs": a.epochs, "lr": a.lr, "time_budget_min": a.budget_min, "patience": a.patience,
              "dropout": a.dropout, "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout,
-             "code_dropout": a.code_dropout, "weight_decay": a.weight_decay, "ema_decay": a.ema_decay, "seed": a.seed, "autocast": a.autocast}
+             "code_dropout": a.code_dropout, "weight_decay": a.weight_decay, "ema_decay": a.ema_decay,
+             "seed": a.seed, "autocast": a.autocast}
     return RunConfig.from_json({"data_dir": str(data_dir), "method": a.method, "model": model,
                                 "prompt": {"layout": a.layout}, "train": train, "baseline": baseline},
                                origin="command line")
@@ -121,8 +123,8 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
     if a.method == "sasrec":
         return {**common, "sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers,
                 "sasrec_heads": a.sasrec_heads}
-    return {**common, "preset": a.preset, "layers": a.layers, "lora": a.lora, "layout": a.layout, "aggregator": a.aggregator,
-            "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout,
+    return {**common, "preset": a.preset, "layers": a.layers, "lora": a.lora, "layout": a.layout,
+            "aggregator": a.aggregator, "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout,
             "code_dropout": a.code_dropout, "tau": a.tau,
             "uniqueness": a.uniqueness, "unique_codes": a.unique_codes, "smoothing_prefix": a.smoothing_prefix}
 
