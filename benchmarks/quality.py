@@ -103,10 +103,9 @@ def _run_name(a: argparse.Namespace, ids: str) -> str:
     else:
         head = (f"run-{Path(a.preset).name}{'-lora' if a.lora else ''}-{a.layout}-{a.aggregator}-d{a.dropout}-i{a.input_dropout}"
                 f"-h{a.hidden_dropout}-t{a.tau}-lr{a.lr}-wd{a.weight_decay}"
-                + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids)
+                + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids
+                + (f"-L{a.layers}" if a.layers else "") + (f"-cd{a.code_dropout}" if a.code_dropout else ""))
     return (head + (f"-s{a.seed}" if a.seed != TrainConfig().seed else "")
-            + (f"-L{a.layers}" if a.layers and a.method == "simgr" else "")
-            + (f"-cd{a.code_dropout}" if a.code_dropout and a.method == "simgr" else "")
             + (f"-e{a.epochs}" if a.epochs != EPOCH_CAP else "")
             + (f"-{a.autocast}" if a.autocast != TrainConfig().autocast else "")
             + (f"-ls{a.label_smoothing}" if a.label_smoothing else "")
