@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import TINY
 
 from model.config import ModelConfig
 from model.errors import SimGRError
@@ -17,7 +18,6 @@ from model.training.run import RunConfig, load_run
 from service.cli.main import main
 
 SIDS = ["<a_0>", "<a_1>"]
-TINY = ["--backbone", "tiny", "--batch-size", "16", "--micro-batch-size", "16", "--lr", "0.01"]
 
 
 def _blocks(model: torch.nn.Module) -> int:

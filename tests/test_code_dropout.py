@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from train_helpers import TINY
 
 from model.config import ModelConfig, PromptConfig
 from model.data.synthetic import random_sids
@@ -90,9 +91,8 @@ def test_off_by_default_and_refused_beside_a_learned_aggregator(tmp_path: Path) 
 
 def test_a_run_with_code_dropout_trains(synthetic_data_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), "--backbone", "tiny",
-                 "--batch-size", "16", "--micro-batch-size", "16", "--lr", "0.01", "--epochs", "4",
-                 "--code-dropout", "0.2"]) == 0
+    assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), "--epochs", "4",
+                 "--code-dropout", "0.2", *TINY]) == 0
     log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
     assert json.loads((run / "config.json").read_text())["train"]["code_dropout"] == 0.2
     assert log[-1]["train_loss"] < log[0]["train_loss"]

@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from train_helpers import TINY
 
 from model.evaluation.metrics import METRIC_KEYS
 from model.export.bundle import Bundle
 from service.cli.main import main
-
-TINY = ["--backbone", "tiny", "--batch-size", "16", "--micro-batch-size", "16", "--lr", "0.01"]
 
 
 def last_json(out: str) -> dict:
