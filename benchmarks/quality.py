@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                    "(e.g. one written by `simgr checkpoint`)")
     p.add_argument("--layers", type=int, default=ModelConfig().layers,
                    help="blocks in the --preset (0: the preset's own depth)")
+    p.add_argument("--width", type=int, default=ModelConfig().width,
+                   help="hidden size of the --preset (0: the preset's own width)")
     p.add_argument("--lora", action="store_true", help="LoRA adapters on a pretrained --preset directory")
     p.add_argument("--layout", default="items", choices=["items", "tokens"])
     p.add_argument("--aggregator", default="mean")
@@ -81,7 +83,7 @@ def _run_config(a: argparse.Namespace, data_dir: Path) -> RunConfig:
     """The flags as a run, validated like the CLI's (a SimGRError names the field): SimGR's model fields, or
     SASRec's shape, dropout and smoothing in ``baseline``."""
     sasrec = a.method == "sasrec"
-    model = {} if sasrec else {"backbone": a.preset, "layers": a.layers, "lora": a.lora,
+    model = {} if sasrec else {"backbone": a.preset, "layers": a.layers, "width": a.width, "lora": a.lora,
                                "aggregator": a.aggregator, "tau": a.tau, "label_smoothing": a.label_smoothing,
                                "smoothing_prefix": a.smoothing_prefix}
     baseline = {"sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers, "sasrec_heads": a.sasrec_heads,
@@ -104,7 +106,8 @@ def _run_name(a: argparse.Namespace, ids: str) -> str:
         head = (f"run-{Path(a.preset).name}{'-lora' if a.lora else ''}-{a.layout}-{a.aggregator}-d{a.dropout}-i{a.input_dropout}"
                 f"-h{a.hidden_dropout}-t{a.tau}-lr{a.lr}-wd{a.weight_decay}"
                 + (f"-ema{a.ema_decay}" if a.ema_decay else "") + ids
-                + (f"-L{a.layers}" if a.layers else "") + (f"-cd{a.code_dropout}" if a.code_dropout else ""))
+                + (f"-L{a.layers}" if a.layers else "") + (f"-W{a.width}" if a.width else "")
+                + (f"-cd{a.code_dropout}" if a.code_dropout else ""))
     return (head + (f"-s{a.seed}" if a.seed != TrainConfig().seed else "")
             + (f"-e{a.epochs}" if a.epochs != EPOCH_CAP else "")
             + (f"-{a.autocast}" if a.autocast != TrainConfig().autocast else "")
@@ -122,7 +125,7 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
     if a.method == "sasrec":
         return {**common, "sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers,
                 "sasrec_heads": a.sasrec_heads}
-    return {**common, "preset": a.preset, "layers": a.layers, "lora": a.lora, "layout": a.layout,
+    return {**common, "preset": a.preset, "layers": a.layers, "width": a.width, "lora": a.lora, "layout": a.layout,
             "aggregator": a.aggregator, "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout,
             "code_dropout": a.code_dropout, "tau": a.tau,
             "uniqueness": a.uniqueness, "unique_codes": a.unique_codes, "smoothing_prefix": a.smoothing_prefix}

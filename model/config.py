@@ -126,6 +126,8 @@ class ModelConfig:
     backbone: str = "small"  # preset name (tiny|small|medium|large|xlarge|base) or a local HF checkpoint directory
     layers: Annotated[int, Field(ge=0)] = 0  # 0: the preset's depth; N: the preset with N blocks, for
     # trading depth against width under a time budget (presets only: a checkpoint keeps its own depth)
+    width: Annotated[int, Field(ge=0, multiple_of=8)] = 0  # 0: the preset's hidden size; D: the preset at
+    # width D with 64-wide heads and a 4D MLP (Preset.resized); a multiple of 8 keeps the rotary halves even
     lora: bool = False  # LoRA adapters (only sensible for a pretrained checkpoint)
     lora_rank: int = 8  # LC-Rec's default r
     lora_alpha: int = 32  # LC-Rec's default alpha

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -35,14 +34,9 @@ def make_random_bundle(out_dir: str | Path, *, n_items: int = 500, preset: str =
     with semantic IDs), its items, texts, code space and item quantizer instead. ``index`` is any
     ``simgr export --index`` type, tuned on random histories."""
     out = Path(out_dir)
-    if layers or dim:  # a custom-size Qwen3 preset, e.g. sized for a serving benchmark
-        base = PRESETS[preset]
-        d = dim or base.hidden_size
-        PRESETS["custom"] = dataclasses.replace(
-            base, hidden_size=d, num_hidden_layers=layers or base.num_hidden_layers,
-            num_attention_heads=max(1, d // 64), num_key_value_heads=max(1, d // 128), intermediate_size=4 * d)
-        preset = "custom"
-    mcfg, pcfg = ModelConfig(backbone=preset), PromptConfig(layout=layout)  # type: ignore[arg-type]
+    # layers/dim size the preset, e.g. for a serving benchmark (Preset.resized)
+    mcfg = ModelConfig(backbone=preset, layers=layers or 0, width=dim or 0)
+    pcfg = PromptConfig(layout=layout)  # type: ignore[arg-type]
     if data_dir is None:
         sids = random_sids(n_items, seed=seed)
         item_ids = [f"item-{i}" for i in range(n_items)]

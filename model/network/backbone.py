@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,17 @@ class Preset:
     num_key_value_heads: int  # grouped-query attention, as Qwen3
     intermediate_size: int  # SwiGLU MLP width
     max_position_embeddings: int = 1024  # 20 items x 5 tokens + instruction fits easily
+
+    def resized(self, *, layers: int = 0, width: int = 0) -> Preset:
+        """This preset with ``layers`` blocks and/or hidden size ``width`` (0 keeps its own). A new width
+        keeps the presets' proportions: 64-wide heads, half as many key/value heads, a 4x MLP."""
+        p = dataclasses.replace(self, num_hidden_layers=layers) if layers else self
+        if not width:
+            return p
+        heads = max(1, width // 64)
+        kv = math.gcd(heads, max(1, heads // 2))  # divides heads, as grouped-query attention needs
+        return dataclasses.replace(p, hidden_size=width, num_attention_heads=heads, num_key_value_heads=kv,
+                                   intermediate_size=4 * width)
 
 
 PRESETS: dict[str, Preset] = {
@@ -127,16 +139,15 @@ def build_backbone(cfg: ModelConfig, sid_tokens: list[str], *, dropout: float = 
         tokenizer = build_preset_tokenizer(sid_tokens)
         from transformers import Qwen3Model
 
-        preset = PRESETS[cfg.backbone]
-        if cfg.layers:
-            preset = dataclasses.replace(preset, num_hidden_layers=cfg.layers)
+        preset = PRESETS[cfg.backbone].resized(layers=cfg.layers, width=cfg.width)
         model_cfg = _qwen3_config(preset, len(tokenizer), tokenizer.pad_token_id, dropout)
         model_cfg._attn_implementation = "sdpa"
         backbone: nn.Module = Qwen3Model(model_cfg)
     else:
         path = Path(cfg.backbone)
-        if cfg.layers:
-            raise SimGRError(f"layers={cfg.layers} sets a preset's depth; checkpoint {cfg.backbone!r} keeps its own")
+        if cfg.layers or cfg.width:
+            raise SimGRError(f"layers={cfg.layers}, width={cfg.width} size a preset; "
+                             f"checkpoint {cfg.backbone!r} keeps its own size")
         if not (path / "config.json").is_file():
             raise SimGRError(
                 f"backbone {cfg.backbone!r} is neither a preset ({', '.join(PRESETS)}) "
