@@ -55,11 +55,13 @@ def test_depth_and_width_together() -> None:
     assert PRESETS["large"].resized() == PRESETS["large"]
 
 
-@pytest.mark.parametrize("size", [{"layers": 3}, {"width": 64}])
-def test_sizing_a_checkpoint_is_refused(tmp_path: Path, size: dict[str, int]) -> None:
+@pytest.mark.parametrize(("size", "named"), [({"layers": 3}, "layers=3 sizes"), ({"width": 64}, "width=64 sizes"),
+                                             ({"layers": 3, "width": 64}, "layers=3, width=64 sizes")])
+def test_sizing_a_checkpoint_is_refused(tmp_path: Path, size: dict[str, int], named: str) -> None:
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(SimGRError, match="keeps its own size"):
+    with pytest.raises(SimGRError, match="keeps its own size") as err:
         build_backbone(ModelConfig(backbone=str(tmp_path), **size), SIDS)
+    assert str(err.value).startswith(named)
 
 
 @pytest.mark.parametrize(("field", "value"), [("layers", -1), ("width", -8), ("width", 100)])

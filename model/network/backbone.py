@@ -145,9 +145,8 @@ def build_backbone(cfg: ModelConfig, sid_tokens: list[str], *, dropout: float = 
         backbone: nn.Module = Qwen3Model(model_cfg)
     else:
         path = Path(cfg.backbone)
-        if cfg.layers or cfg.width:
-            raise SimGRError(f"layers={cfg.layers}, width={cfg.width} size a preset; "
-                             f"checkpoint {cfg.backbone!r} keeps its own size")
+        if sized := ", ".join(f"{k}={v}" for k, v in (("layers", cfg.layers), ("width", cfg.width)) if v):
+            raise SimGRError(f"{sized} sizes a preset; checkpoint {cfg.backbone!r} keeps its own size")
         if not (path / "config.json").is_file():
             raise SimGRError(
                 f"backbone {cfg.backbone!r} is neither a preset ({', '.join(PRESETS)}) "
