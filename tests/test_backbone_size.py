@@ -38,12 +38,11 @@ def test_layers_sets_the_number_of_blocks_and_nothing_else() -> None:
 
 @pytest.mark.parametrize(("width", "heads", "kv"), [(384, 6, 3), (320, 5, 1), (256, 4, 2), (40, 1, 1)])
 def test_width_sets_the_hidden_size_with_64_wide_heads_and_a_4x_mlp(width: int, heads: int, kv: int) -> None:
-    default, _ = build_backbone(ModelConfig(backbone="tiny"), SIDS)
     wider, _ = build_backbone(ModelConfig(backbone="tiny", width=width), SIDS)
     c = wider.config
     assert (c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.intermediate_size) == (
         width, heads, kv, 4 * width)
-    assert c.num_hidden_layers == default.config.num_hidden_layers
+    assert c.num_hidden_layers == PRESETS["tiny"].num_hidden_layers
     assert wider.embed_tokens.weight.shape[1] == width
     h = wider(input_ids=torch.tensor([[0, 1, 2]])).last_hidden_state  # (1, 3, width): the heads fit
     assert h.shape == (1, 3, width)
