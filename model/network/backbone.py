@@ -37,7 +37,8 @@ class Preset:
 
     def resized(self, *, layers: int = 0, width: int = 0) -> Preset:
         """This preset with ``layers`` blocks and/or hidden size ``width`` (0 keeps its own). A new width
-        keeps the presets' proportions: 64-wide heads, half as many key/value heads, a 4x MLP."""
+        keeps the presets' proportions: 64-wide heads, half as many key/value heads for an even head count
+        and one for an odd count (gcd(heads, heads // 2) gives both), a 4x MLP."""
         p = dataclasses.replace(self, num_hidden_layers=layers) if layers else self
         if not width:
             return p
