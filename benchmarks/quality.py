@@ -2,6 +2,7 @@
 ONE JSON line with the test metrics plus train_samples_per_s, eval_users_per_s and minutes.
 
     python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
+    python benchmarks/quality.py --data ../shared/data/instruments --recipe instruments --seed 1
     python benchmarks/quality.py --data ../shared/data/instruments --method sasrec --sasrec-dim 256 --patience 10
 
 Uses the dataset's given semantic IDs (X.index.json) when present, else builds RQ-VAE IDs from its text.
@@ -32,10 +33,22 @@ from model.training.train import train
 EPOCH_CAP = 50  # --epochs default: the budget, not the cap, ends a 30-minute run
 PATIENCE = 100  # --patience default: no early stop, so the budget or the cap ends the run
 
+# The recipes reports/quality quotes, as the flags they add to the defaults. They come before the command
+# line's own flags, so a flag given there wins (`--recipe instruments --autocast off` on a CPU without bf16
+# units). The README, reports/quality and scripts/gpu_check.sh name a recipe instead of copying its flags.
+RECIPES: dict[str, tuple[str, ...]] = {
+    # section 1: `large` from scratch, spread IDs, the three dropouts, weight average, label smoothing 0.3
+    "instruments": ("--preset", "large", "--dropout", "0.3", "--input-dropout", "0.3", "--hidden-dropout", "0.1",
+                    "--tau", "0.1", "--ema-decay", "0.999", "--uniqueness", "spread", "--unique-codes", "1024",
+                    "--autocast", "bf16", "--label-smoothing", "0.3"),
+}
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="LC-Rec folder with X.inter.json")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a recipe's flags; later flags override "
+                   "them. " + "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(RECIPES.items())))
     p.add_argument("--budget-min", type=float, default=30.0, help="training wall-clock budget")
     p.add_argument("--method", default="simgr", choices=["simgr", "sasrec"],
                    help="sasrec: the baseline under the same budget, with --sasrec-* for its shape")
@@ -79,6 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The flags, with a --recipe's flags placed before the command line's so that those win."""
+    argv = sys.argv[1:] if argv is None else argv
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe", choices=sorted(RECIPES))
+    recipe = pre.parse_known_args(argv)[0].recipe
+    p = _parser()
+    return p, p.parse_args([*RECIPES.get(recipe, ()), *argv] if recipe else argv)
+
+
 def _run_config(a: argparse.Namespace, data_dir: Path) -> RunConfig:
     """The flags as a run, validated like the CLI's (a SimGRError names the field): SimGR's model fields, or
     SASRec's shape, dropout and smoothing in ``baseline``."""
@@ -118,7 +141,7 @@ def _run_name(a: argparse.Namespace, ids: str) -> str:
 
 def _settings(a: argparse.Namespace) -> dict[str, object]:
     """The flags that shaped the run, echoed in its JSON line."""
-    common = {"method": a.method, "lr": a.lr, "weight_decay": a.weight_decay, "ema_decay": a.ema_decay,
+    common = {"method": a.method, "recipe": a.recipe, "lr": a.lr, "weight_decay": a.weight_decay, "ema_decay": a.ema_decay,
               "dropout": a.dropout, "label_smoothing": a.label_smoothing, "threads": torch.get_num_threads(),
               "budget_min": a.budget_min, "seed": a.seed, "max_epochs": a.epochs, "patience": a.patience,
               "autocast": a.autocast, "malloc": malloc_in_use()}
@@ -132,8 +155,7 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
 
 
 def main() -> int:
-    p = _parser()
-    a = p.parse_args()
+    p, a = parse_args()
     ids = f"-{a.uniqueness}{a.unique_codes}" if a.uniqueness != "lowest" else ""
     work = a.workdir or Path(tempfile.mkdtemp(prefix="simgr-quality-"))
     data_dir = work / f"data{ids}"  # one per ID rule: a kept run must find the IDs it was trained on

@@ -34,8 +34,7 @@ run() {
   local out="${OUT:-/tmp}"
   # the Instruments recipe of section 1 (spread IDs, label smoothing, weight average), on the GPU preset
   PYTHONUNBUFFERED=1 "$PYTHON" benchmarks/quality.py --data .gpu/instruments --budget-min "$BUDGET_MIN" \
-    --preset "$PRESET" --dropout 0.3 --input-dropout 0.3 --hidden-dropout 0.1 --tau 0.1 --ema-decay 0.999 \
-    --label-smoothing 0.3 --uniqueness spread --unique-codes 1024 --workdir /tmp/simgr-gpu "$@" 2> "$out/quality.log" \
+    --recipe instruments --preset "$PRESET" --workdir /tmp/simgr-gpu "$@" 2> "$out/quality.log" \
     | tee "$out/quality.json"
 }
 

@@ -4,12 +4,14 @@ serve_load starts several servers)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -49,6 +51,34 @@ def test_quality_refuses_bad_flags_before_any_work(tmp_path: Path, flags: list[s
     assert out.returncode == 2
     assert out.stderr.splitlines()[-1].endswith(error)
     assert not (tmp_path / "work").exists()
+
+
+def _quality_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("quality_benchmark", ROOT / "benchmarks" / "quality.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quality_recipe_sets_its_flags_and_later_flags_win() -> None:
+    quality = _quality_module()
+    _, plain = quality.parse_args(["--data", "d"])
+    _, recipe = quality.parse_args(["--data", "d", "--recipe", "instruments", "--seed", "3"])
+    assert (plain.recipe, plain.preset, plain.label_smoothing) == (None, "small", 0.0)
+    assert (recipe.recipe, recipe.preset, recipe.label_smoothing, recipe.hidden_dropout, recipe.unique_codes,
+            recipe.autocast, recipe.seed) == ("instruments", "large", 0.3, 0.1, 1024, "bf16", 3)
+    _, override = quality.parse_args(["--autocast", "off", "--recipe=instruments", "--data", "d",
+                                      "--label-smoothing", "0.2"])
+    assert (override.autocast, override.label_smoothing, override.preset) == ("off", 0.2, "large")
+
+
+def test_quality_refuses_an_unknown_recipe(tmp_path: Path) -> None:
+    cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path), "--recipe", "movies"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
+    assert out.returncode == 2
+    assert "argument --recipe: invalid choice: 'movies'" in out.stderr.splitlines()[-1]
 
 
 @pytest.mark.slow
