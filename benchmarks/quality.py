@@ -33,9 +33,10 @@ from model.training.train import train
 EPOCH_CAP = 50  # --epochs default: the budget, not the cap, ends a 30-minute run
 PATIENCE = 100  # --patience default: no early stop, so the budget or the cap ends the run
 
-# The recipes reports/quality quotes, as the flags they add to the defaults. They come before the command
-# line's own flags, so a flag given there wins (`--recipe instruments --autocast off` on a CPU without bf16
-# units). The README, reports/quality and scripts/gpu_check.sh name a recipe instead of copying its flags.
+# The recipes reports/quality quotes, as the flags they add to the defaults. They are placed before the
+# command line's own flags, so a flag given there wins wherever it stands (`--recipe instruments --autocast
+# off` on a CPU without bf16 units). The README, reports/quality and scripts/gpu_check.sh name a recipe
+# instead of copying its flags.
 RECIPES: dict[str, tuple[str, ...]] = {
     # section 1: `large` from scratch, spread IDs, the three dropouts, weight average, label smoothing 0.3
     "instruments": ("--preset", "large", "--dropout", "0.3", "--input-dropout", "0.3", "--hidden-dropout", "0.1",
@@ -47,8 +48,8 @@ RECIPES: dict[str, tuple[str, ...]] = {
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="LC-Rec folder with X.inter.json")
-    p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a recipe's flags; later flags override "
-                   "them. " + "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(RECIPES.items())))
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a recipe's flags; flags on the command "
+                   "line override them. " + "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(RECIPES.items())))
     p.add_argument("--budget-min", type=float, default=30.0, help="training wall-clock budget")
     p.add_argument("--method", default="simgr", choices=["simgr", "sasrec"],
                    help="sasrec: the baseline under the same budget, with --sasrec-* for its shape")
@@ -141,8 +142,8 @@ def _run_name(a: argparse.Namespace, ids: str) -> str:
 
 def _settings(a: argparse.Namespace) -> dict[str, object]:
     """The flags that shaped the run, echoed in its JSON line."""
-    common = {"method": a.method, "recipe": a.recipe, "lr": a.lr, "weight_decay": a.weight_decay, "ema_decay": a.ema_decay,
-              "dropout": a.dropout, "label_smoothing": a.label_smoothing, "threads": torch.get_num_threads(),
+    common = {"method": a.method, "recipe": a.recipe, "lr": a.lr, "weight_decay": a.weight_decay,
+              "ema_decay": a.ema_decay, "dropout": a.dropout, "label_smoothing": a.label_smoothing, "threads": torch.get_num_threads(),
               "budget_min": a.budget_min, "seed": a.seed, "max_epochs": a.epochs, "patience": a.patience,
               "autocast": a.autocast, "malloc": malloc_in_use()}
     if a.method == "sasrec":

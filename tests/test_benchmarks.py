@@ -62,7 +62,7 @@ def _quality_module() -> ModuleType:
     return module
 
 
-def test_quality_recipe_sets_its_flags_and_later_flags_win() -> None:
+def test_quality_recipe_sets_its_flags_and_command_line_flags_win() -> None:
     quality = _quality_module()
     _, plain = quality.parse_args(["--data", "d"])
     _, recipe = quality.parse_args(["--data", "d", "--recipe", "instruments", "--seed", "3"])
