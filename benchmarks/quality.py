@@ -96,11 +96,9 @@ def _parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """The flags, with a --recipe's flags placed before the command line's so that those win."""
     argv = sys.argv[1:] if argv is None else argv
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--recipe", choices=sorted(RECIPES))
-    recipe = pre.parse_known_args(argv)[0].recipe
     p = _parser()
-    return p, p.parse_args([*RECIPES.get(recipe, ()), *argv] if recipe else argv)
+    a = p.parse_args(argv)
+    return p, p.parse_args([*RECIPES[a.recipe], *argv]) if a.recipe else a
 
 
 def _run_config(a: argparse.Namespace, data_dir: Path) -> RunConfig:
