@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from model.analysis.config import CompareConfig, compare_config_json, load_compare_config
+from model.analysis.readme import replace_block
 from model.analysis.report import require_matplotlib, write_report
 from model.analysis.report_table3 import summary_table, table3_sections
 from model.analysis.runfiles import load_runs
@@ -45,19 +46,6 @@ def _other_analyses(ctx: Context, names: tuple[str, ...]) -> dict[str, Any]:
                             for p in cfg.presets},
     }
     return {name: produce[name]() for name in names}
-
-
-def update_readme(path: Path, name: str, table: str) -> None:
-    """Replace the block between ``<!-- compare:NAME:start -->`` and ``<!-- compare:NAME:end -->``."""
-    start, end = f"<!-- compare:{name}:start -->", f"<!-- compare:{name}:end -->"
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise SimGRError(f"{path}: cannot read ({e.strerror})") from None
-    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
-        raise SimGRError(f"{path}: needs one '{start}' ... '{end}' block for the results table")
-    head, rest = text.split(start)
-    path.write_text(head + start + "\n" + table + end + rest.split(end, 1)[1])
 
 
 def _check_flags(cfg: CompareConfig, only: tuple[str, ...], analyses: tuple[str, ...], report_only: bool) -> None:
@@ -98,7 +86,7 @@ def run_compare(config_path: str | Path, *, seeds: int | None = None, only: tupl
         check_protocol(cfg, runs)
         table3 = table3_sections(cfg, runs, main_dataset=ctx.name(cfg.datasets[0]))
         if readme is not None:
-            update_readme(readme, cfg.name, summary_table(runs))
+            replace_block(readme, f"compare:{cfg.name}", summary_table(runs))
     out = _other_analyses(ctx, other_analyses(cfg))
     cfg.report_dir.mkdir(parents=True, exist_ok=True)
     (cfg.report_dir / "compare_config.json").write_text(compare_config_json(cfg))
