@@ -4,6 +4,7 @@ ONE JSON line with the test metrics plus train_samples_per_s, eval_users_per_s a
     python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
     python benchmarks/quality.py --data ../shared/data/instruments --recipe instruments --seed 1
     python benchmarks/quality.py --data ../shared/data/instruments --method sasrec --sasrec-dim 256 --patience 10
+    python benchmarks/quality.py ... --record reports/instruments_30min/runs/NAME.json   # also a run record
 
 Uses the dataset's given semantic IDs (X.index.json) when present, else builds RQ-VAE IDs from its text.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from model.analysis.quality_runs import write_record
 from model.config import BaselineConfig, ModelConfig, RQVAEConfig, TrainConfig
 from model.data.prepare import prepare_dataset
 from model.errors import SimGRError
@@ -90,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="bf16: mixed precision on the CPU too (pays with AMX or AVX512-BF16; "
                    "model/training/precision.py)")
     p.add_argument("--workdir", type=Path, help="keep data and run here (default: a temp dir)")
+    p.add_argument("--record", type=Path, help="also write the line, the command, the machine and the commit "
+                   "to this new file: a run record of reports/NAME/runs/ (model/analysis/quality_runs.py)")
     return p
 
 
@@ -162,6 +166,13 @@ def main() -> int:
         cfg = _run_config(a, data_dir)
     except SimGRError as exc:
         p.error(str(exc))
+    if a.record is not None and a.record.exists():  # a committed measurement is never overwritten
+        p.error(f"--record {a.record}: already exists; record a new run under a new name")
+    if a.record is not None:
+        try:  # now, not after the run
+            a.record.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            p.error(f"--record {a.record}: cannot create its folder ({exc.strerror})")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     t0 = time.monotonic()
@@ -187,6 +198,8 @@ def main() -> int:
         **_settings(a),
     }
     sys.stdout.write(json.dumps(result) + "\n")
+    if a.record is not None:
+        write_record(a.record, result)
     return 0
 
 

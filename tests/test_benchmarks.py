@@ -189,3 +189,17 @@ def test_popularity_baseline_known_answer(tmp_path: Path) -> None:
     assert result["valid"]["hr@10"] == 0.9
     assert result["valid"]["ndcg@10"] == round(ndcg, 4)
     assert (result["test"]["hr@10"], result["test"]["ndcg@10"], result["test"]["users"]) == (0.0, 0.0, 10)
+
+
+def test_quality_refuses_to_overwrite_a_run_record_before_any_work(tmp_path: Path) -> None:
+    record = tmp_path / "runs" / "simgr-s1.json"
+    record.parent.mkdir()
+    record.write_text("committed\n")
+    cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path / "absent"), "--workdir",
+           str(tmp_path / "work"), "--record", str(record)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1].endswith(f"error: --record {record}: already exists; record a new run "
+                                                "under a new name")
+    assert record.read_text() == "committed\n"
+    assert not (tmp_path / "work").exists()

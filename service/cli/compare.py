@@ -1,5 +1,5 @@
-"""``simgr compare``: its flags and the call into model/analysis/compare.py. ``service/cli/main.py``
-registers it with its result printer: ``add_parser(sub, emit=_emit)``."""
+"""``simgr compare`` and ``simgr quality-table``: their flags and the calls into model/analysis/.
+``service/cli/main.py`` registers them with its result printer: ``add_parser(sub, emit=_emit)``."""
 
 from __future__ import annotations
 
@@ -31,3 +31,20 @@ def add_parser(sub: Any, *, emit: Callable[[dict[str, Any]], None]) -> None:
     s.add_argument("--readme", type=Path, help="also rewrite this file's <!-- compare:NAME:start/end --> block "
                    "with the Table 3 summary")
     s.set_defaults(func=lambda a: run(a, emit))
+
+
+def run_quality_table(a: argparse.Namespace, emit: Callable[[dict[str, Any]], None]) -> int:
+    from model.analysis.quality_runs import quality_table
+
+    emit(quality_table(a.report, readme=a.readme, check=a.check))
+    return 0
+
+
+def add_quality_parser(sub: Any, *, emit: Callable[[dict[str, Any]], None]) -> None:
+    s = sub.add_parser("quality-table", help="the table of committed benchmarks/quality.py run records "
+                       "(reports/NAME/table.json and runs/)")
+    s.add_argument("--report", required=True, type=Path, help="the report directory, e.g. reports/instruments_30min")
+    s.add_argument("--readme", type=Path, help="also rewrite this file's <!-- quality:NAME:start/end --> block")
+    s.add_argument("--check", action="store_true", help="with --readme: change nothing, and exit 2 when the "
+                   "block is not the table the run records give")
+    s.set_defaults(func=lambda a: run_quality_table(a, emit))

@@ -226,6 +226,7 @@ def _add_run_commands(sub: Any) -> None:
     from service.cli import compare as compare_cmd
 
     compare_cmd.add_parser(sub, emit=_emit)
+    compare_cmd.add_quality_parser(sub, emit=_emit)
 
 
 def _add_demo(sub: Any) -> None:

@@ -1,0 +1,215 @@
+"""Committed `benchmarks/quality.py` runs (reports/<name>/runs/*.json) and the table built from them.
+
+A run record holds one quality.py JSON line as printed, plus where it came from: the command, the
+machine, the date and the commit. ``reports/<name>/table.json`` names the rows of the table and the
+records each row aggregates (one per seed). The table is built from those files only: a missing record,
+two records of one row that differ in a setting, or a seed counted twice is an error naming the files,
+never a quietly different number. Mean and sample std over seeds, and the two-standard-deviation rule for
+a claim, are those of `simgr compare` (model/analysis/runfiles.py).
+
+    python benchmarks/quality.py ... --record reports/instruments_30min/runs/simgr-ls0.3-s5.json
+    simgr quality-table --report reports/instruments_30min --readme README.md          # rewrite its block
+    simgr quality-table --report reports/instruments_30min --readme README.md --check  # or only compare
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from model.analysis.readme import read_block, replace_block
+from model.analysis.runfiles import Cell, mean_std, verdict
+from model.data.jsonio import read_validated, write_atomic
+from model.errors import SimGRError
+
+# A line's measurements; every other key is a setting, which must agree across the runs of one row.
+# `malloc` and `recipe` are how a run was launched, not what it trained: the same flags under two mallocs
+# or spelled out instead of named by a recipe are the same setting.
+MEASURED = frozenset({"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "coverage@10", "entropy@10", "seconds",
+                      "valid_ndcg@10", "epochs", "best_epoch", "train_samples_per_s", "eval_users_per_s",
+                      "minutes", "seed", "malloc", "recipe"})
+
+
+class QualityLine(BaseModel):
+    """The JSON line quality.py prints. Only the fields the table reads are declared; the rest are kept."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    ndcg10: float = Field(alias="ndcg@10")  # test NDCG@10 of the best-validation checkpoint
+    valid_ndcg10: float = Field(alias="valid_ndcg@10")  # the validation NDCG@10 that picked it
+    seed: int
+    epochs: int  # epochs run (the last one may be partial under the budget)
+    best_epoch: int
+    train_samples_per_s: float
+
+    def settings(self) -> dict[str, Any]:
+        """Every key of the line that is not a measurement, as printed."""
+        return {k: v for k, v in self.model_dump(by_alias=True).items() if k not in MEASURED}
+
+
+class QualityRecord(BaseModel):
+    """One committed run: the line and its provenance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    command: str  # as run, with the environment variables that matter (OMP_NUM_THREADS, LD_PRELOAD)
+    machine: str  # CPU model, core count and bf16 units
+    date: str  # UTC, YYYY-MM-DD
+    commit: str = ""  # the project's commit the run used, "-dirty" with local changes; "" where not recorded
+    note: str = ""  # anything else a reader needs, e.g. where a line recorded before this format was published
+    line: QualityLine
+
+
+class TableRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(min_length=1)
+    runs: list[str] = Field(min_length=1)  # record files under runs/, one per seed
+
+
+class TableSpec(BaseModel):
+    """reports/<name>/table.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # the README block's name: <!-- quality:NAME:start -->
+    reference: str  # label of the row every other row's test NDCG@10 is compared with
+    rows: list[TableRow] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _labels(self) -> TableSpec:
+        labels = [r.label for r in self.rows]
+        if len(set(labels)) != len(labels):
+            raise ValueError("row labels must be unique")
+        if self.reference not in labels:
+            raise ValueError(f"reference {self.reference!r} is not a row label")
+        return self
+
+
+def load_row(runs_dir: Path, row: TableRow) -> list[QualityRecord]:
+    """The row's records, checked: one per seed, the same settings."""
+    recs = [read_validated(runs_dir / f, QualityRecord, what="quality run record") for f in row.runs]
+    seeds = [r.line.seed for r in recs]
+    if len(set(seeds)) != len(seeds):
+        raise SimGRError(f"{runs_dir}: row {row.label!r} counts a seed twice ({seeds})")
+    first = recs[0].line.settings()
+    for name, rec in zip(row.runs[1:], recs[1:], strict=True):
+        other = rec.line.settings()
+        # keys both lines print: quality.py has gained settings over time, printed at their old default
+        for key in sorted(first.keys() & other.keys()):
+            if first[key] != other[key]:
+                raise SimGRError(f"{runs_dir}: row {row.label!r}: {row.runs[0]} and {name} differ in "
+                                 f"{key} ({first[key]!r} against {other[key]!r})")
+    return recs
+
+
+def _range(values: list[float], fmt: str) -> str:
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def against(a: Cell, ref: Cell) -> str:
+    """Row a's test NDCG@10 against the reference row's, by the two-standard-deviation rule."""
+    gap = a.mean - ref.mean
+    if a.n < 2 or ref.n < 2:
+        return f"{gap:+.4f}, no claim: one seed"
+    two_sd = 2 * math.sqrt(a.std ** 2 + ref.std ** 2)
+    word = {"a>b": "ahead", "b>a": "behind", "tie": "within 2 std"}[verdict(a, ref)]
+    return f"{gap:+.4f}, {word} (2 std = {two_sd:.4f})"
+
+
+def load_table(report_dir: Path) -> tuple[TableSpec, dict[str, list[QualityRecord]]]:
+    """reports/<name>/table.json and, per row label, its checked records."""
+    spec = read_validated(report_dir / "table.json", TableSpec, what="quality table spec")
+    runs_dir = report_dir / "runs"
+    missing = [f for row in spec.rows for f in row.runs if not (runs_dir / f).is_file()]
+    if missing:  # all of them at once: the table is never built short
+        raise SimGRError(f"{runs_dir}: {len(missing)} run record(s) missing: {', '.join(missing)}")
+    return spec, {r.label: load_row(runs_dir, r) for r in spec.rows}
+
+
+def render_table(spec: TableSpec, rows: dict[str, list[QualityRecord]]) -> str:
+    """The markdown table: one line per row of table.json, in its order."""
+    ref = mean_std([r.line.ndcg10 for r in rows[spec.reference]])
+    out = ["| setting | seeds | test NDCG@10 (each seed) | valid NDCG@10 | epochs (best) | train samples/s "
+           "| machines | test against the reference |", "|" + "---|" * 8]
+    for label, recs in rows.items():
+        lines = [r.line for r in recs]
+        test, valid = mean_std([x.ndcg10 for x in lines]), mean_std([x.valid_ndcg10 for x in lines])
+        each = f" ({', '.join(f'{x.ndcg10:.4f}' for x in lines)})" if len(lines) > 1 else ""
+        out.append(" | ".join([
+            f"| {label}", ", ".join(str(x.seed) for x in lines), f"{test.text()}{each}", valid.text(),
+            f"{_range([x.epochs for x in lines], 'd')} ({_range([x.best_epoch for x in lines], 'd')})",
+            _range([x.train_samples_per_s for x in lines], ",.0f"),
+            "; ".join(dict.fromkeys(r.machine for r in recs)),
+            "the reference" if label == spec.reference else against(test, ref)]) + " |")
+    return "\n".join(out) + "\n"
+
+
+def quality_table(report_dir: Path, *, readme: Path | None = None, check: bool = False) -> dict[str, Any]:
+    """Build the table of reports/<name>; with ``readme``, rewrite its ``quality:NAME`` block, or with
+    ``check`` only compare it (a SimGRError when the committed block is not what the run files give)."""
+    if check and readme is None:
+        raise SimGRError("--check compares a README block: give --readme too")
+    spec, rows = load_table(report_dir)
+    table, tag = render_table(spec, rows), f"quality:{spec.name}"
+    changed = None
+    if readme is not None:
+        changed = read_block(readme, tag) != table
+        if check and changed:
+            raise SimGRError(f"{readme}: the '{tag}' block is not the table {report_dir} gives; "
+                             f"rewrite it with `simgr quality-table --report {report_dir} --readme {readme}`")
+        if changed:
+            replace_block(readme, tag, table)
+    cells = {label: (mean_std([r.line.ndcg10 for r in recs]), mean_std([r.line.valid_ndcg10 for r in recs]))
+             for label, recs in rows.items()}
+    return {"report": str(report_dir), "name": spec.name, "readme": None if readme is None else str(readme),
+            "changed": changed, "table": table,
+            "rows": [{"label": label, "seeds": t.n, "test_ndcg@10": round(t.mean, 4),
+                      "test_std": None if t.n < 2 else round(t.std, 4), "valid_ndcg@10": round(v.mean, 4)}
+                     for label, (t, v) in cells.items()]}
+
+
+def this_machine() -> str:
+    """`<n>-core <CPU model>` and which bf16 units it has: what a quality number depends on besides the seed."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    names = [t.split(":", 1)[1].strip() for t in info.splitlines() if t.startswith("model name")]
+    model = names[0] if names else platform.processor() or platform.machine()
+    units = [name for flag, name in (("amx_tile", "AMX"), ("avx512_bf16", "AVX512-BF16")) if flag in info]
+    return f"{os.cpu_count()}-core {model}" + (f" with {' and '.join(units)}" if units else "")
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return out.stdout.strip()
+
+
+def write_record(path: Path, line: dict[str, Any], argv: list[str] | None = None) -> QualityRecord:
+    """Record the JSON line ``line`` of the command ``argv`` (default: this process's) run on this machine."""
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("LD_PRELOAD", "OMP_NUM_THREADS") if k in os.environ)
+    command = shlex.join(["python", *(sys.argv if argv is None else argv)])
+    record = {"schema_version": 1, "command": f"{env} {command}".strip(), "machine": this_machine(),
+              "date": datetime.now(UTC).strftime("%Y-%m-%d"), "commit": _commit(), "line": line}
+    parsed = QualityRecord.model_validate(record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(record, indent=1) + "\n")
+    return parsed
