@@ -1,6 +1,6 @@
 """Committed quality.py run records and the table built from them: known-answer rows, a loud error for a
-missing record, a seed counted twice or records of one row that trained differently, and the README block
-rewritten or checked by `simgr quality-table`."""
+missing record, a seed counted twice or records of one row that trained differently, the README block
+rewritten or checked by `simgr quality-table`, and the committed README matching the committed records."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from model.analysis.quality_runs import QualityRecord, load_table, render_table, write_record
+from model.analysis.quality_runs import QualityRecord, load_table, quality_table, render_table, write_record
 from model.data.jsonio import read_validated
 from model.errors import SimGRError
 from service.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _line(seed: int, ndcg: float, **settings: Any) -> dict[str, Any]:
@@ -116,6 +118,14 @@ def test_cli_rewrites_then_checks_the_readme_block(tmp_path: Path, capsys: pytes
     assert json.loads(capsys.readouterr().out)["changed"] is False
     assert main(["quality-table", "--report", str(report), "--check"]) == 2
     assert "--check compares a README block: give --readme too" in capsys.readouterr().err
+
+
+def test_committed_readme_block_is_the_committed_records_table() -> None:
+    """The README's Instruments table is what reports/instruments_30min's records give, to the digit."""
+    out = quality_table(ROOT / "reports" / "instruments_30min", readme=ROOT / "README.md", check=True)
+    assert out["changed"] is False
+    recipe = out["rows"][0]
+    assert (recipe["seeds"], recipe["test_ndcg@10"]) == (5, 0.0876)
 
 
 def test_write_record_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
