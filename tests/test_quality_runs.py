@@ -118,6 +118,9 @@ def test_cli_rewrites_then_checks_the_readme_block(tmp_path: Path, capsys: pytes
     assert json.loads(capsys.readouterr().out)["changed"] is False
     assert main(["quality-table", "--report", str(report), "--check"]) == 2
     assert "--check compares a README block: give --readme too" in capsys.readouterr().err
+    assert main(["quality-table", "--report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"simgr: error: {tmp_path}/table.json: missing: a quality report directory "
+                                       "holds table.json and runs/\n")
 
 
 def test_committed_readme_block_is_the_committed_records_table() -> None:

@@ -132,7 +132,8 @@ def against(a: Cell, ref: Cell) -> str:
 
 def load_table(report_dir: Path) -> tuple[TableSpec, dict[str, list[QualityRecord]]]:
     """reports/<name>/table.json and, per row label, its checked records."""
-    spec = read_validated(report_dir / "table.json", TableSpec, what="quality table spec")
+    spec = read_validated(report_dir / "table.json", TableSpec, what="quality table spec",
+                          missing="missing: a quality report directory holds table.json and runs/")
     runs_dir = report_dir / "runs"
     missing = [f for row in spec.rows for f in row.runs if not (runs_dir / f).is_file()]
     if missing:  # all of them at once: the table is never built short
