@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from model.analysis.quality_runs import write_record
+from model.analysis.quality_runs import current_commit, write_record
 from model.config import BaselineConfig, ModelConfig, RQVAEConfig, TrainConfig
 from model.data.prepare import prepare_dataset
 from model.errors import SimGRError
@@ -173,6 +173,7 @@ def main() -> int:
             a.record.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             p.error(f"--record {a.record}: cannot create its folder ({exc.strerror})")
+    commit = current_commit() if a.record is not None else ""  # the code the run starts with
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     t0 = time.monotonic()
@@ -199,7 +200,7 @@ def main() -> int:
     }
     sys.stdout.write(json.dumps(result) + "\n")
     if a.record is not None:
-        write_record(a.record, result)
+        write_record(a.record, result, commit=commit)
     return 0
 
 

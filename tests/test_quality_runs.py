@@ -142,3 +142,4 @@ def test_write_record_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert back.line.model_dump(by_alias=True) == line
     assert back.command == "OMP_NUM_THREADS=2 python benchmarks/quality.py --seed 1 --workdir 'a b'"
     assert back.machine.split("-core ")[0].isdigit()
+    assert write_record(tmp_path / "b.json", line, ["q.py"], commit="abc123").commit == "abc123"  # the start's

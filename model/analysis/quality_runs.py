@@ -195,7 +195,8 @@ def this_machine() -> str:
     return f"{os.cpu_count()}-core {model}" + (f" with {' and '.join(units)}" if units else "")
 
 
-def _commit() -> str:
+def current_commit() -> str:
+    """This checkout's commit, `-dirty` with uncommitted changes to tracked files; "" outside git."""
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True, text=True,
                              check=True, cwd=Path(__file__).resolve().parent)
@@ -204,12 +205,15 @@ def _commit() -> str:
     return out.stdout.strip()
 
 
-def write_record(path: Path, line: dict[str, Any], argv: list[str] | None = None) -> QualityRecord:
-    """Record the JSON line ``line`` of the command ``argv`` (default: this process's) run on this machine."""
+def write_record(path: Path, line: dict[str, Any], argv: list[str] | None = None, *,
+                 commit: str | None = None) -> QualityRecord:
+    """Record the JSON line ``line`` of the command ``argv`` (default: this process's) run on this machine,
+    at ``commit`` (default: the checkout's now; a run passes the one it started at)."""
     env = " ".join(f"{k}={os.environ[k]}" for k in ("LD_PRELOAD", "OMP_NUM_THREADS") if k in os.environ)
     command = shlex.join(["python", *(sys.argv if argv is None else argv)])
     record = {"schema_version": 1, "command": f"{env} {command}".strip(), "machine": this_machine(),
-              "date": datetime.now(UTC).strftime("%Y-%m-%d"), "commit": _commit(), "line": line}
+              "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+              "commit": current_commit() if commit is None else commit, "line": line}
     parsed = QualityRecord.model_validate(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(record, indent=1) + "\n")
