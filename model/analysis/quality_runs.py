@@ -15,7 +15,6 @@ a claim, are those of `simgr compare` (model/analysis/runfiles.py).
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import shlex
@@ -23,12 +22,12 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.analysis.readme import read_block, replace_block
-from model.analysis.runfiles import Cell, mean_std, verdict
+from model.analysis.runfiles import Cell, diff_std, mean_std, verdict
 from model.data.jsonio import read_validated, write_atomic
 from model.errors import SimGRError
 
@@ -98,6 +97,14 @@ class TableSpec(BaseModel):
         return self
 
 
+class Row(NamedTuple):
+    """One row's records and their aggregates over seeds."""
+
+    records: list[QualityRecord]
+    test: Cell  # test NDCG@10
+    valid: Cell  # validation NDCG@10
+
+
 def load_row(runs_dir: Path, row: TableRow) -> list[QualityRecord]:
     """The row's records, checked: one per seed, the same settings."""
     recs = [read_validated(runs_dir / f, QualityRecord, what="quality run record") for f in row.runs]
@@ -122,33 +129,33 @@ def _range(values: list[float], fmt: str) -> str:
 
 def against(a: Cell, ref: Cell) -> str:
     """Row a's test NDCG@10 against the reference row's, by the two-standard-deviation rule."""
-    gap = a.mean - ref.mean
-    if a.n < 2 or ref.n < 2:
+    gap, outcome = a.mean - ref.mean, verdict(a, ref)
+    if outcome == "no-variance":
         return f"{gap:+.4f}, no claim: one seed"
-    two_sd = 2 * math.sqrt(a.std ** 2 + ref.std ** 2)
-    word = {"a>b": "ahead", "b>a": "behind", "tie": "within 2 std"}[verdict(a, ref)]
-    return f"{gap:+.4f}, {word} (2 std = {two_sd:.4f})"
+    word = {"a>b": "ahead", "b>a": "behind", "tie": "within 2 std"}[outcome]
+    return f"{gap:+.4f}, {word} (2 std = {2 * diff_std(a, ref):.4f})"
 
 
-def load_table(report_dir: Path) -> tuple[TableSpec, dict[str, list[QualityRecord]]]:
-    """reports/<name>/table.json and, per row label, its checked records."""
+def load_table(report_dir: Path) -> tuple[TableSpec, dict[str, Row]]:
+    """reports/<name>/table.json and, per row label, its checked records and their aggregates."""
     spec = read_validated(report_dir / "table.json", TableSpec, what="quality table spec",
                           missing="missing: a quality report directory holds table.json and runs/")
     runs_dir = report_dir / "runs"
     missing = [f for row in spec.rows for f in row.runs if not (runs_dir / f).is_file()]
     if missing:  # all of them at once: the table is never built short
         raise SimGRError(f"{runs_dir}: {len(missing)} run record(s) missing: {', '.join(missing)}")
-    return spec, {r.label: load_row(runs_dir, r) for r in spec.rows}
+    rows = {r.label: load_row(runs_dir, r) for r in spec.rows}
+    return spec, {label: Row(recs, mean_std([r.line.ndcg10 for r in recs]), mean_std([r.line.valid_ndcg10 for r in recs]))
+                  for label, recs in rows.items()}
 
 
-def render_table(spec: TableSpec, rows: dict[str, list[QualityRecord]]) -> str:
+def render_table(spec: TableSpec, rows: dict[str, Row]) -> str:
     """The markdown table: one line per row of table.json, in its order."""
-    ref = mean_std([r.line.ndcg10 for r in rows[spec.reference]])
+    ref = rows[spec.reference].test
     out = ["| setting | seeds | test NDCG@10 (each seed) | valid NDCG@10 | epochs (best) | train samples/s "
            "| machines | test against the reference |", "|" + "---|" * 8]
-    for label, recs in rows.items():
+    for label, (recs, test, valid) in rows.items():
         lines = [r.line for r in recs]
-        test, valid = mean_std([x.ndcg10 for x in lines]), mean_std([x.valid_ndcg10 for x in lines])
         each = f" ({', '.join(f'{x.ndcg10:.4f}' for x in lines)})" if len(lines) > 1 else ""
         out.append(" | ".join([
             f"| {label}", ", ".join(str(x.seed) for x in lines), f"{test.text()}{each}", valid.text(),
@@ -174,24 +181,24 @@ def quality_table(report_dir: Path, *, readme: Path | None = None, check: bool =
                              f"rewrite it with `simgr quality-table --report {report_dir} --readme {readme}`")
         if changed:
             replace_block(readme, tag, table)
-    cells = {label: (mean_std([r.line.ndcg10 for r in recs]), mean_std([r.line.valid_ndcg10 for r in recs]))
-             for label, recs in rows.items()}
     return {"report": str(report_dir), "name": spec.name, "readme": None if readme is None else str(readme),
             "changed": changed, "table": table,
             "rows": [{"label": label, "seeds": t.n, "test_ndcg@10": round(t.mean, 4),
                       "test_std": None if t.n < 2 else round(t.std, 4), "valid_ndcg@10": round(v.mean, 4)}
-                     for label, (t, v) in cells.items()]}
+                     for label, (_, t, v) in rows.items()]}
 
 
 def this_machine() -> str:
     """`<n>-core <CPU model>` and which bf16 units it has: what a quality number depends on besides the seed."""
+    from model.training.precision import cpu_bf16_units  # torch, only when a run is recorded
+
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         info = ""
     names = [t.split(":", 1)[1].strip() for t in info.splitlines() if t.startswith("model name")]
     model = names[0] if names else platform.processor() or platform.machine()
-    units = [name for flag, name in (("amx_tile", "AMX"), ("avx512_bf16", "AVX512-BF16")) if flag in info]
+    units = cpu_bf16_units()
     return f"{os.cpu_count()}-core {model}" + (f" with {' and '.join(units)}" if units else "")
 
 

@@ -134,11 +134,16 @@ def mean_std(values: Sequence[float]) -> Cell:
     return Cell(mean, std, n)
 
 
+def diff_std(a: Cell, b: Cell) -> float:
+    """The standard deviation of mean_a - mean_b for two independent sets of runs."""
+    return math.sqrt(a.std ** 2 + b.std ** 2)
+
+
 def verdict(a: Cell, b: Cell) -> str:
     """'a>b', 'b>a', 'tie' (gap within 2 std of the difference) or 'no-variance' (a single seed)."""
     if a.n < 2 or b.n < 2:
         return "no-variance"
-    sd = math.sqrt(a.std ** 2 + b.std ** 2)
+    sd = diff_std(a, b)
     gap = a.mean - b.mean
     if gap > 2 * sd:
         return "a>b"

@@ -22,9 +22,15 @@ def uses_bf16(mode: Autocast, device_type: str) -> bool:
     return mode == "bf16" or (mode == "auto" and device_type == "cuda")
 
 
+def cpu_bf16_units() -> tuple[str, ...]:
+    """This CPU's units that run bf16 matrix products in hardware, of ("AMX", "AVX512-BF16")."""
+    found = (("AMX", torch.cpu._is_amx_tile_supported()), ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported()))
+    return tuple(name for name, present in found if present)
+
+
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU runs bf16 matrix products in hardware: AMX tiles or AVX512-BF16."""
-    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    return bool(cpu_bf16_units())
 
 
 def precision_advice(mode: Autocast, device_type: str, *, bf16_units: bool | None = None) -> tuple[int, str]:
