@@ -166,14 +166,15 @@ def main() -> int:
         cfg = _run_config(a, data_dir)
     except SimGRError as exc:
         p.error(str(exc))
-    if a.record is not None and a.record.exists():  # a committed measurement is never overwritten
-        p.error(f"--record {a.record}: already exists; record a new run under a new name")
-    if a.record is not None:
-        try:  # now, not after the run
+    commit = ""  # with --record: the code the run starts with
+    if a.record is not None:  # checked now, not after the run
+        if a.record.exists():  # a committed measurement is never overwritten
+            p.error(f"--record {a.record}: already exists; record a new run under a new name")
+        try:
             a.record.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             p.error(f"--record {a.record}: cannot create its folder ({exc.strerror})")
-    commit = current_commit() if a.record is not None else ""  # the code the run starts with
+        commit = current_commit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     t0 = time.monotonic()
