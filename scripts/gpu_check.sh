@@ -13,15 +13,17 @@ cd "$(dirname "$0")/.."
 DATA="${SIMGR_GPU_DATA:-../shared/data/instruments}"
 BUDGET_MIN="${SIMGR_GPU_BUDGET_MIN:-6}"     # training budget; with data and evaluation, under 9 minutes
 PRESET="${SIMGR_GPU_PRESET:-base}"
+STAGE="${SIMGR_GPU_STAGE:-.gpu}"            # the carried data folder (ignored by git)
+WORKDIR="${SIMGR_GPU_WORKDIR:-/tmp/simgr-gpu}"  # the run's data and checkpoints, not carried back
 PYTHON="${PYTHON:-python3}"
 WHEELS=(pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5)  # as in this venv
 
 prepare() {
-  mkdir -p .gpu/instruments .whl
-  cp "$DATA"/Instruments.inter.json "$DATA"/Instruments.index.json .gpu/instruments/
+  mkdir -p "$STAGE/instruments" .whl
+  cp "$DATA"/Instruments.inter.json "$DATA"/Instruments.index.json "$STAGE/instruments/"
   "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl "${WHEELS[@]}"
-  du -sh .gpu .whl
+  du -sh "$STAGE" .whl
 }
 
 run() {
@@ -33,8 +35,8 @@ run() {
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
   local out="${OUT:-/tmp}"
   # the Instruments recipe of section 1 (spread IDs, label smoothing, weight average), on the GPU preset
-  PYTHONUNBUFFERED=1 "$PYTHON" benchmarks/quality.py --data .gpu/instruments --budget-min "$BUDGET_MIN" \
-    --recipe instruments --preset "$PRESET" --workdir /tmp/simgr-gpu "$@" 2> "$out/quality.log" \
+  PYTHONUNBUFFERED=1 "$PYTHON" benchmarks/quality.py --data "$STAGE/instruments" --budget-min "$BUDGET_MIN" \
+    --recipe instruments --preset "$PRESET" --workdir "$WORKDIR" "$@" 2> "$out/quality.log" \
     | tee "$out/quality.json"
 }
 

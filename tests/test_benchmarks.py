@@ -1,6 +1,7 @@
-"""The benchmark scripts stay runnable: each answers --help, and the decoding-cost benchmark runs on its
-synthetic setting and prints ONE JSON line (the others need minutes: quality trains on a real dataset,
-serve_load starts several servers)."""
+"""The benchmark scripts stay runnable: each answers --help; the decoding-cost benchmark runs on its
+synthetic setting and prints ONE JSON line; quality.py, alone and as scripts/gpu_check.sh's device call,
+trains the tiny preset on a toy dataset and its run records build a table (on real data it needs minutes,
+as serve_load does with its several servers)."""
 
 from __future__ import annotations
 
@@ -203,3 +204,63 @@ def test_quality_refuses_to_overwrite_a_run_record_before_any_work(tmp_path: Pat
                                                 "under a new name")
     assert record.read_text() == "committed\n"
     assert not (tmp_path / "work").exists()
+
+
+def _toy_lcrec(folder: Path) -> Path:
+    """60 users over 40 items with given two-level semantic IDs: quality.py's input at a few seconds' cost."""
+    import random
+
+    rng = random.Random(0)
+    folder.mkdir(parents=True)
+    inter = {f"u{u}": [rng.randrange(40) for _ in range(rng.randrange(4, 9))] for u in range(60)}
+    (folder / "Toy.inter.json").write_text(json.dumps(inter))
+    (folder / "Toy.index.json").write_text(json.dumps({str(i): [f"<a_{i % 8}>", f"<b_{i // 8}>"] for i in range(40)}))
+    return folder
+
+
+QUICK = ["--preset", "tiny", "--epochs", "2", "--budget-min", "1", "--autocast", "off"]
+
+
+def test_quality_records_two_seeds_and_the_table_reports_them(tmp_path: Path) -> None:
+    """quality.py --record twice, then `simgr quality-table` over the two records: the row holds each run's own
+    test NDCG@10 and their mean, and the record keeps the line quality.py printed."""
+    from service.cli.main import main
+
+    data, report = _toy_lcrec(tmp_path / "raw"), tmp_path / "toy_report"
+    lines = []
+    for seed in (1, 2):
+        record = report / "runs" / f"simgr-s{seed}.json"
+        cmd = [sys.executable, "benchmarks/quality.py", "--data", str(data), "--workdir", str(tmp_path / "work"),
+               *QUICK, "--seed", str(seed), "--record", str(record)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+        assert out.returncode == 0, out.stderr
+        lines.append(json.loads(out.stdout))
+        assert json.loads(record.read_text())["line"] == lines[-1]
+    assert [(x["seed"], x["preset"], x["epochs"], x["n_users"]) for x in lines] == [(1, "tiny", 2, 60), (2, "tiny", 2, 60)]
+    spec = {"name": "toy", "reference": "tiny", "rows": [{"label": "tiny", "runs": ["simgr-s1.json", "simgr-s2.json"]}]}
+    (report / "table.json").write_text(json.dumps(spec))
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- quality:toy:start -->\n<!-- quality:toy:end -->\nafter\n")
+    assert main(["quality-table", "--report", str(report), "--readme", str(readme)]) == 0
+    a, b = (x["ndcg@10"] for x in lines)
+    row = readme.read_text().splitlines()[4]
+    assert row.startswith(f"| tiny | 1, 2 | {(a + b) / 2:.4f} ± {abs(a - b) / math.sqrt(2):.4f} ({a:.4f}, {b:.4f}) |")
+    assert main(["quality-table", "--report", str(report), "--readme", str(readme), "--check"]) == 0
+
+
+def test_gpu_check_runs_the_recipe_end_to_end(tmp_path: Path) -> None:
+    """scripts/gpu_check.sh run, the prepared device call, on this CPU with the tiny preset: the JSON line in
+    $OUT/quality.json, the log beside it, and the recipe's flags with the command line's on top."""
+    stage = tmp_path / "stage"
+    _toy_lcrec(stage / "instruments")
+    env = {**ENV, "OUT": str(tmp_path / "out"), "SIMGR_GPU_STAGE": str(stage), "SIMGR_GPU_PRESET": "tiny",
+           "SIMGR_GPU_BUDGET_MIN": "1", "SIMGR_GPU_WORKDIR": str(tmp_path / "work"), "PYTHON": sys.executable}
+    (tmp_path / "out").mkdir()
+    out = subprocess.run(["bash", "scripts/gpu_check.sh", "run", "--epochs", "2", "--autocast", "off"],
+                         capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    line = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert line == json.loads(out.stdout)
+    assert (line["recipe"], line["preset"], line["budget_min"], line["epochs"], line["label_smoothing"],
+            line["autocast"], line["n_users"]) == ("instruments", "tiny", 1.0, 2, 0.3, "off", 60)
+    assert "training on" in (tmp_path / "out" / "quality.log").read_text()
