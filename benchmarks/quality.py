@@ -194,6 +194,7 @@ def main() -> int:
         **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()},
         "valid_ndcg@10": round(summary["best_valid_ndcg@10"], 4),
         "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
+        "still_improving": summary["still_improving"],
         "train_samples_per_s": round(sum(r["train_samples_per_s"] for r in full) / len(full), 1),
         "eval_users_per_s": round(m["n_users"] / m["seconds"], 1),
         "minutes": round((time.monotonic() - t0) / 60, 2),

@@ -236,7 +236,9 @@ def test_quality_records_two_seeds_and_the_table_reports_them(tmp_path: Path) ->
         assert out.returncode == 0, out.stderr
         lines.append(json.loads(out.stdout))
         assert json.loads(record.read_text())["line"] == lines[-1]
-    assert [(x["seed"], x["preset"], x["epochs"], x["n_users"]) for x in lines] == [(1, "tiny", 2, 60), (2, "tiny", 2, 60)]
+    # the epoch cap, not the 1-minute budget, ends these runs: not flagged as still improving
+    assert [(x["seed"], x["preset"], x["epochs"], x["n_users"], x["still_improving"]) for x in lines] == [
+        (1, "tiny", 2, 60, False), (2, "tiny", 2, 60, False)]
     spec = {"name": "toy", "reference": "tiny", "rows": [{"label": "tiny", "runs": ["simgr-s1.json", "simgr-s2.json"]}]}
     (report / "table.json").write_text(json.dumps(spec))
     readme = tmp_path / "README.md"

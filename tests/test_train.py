@@ -78,13 +78,19 @@ def test_resume_continues_where_it_stopped(synthetic_data_dir: Path, tmp_path: P
     assert [r["epoch"] for r in log_lines(run)] == [1, 2]  # a fresh run, a fresh log
 
 
-def test_time_budget_stops_cleanly(synthetic_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_time_budget_stops_cleanly(synthetic_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                   caplog: pytest.LogCaptureFixture) -> None:
     run = tmp_path / "run"
     assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), *TINY, "--epochs", "50",
                  "--time-budget-min", "0.00001"]) == 0
     summary = last_json(capsys.readouterr().out)
     assert summary["out_of_time"] is True
     assert summary["epochs"] == 1
+    # the one validation is the best so far: the budget, not a plateau, ended the run, and the log says so
+    assert summary["still_improving"] is True
+    assert [r.message for r in caplog.records if r.levelname == "WARNING" and "still rising" in r.message] == [
+        "the time budget ended training at epoch 1 with validation NDCG@10 still rising (best at that last "
+        "epoch): a longer budget would likely score higher"]
     assert (run / "checkpoints" / "best.pt").is_file()
 
 

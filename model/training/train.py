@@ -294,7 +294,11 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True) -> dict[str, An
             break
     summary = {"epochs": state.epoch, "best_valid_ndcg@10": state.best, "best_epoch": state.best_epoch,
                "minutes": round((time.monotonic() - run.started) / 60, 2), "windows": len(run.windows),
-               "targets": n_targets, "out_of_time": out_of_time}
+               "targets": n_targets, "out_of_time": out_of_time,
+               "still_improving": out_of_time and state.best_epoch == state.epoch}  # the budget, not the model, ended it
+    if summary["still_improving"]:
+        log.warning("the time budget ended training at epoch %d with validation NDCG@10 still rising (best at "
+                    "that last epoch): a longer budget would likely score higher", state.epoch)
     if dist.is_initialized():
         dist.barrier()
     return summary
