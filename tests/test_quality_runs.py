@@ -71,6 +71,18 @@ def test_a_gap_beyond_two_sigma_is_a_claim(tmp_path: Path) -> None:
     assert render_table(*load_table(report)).splitlines()[2].endswith("| -0.2000, behind (2 std = 0.0200) |")
 
 
+def test_runs_the_budget_ended_while_still_rising_are_counted(tmp_path: Path) -> None:
+    """A line's still_improving is a measurement: it marks the epochs cell, and a row may mix it (or lines
+    from before the key) without reading as two settings."""
+    report = _report(tmp_path, {
+        "Some": [_line(1, 0.1, still_improving=True), _line(2, 0.2, still_improving=False), _line(3, 0.3)],
+        "All": [_line(1, 0.1, still_improving=True), _line(2, 0.2, still_improving=True)],
+        "None": [_line(1, 0.1, still_improving=False)],
+    }, reference="None")
+    cells = [row.split(" | ")[4] for row in render_table(*load_table(report)).splitlines()[2:]]
+    assert cells == ["21-23 (11-13), 1 of 3 still rising", "21-22 (11-12), still rising", "21 (11)"]
+
+
 def test_a_missing_record_names_every_missing_file(tmp_path: Path) -> None:
     report = _toy(tmp_path)
     (report / "runs" / "simgr-0.json").unlink()
@@ -139,7 +151,7 @@ def test_write_record_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     written = write_record(path, line, ["benchmarks/quality.py", "--seed", "1", "--workdir", "a b"])
     back = read_validated(path, QualityRecord, what="quality run record")
     assert back == written
-    assert back.line.model_dump(by_alias=True) == line
+    assert back.line.model_dump(by_alias=True, exclude_unset=True) == line
     assert back.command == "OMP_NUM_THREADS=2 python benchmarks/quality.py --seed 1 --workdir 'a b'"
     assert back.machine.split("-core ")[0].isdigit()
     assert write_record(tmp_path / "b.json", line, ["q.py"], commit="abc123").commit == "abc123"  # the start's

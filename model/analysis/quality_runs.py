@@ -49,6 +49,7 @@ class QualityLine(BaseModel):
     seed: int
     epochs: int  # epochs run (the last one may be partial under the budget)
     best_epoch: int
+    still_improving: bool | None = None  # the budget ended the run with validation still rising (None: not printed)
     train_samples_per_s: float
 
     def settings(self) -> dict[str, Any]:
@@ -149,6 +150,15 @@ def load_table(report_dir: Path) -> tuple[TableSpec, dict[str, Row]]:
                   for label, recs in rows.items()}
 
 
+def _epochs(lines: list[QualityLine]) -> str:
+    """Epochs run (best epoch), and how many runs the budget ended while validation was still rising."""
+    text = f"{_range([x.epochs for x in lines], 'd')} ({_range([x.best_epoch for x in lines], 'd')})"
+    rising = sum(bool(x.still_improving) for x in lines)
+    if rising:
+        text += ", still rising" if rising == len(lines) else f", {rising} of {len(lines)} still rising"
+    return text
+
+
 def render_table(spec: TableSpec, rows: dict[str, Row]) -> str:
     """The markdown table: one line per row of table.json, in its order."""
     ref = rows[spec.reference].test
@@ -159,7 +169,7 @@ def render_table(spec: TableSpec, rows: dict[str, Row]) -> str:
         each = f" ({', '.join(f'{x.ndcg10:.4f}' for x in lines)})" if len(lines) > 1 else ""
         out.append(" | ".join([
             f"| {label}", ", ".join(str(x.seed) for x in lines), f"{test.text()}{each}", valid.text(),
-            f"{_range([x.epochs for x in lines], 'd')} ({_range([x.best_epoch for x in lines], 'd')})",
+            _epochs(lines),
             _range([x.train_samples_per_s for x in lines], ",.0f"),
             "; ".join(dict.fromkeys(r.machine for r in recs)),
             "the reference" if label == spec.reference else against(test, ref)]) + " |")
