@@ -4,6 +4,7 @@ resume after an interruption, the wall-clock budget, bad input, and DDP with two
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -78,17 +79,40 @@ def test_resume_continues_where_it_stopped(synthetic_data_dir: Path, tmp_path: P
     assert [r["epoch"] for r in log_lines(run)] == [1, 2]  # a fresh run, a fresh log
 
 
-def test_time_budget_stops_cleanly(synthetic_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_resume_under_another_config_is_refused(synthetic_data_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    """A run resumed under other settings would continue its weights and schedule under those and rewrite
+    config.json: refused in one line, with nothing changed. A setting of speed only may change."""
     run = tmp_path / "run"
-    assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), *TINY, "--epochs", "50",
-                 "--time-budget-min", "0.00001"]) == 0
+    args = ["train", "--data", str(synthetic_data_dir), "--out", str(run), *TINY, "--patience", "99"]
+    assert main([*args, "--epochs", "1"]) == 0
+    before = {p: (run / p).read_bytes() for p in ("config.json", "train_log.jsonl", "checkpoints/last.pt")}
+    capsys.readouterr()
+    assert main([*args, "--epochs", "2", "--time-budget-min", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"error: {run}: holds a run trained under another config (train.epochs: 1 -> 2; "
+                        "train.time_budget_min: 0.0 -> 5.0); resuming would continue it under this one: train "
+                        "into another directory, or start afresh there (simgr train --no-resume)")
+    assert len(err.splitlines()) == 1
+    assert {p: (run / p).read_bytes() for p in before} == before
+    assert main([*args, "--epochs", "1", "--eval-batch-size", "7"]) == 0  # nothing left to do: resumed as is
+    assert [r["epoch"] for r in log_lines(run)] == [1]
+
+
+def test_time_budget_stops_cleanly(synthetic_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                   caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    # the trainer's warning reaches caplog whatever logging state earlier tests left (a level, a disabled logger)
+    monkeypatch.setattr(logging.getLogger("model.training.train"), "disabled", False)
+    with caplog.at_level(logging.INFO, logger="model.training.train"):
+        assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), *TINY, "--epochs", "50",
+                     "--time-budget-min", "0.00001"]) == 0
     summary = last_json(capsys.readouterr().out)
     assert summary["out_of_time"] is True
     assert summary["epochs"] == 1
     # the one validation is the best so far: the budget, not a plateau, ended the run, and the log says so
     assert summary["still_improving"] is True
-    assert [r.message for r in caplog.records if r.levelname == "WARNING" and "still rising" in r.message] == [
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "still" in r.getMessage()] == [
         "the time budget ended training at epoch 1 with validation NDCG@10 still rising (best at that last "
         "epoch): a longer budget would likely score higher"]
     assert (run / "checkpoints" / "best.pt").is_file()
@@ -182,7 +206,7 @@ def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_data_dir: Path, t
     run = tmp_path / "run"
     env = {**os.environ, "SIMGR_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "service.cli.main", "train", "--data", str(synthetic_data_dir), "--out", str(run),
-           "--epochs", "400", "--patience", "1000", *TINY]
+           "--epochs", "5", "--patience", "1000", *TINY]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -197,11 +221,10 @@ def test_killed_run_resumes_losing_at_most_one_epoch(synthetic_data_dir: Path, t
     done = len(log_lines(run))
     ckpt_epoch = __import__("torch").load(run / "checkpoints" / "last.pt", weights_only=True)["state"]["epoch"]
     assert ckpt_epoch >= done - 1 >= 0  # the checkpoint is at most one epoch behind the log
-    target = ckpt_epoch + 2
-    assert main(["train", "--data", str(synthetic_data_dir), "--out", str(run), "--epochs", str(target),
-                 "--patience", "1000", *TINY]) == 0
+    assert ckpt_epoch < 5, "the run ended before it was killed"
+    assert main(cmd[3:]) == 0  # the same command again: it finishes the run from the checkpoint
     epochs = [r["epoch"] for r in log_lines(run)]
-    assert epochs[-2:] == [target - 1, target]
+    assert epochs[-2:] == [4, 5]
 
 
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])

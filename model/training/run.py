@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -37,7 +38,10 @@ from model.methods.base import Method
 from model.network.assembly import Assembled
 from model.semantic_ids.assign import load_semantic_ids
 from model.semantic_ids.quantizer import QUANTIZER_DIR, find_quantizer
+from model.training.averaging import WeightAverage
 from model.training.registry import get_method
+
+log = logging.getLogger(__name__)
 
 
 @with_config(STRICT_FIELDS)
@@ -84,6 +88,39 @@ def load_run_config(run_dir: Path) -> RunConfig:
                           missing="not a training run (config.json missing); run `simgr train` first")
 
 
+# Fields that change how fast a run goes, not what it learns: a resumed run may change them.
+RESUMABLE_CHANGES = frozenset({"train.eval_batch_size", "train.num_workers"})
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def config_changes(saved: RunConfig, new: RunConfig) -> list[str]:
+    """``field: old -> new`` for every setting ``new`` changes from ``saved`` that shapes what a run learns
+    (the dataset compared by its resolved path)."""
+    old, cur = _flat(saved.to_json()), _flat(new.to_json())
+    for d in (old, cur):
+        d["data_dir"] = str(Path(d["data_dir"]).resolve())
+    return [f"{k}: {old.get(k)!r} -> {cur.get(k)!r}" for k in sorted(old.keys() | cur.keys())
+            if k not in RESUMABLE_CHANGES and old.get(k) != cur.get(k)]
+
+
+def check_resumable(run_dir: Path, cfg: RunConfig) -> None:
+    """Refuse to resume ``run_dir`` under a config other than the one it trained under: its weights, optimiser
+    and schedule would continue under the new settings, and config.json would no longer say how they were made."""
+    if not ((run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "config.json").is_file()):
+        return
+    changes = config_changes(load_run_config(run_dir), cfg)
+    if changes:
+        raise SimGRError(f"{run_dir}: holds a run trained under another config ({'; '.join(changes)}); resuming "
+                         "would continue it under this one: train into another directory, or start afresh there "
+                         "(simgr train --no-resume)")
+
+
 def build_from_config(cfg: RunConfig) -> LoadedRun:
     data = Dataset.load(Path(cfg.data_dir))
     sids = load_semantic_ids(Path(cfg.data_dir), [it.item_id for it in data.items])
@@ -100,6 +137,40 @@ def load_run(run_dir: Path, *, checkpoint: str = "best") -> LoadedRun:
         raise SimGRError(f"{path}: checkpoint missing; has `simgr train` finished an epoch?")
     loaded.built.model.load_state_dict(load_checkpoint(path, device="cpu")["model"])
     return loaded
+
+
+@dataclasses.dataclass
+class TrainState:
+    """The counters saved in last.pt next to the weights, so a resumed run continues where it stopped."""
+
+    epoch: int = 0  # epochs finished
+    step: int = 0  # optimiser steps taken (drives the LR schedule)
+    best: float = -1.0  # best validation NDCG@10 so far
+    best_epoch: int = -1  # the epoch that reached it (best.pt)
+    bad_epochs: int = 0  # validations in a row without a gain (early stopping)
+    train_seconds: float = 0.0  # wall-clock training time over every session of the run
+
+
+def resume_state(run_dir: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, ema: WeightAverage | None, *,
+            resume: bool, rank: int, device: torch.device) -> TrainState:
+    """Counters (and weights + optimiser) from last.pt when resuming; a fresh run starts a fresh log."""
+    last_path = run_dir / "checkpoints" / "last.pt"
+    if not (resume and last_path.is_file()):
+        if rank == 0:
+            (run_dir / "train_log.jsonl").unlink(missing_ok=True)
+        return TrainState()
+    ckpt = load_checkpoint(last_path, device=device)
+    model.load_state_dict(ckpt["model"])
+    optim.load_state_dict(ckpt["optim"])
+    if ema is not None:
+        ema.load_state_dict(ckpt["ema"])
+    state = TrainState(**ckpt["state"])
+    if "rng" in ckpt:  # dropout masks continue the interrupted run's stream: a resumed run equals an unbroken one
+        torch.set_rng_state(ckpt["rng"].cpu())
+    if "cuda_rng" in ckpt and device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), device)
+    log.info("resumed from %s at epoch %d", last_path, state.epoch)
+    return state
 
 
 def load_checkpoint(path: Path, *, device: torch.device | str) -> dict[str, Any]:

@@ -33,22 +33,18 @@ from model.training.averaging import WeightAverage
 from model.training.order import epoch_order, valid_sample
 from model.training.precision import precision_advice, step_autocast
 from model.training.processes import broadcast, dist_setup, seed_all
-from model.training.run import RunConfig, atomic_save, build_from_config, load_checkpoint, save_run_config
+from model.training.run import (
+    RunConfig,
+    TrainState,
+    atomic_save,
+    build_from_config,
+    check_resumable,
+    resume_state,
+    save_run_config,
+)
 from model.training.schedule import lr_factor
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class TrainState:
-    """The counters saved in last.pt next to the weights, so a resumed run continues where it stopped."""
-
-    epoch: int = 0  # epochs finished
-    step: int = 0  # optimiser steps taken (drives the LR schedule)
-    best: float = -1.0  # best validation NDCG@10 so far
-    best_epoch: int = -1  # the epoch that reached it (best.pt)
-    bad_epochs: int = 0  # validations in a row without a gain (early stopping)
-    train_seconds: float = 0.0  # wall-clock training time over every session of the run
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -105,6 +101,8 @@ class EpochResult(NamedTuple):
 def _setup(cfg: RunConfig, run_dir: Path, *, resume: bool) -> tuple[_Run, TrainState]:
     rank, world, device = dist_setup()
     tc = cfg.train
+    if resume:  # before any work, and before config.json is rewritten
+        check_resumable(run_dir, cfg)
     seed_all(tc.seed)
     loaded = build_from_config(cfg)
     method, built, data = loaded.method, loaded.built, loaded.data
@@ -125,7 +123,7 @@ def _setup(cfg: RunConfig, run_dir: Path, *, resume: bool) -> tuple[_Run, TrainS
     # one item table per step; not under DDP, which all-reduces inside each backward
     share = isinstance(model, SimGR) and accum > 1 and world == 1 and cfg.model.loss == "full"
     ema = WeightAverage(params, decay=tc.ema_decay) if tc.ema_decay else None
-    state = _resume(run_dir, model, optim, ema, resume=resume, rank=rank, device=device)
+    state = resume_state(run_dir, model, optim, ema, resume=resume, rank=rank, device=device)
     run = _Run(cfg=cfg, run_dir=run_dir, method=method, built=built,
                net=DistributedDataParallel(model) if world > 1 else model, optim=optim, params=params,
                windows=windows, sizes=np.array([method.size(w, built) for w in windows], dtype=np.int64),
@@ -136,28 +134,6 @@ def _setup(cfg: RunConfig, run_dir: Path, *, resume: bool) -> tuple[_Run, TrainS
                warmup=max(1, int(tc.warmup_ratio * steps_per_epoch * tc.epochs)), started=time.monotonic(),
                used_before=state.train_seconds)
     return run, state
-
-
-def _resume(run_dir: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, ema: WeightAverage | None, *,
-            resume: bool, rank: int, device: torch.device) -> TrainState:
-    """Counters (and weights + optimiser) from last.pt when resuming; a fresh run starts a fresh log."""
-    last_path = run_dir / "checkpoints" / "last.pt"
-    if not (resume and last_path.is_file()):
-        if rank == 0:
-            (run_dir / "train_log.jsonl").unlink(missing_ok=True)
-        return TrainState()
-    ckpt = load_checkpoint(last_path, device=device)
-    model.load_state_dict(ckpt["model"])
-    optim.load_state_dict(ckpt["optim"])
-    if ema is not None:
-        ema.load_state_dict(ckpt["ema"])
-    state = TrainState(**ckpt["state"])
-    if "rng" in ckpt:  # dropout masks continue the interrupted run's stream: a resumed run equals an unbroken one
-        torch.set_rng_state(ckpt["rng"].cpu())
-    if "cuda_rng" in ckpt and device.type == "cuda":
-        torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), device)
-    log.info("resumed from %s at epoch %d", last_path, state.epoch)
-    return state
 
 
 def _set_lr(run: _Run, state: TrainState, used: float) -> None:
