@@ -32,6 +32,7 @@ from model.training.allocator import malloc_in_use
 from model.training.run import RunConfig, load_run
 from model.training.train import train
 
+BUDGET_MIN = 30.0  # --budget-min default: the 30 CPU-minutes
 EPOCH_CAP = 50  # --epochs default: the budget, not the cap, ends a 30-minute run
 PATIENCE = 100  # --patience default: no early stop, so the budget or the cap ends the run
 
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="LC-Rec folder with X.inter.json")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a recipe's flags; flags on the command "
                    "line override them. " + "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(RECIPES.items())))
-    p.add_argument("--budget-min", type=float, default=30.0, help="training wall-clock budget")
+    p.add_argument("--budget-min", type=float, default=BUDGET_MIN, help="training wall-clock budget")
     p.add_argument("--method", default="simgr", choices=["simgr", "sasrec"],
                    help="sasrec: the baseline under the same budget, with --sasrec-* for its shape")
     p.add_argument("--preset", default="small", help="a preset name, or a local Hugging Face checkpoint directory "
@@ -135,6 +136,7 @@ def _run_name(a: argparse.Namespace, ids: str) -> str:
                 + (f"-L{a.layers}" if a.layers else "") + (f"-W{a.width}" if a.width else "")
                 + (f"-cd{a.code_dropout}" if a.code_dropout else ""))
     return (head + (f"-s{a.seed}" if a.seed != TrainConfig().seed else "")
+            + (f"-b{a.budget_min:g}" if a.budget_min != BUDGET_MIN else "")
             + (f"-e{a.epochs}" if a.epochs != EPOCH_CAP else "")
             + (f"-{a.autocast}" if a.autocast != TrainConfig().autocast else "")
             + (f"-ls{a.label_smoothing}" if a.label_smoothing else "")

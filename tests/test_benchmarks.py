@@ -75,6 +75,15 @@ def test_quality_recipe_sets_its_flags_and_command_line_flags_win() -> None:
     assert (override.autocast, override.label_smoothing, override.preset) == ("off", 0.2, "large")
 
 
+def test_quality_names_a_run_by_its_budget() -> None:
+    """The budget shapes the learning-rate schedule: a 60-minute run is not the 30-minute one resumed."""
+    quality = _quality_module()
+    names = [quality._run_name(quality.parse_args(["--data", "d", "--recipe", "instruments", *extra])[1], "-x")
+             for extra in ([], ["--budget-min", "30"], ["--budget-min", "60"], ["--budget-min", "2.5"])]
+    assert names[0] == names[1] == ("run-large-items-mean-d0.3-i0.3-h0.1-t0.1-lr0.001-wd0.01-ema0.999-x-bf16-ls0.3")
+    assert names[2:] == [names[0].replace("-x-", "-x-b60-"), names[0].replace("-x-", "-x-b2.5-")]
+
+
 def test_quality_refuses_an_unknown_recipe(tmp_path: Path) -> None:
     cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path), "--recipe", "movies"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
