@@ -151,8 +151,8 @@ class TrainState:
     train_seconds: float = 0.0  # wall-clock training time over every session of the run
 
 
-def resume_state(run_dir: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, ema: WeightAverage | None, *,
-            resume: bool, rank: int, device: torch.device) -> TrainState:
+def resume_state(run_dir: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, ema: WeightAverage | None,
+                 *, resume: bool, rank: int, device: torch.device) -> TrainState:
     """Counters (and weights + optimiser) from last.pt when resuming; a fresh run starts a fresh log."""
     last_path = run_dir / "checkpoints" / "last.pt"
     if not (resume and last_path.is_file()):
