@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from model.analysis.quality_runs import QualityRecord, load_table, quality_table, render_table, write_record
 from model.data.jsonio import read_validated
 from model.errors import SimGRError
+from model.training.precision import cpu_bf16_units
 from service.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,5 +155,9 @@ def test_write_record_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert back == written
     assert back.line.model_dump(by_alias=True, exclude_unset=True) == line
     assert back.command == "OMP_NUM_THREADS=2 python benchmarks/quality.py --seed 1 --workdir 'a b'"
-    assert back.machine.split("-core ")[0].isdigit()
+    cores, rest = back.machine.split("-core ", 1)
+    assert cores.isdigit()
+    units = cpu_bf16_units()
+    assert rest.endswith(f", with {' and '.join(units)}" if units else ", no bf16 units")
+    assert f", {torch.backends.cpu.get_cpu_capability()}, " in rest
     assert write_record(tmp_path / "b.json", line, ["q.py"], commit="abc123").commit == "abc123"  # the start's

@@ -64,7 +64,7 @@ class QualityRecord(BaseModel):
 
     schema_version: Literal[1] = 1
     command: str  # as run, with the environment variables that matter (OMP_NUM_THREADS, LD_PRELOAD)
-    machine: str  # CPU model, core count and bf16 units
+    machine: str  # core count, CPU model, vector ISA and bf16 units (older records: no ISA)
     date: str  # UTC, YYYY-MM-DD
     commit: str = ""  # the project's commit the run used, "-dirty" with local changes; "" where not recorded
     note: str = ""  # anything else a reader needs, e.g. where a line recorded before this format was published
@@ -199,8 +199,11 @@ def quality_table(report_dir: Path, *, readme: Path | None = None, check: bool =
 
 
 def this_machine() -> str:
-    """`<n>-core <CPU model>` and which bf16 units it has: what a quality number depends on besides the seed."""
-    from model.training.precision import cpu_bf16_units  # torch, only when a run is recorded
+    """`<n>-core <CPU model>, <vector ISA>` and which bf16 units it has, or that it has none: what a quality
+    number depends on besides the seed (e.g. "2-core AMD EPYC, AVX2, no bf16 units")."""
+    import torch  # only when a run is recorded
+
+    from model.training.precision import cpu_bf16_units
 
     try:
         info = Path("/proc/cpuinfo").read_text()
@@ -209,7 +212,8 @@ def this_machine() -> str:
     names = [t.split(":", 1)[1].strip() for t in info.splitlines() if t.startswith("model name")]
     model = names[0] if names else platform.processor() or platform.machine()
     units = cpu_bf16_units()
-    return f"{os.cpu_count()}-core {model}" + (f" with {' and '.join(units)}" if units else "")
+    isa = torch.backends.cpu.get_cpu_capability()  # the kernels torch dispatches to: DEFAULT, AVX2, AVX512, ...
+    return f"{os.cpu_count()}-core {model}, {isa}, " + (f"with {' and '.join(units)}" if units else "no bf16 units")
 
 
 def current_commit() -> str:
