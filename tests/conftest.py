@@ -43,3 +43,11 @@ def quant_bundle_dir(quant_data_dir: Path, tmp_path_factory: pytest.TempPathFact
     from model.export.synthetic import make_random_bundle
 
     return make_random_bundle(tmp_path_factory.mktemp("qbundle") / "bundle", preset="tiny", data_dir=quant_data_dir)
+
+
+@pytest.fixture(scope="session")
+def compose() -> dict:
+    """docker-compose.yml, parsed (read-only)."""
+    from deploy_helpers import ROOT, load_yaml
+
+    return load_yaml(ROOT / "docker-compose.yml")
