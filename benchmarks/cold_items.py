@@ -33,11 +33,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from index import ItemIndex
 from index.catalog import Upsert
 from model.config import ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
 from model.data.dataset import Dataset
 from model.data.jsonio import read_validated
-from model.evaluation.metrics import hit_ranks, hit_rate, ndcg
+from model.evaluation.metrics import hit_ranks, hit_rate, ndcg, ndcg_gains
 from model.export.added import AddedEmbedding
 from model.export.bundle import Bundle
 from model.export.export import export_run
@@ -48,6 +49,7 @@ from model.semantic_ids.space import SPACE_FILE, SidSpace, sid_tokens
 from model.semantic_ids.text_encoder import encode_texts_cached
 from model.training.run import RunConfig
 from model.training.train import train
+from service.scoring import encode_and_search
 
 VERIFY: Literal["off"] = "off"  # quality is measured here, not bundle integrity (bundles of earlier runs may lack digests)
 ADMIN = "bench-admin-key"
@@ -57,8 +59,8 @@ def metrics(topk: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     """NDCG@10 and HR@10 of (U, 10) rankings (exactly the evaluator's hit-rank rule), and the standard
     error of the NDCG@10 mean over these users."""
     ranks = hit_ranks(topk, targets)  # (U,) 0-based rank or -1
-    per_user = np.where((ranks >= 0) & (ranks < 10), 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)  # (U,)
-    se = float(per_user.std(ddof=1) / np.sqrt(len(per_user))) if len(per_user) > 1 else 0.0
+    gains = ndcg_gains(ranks, 10)  # (U,)
+    se = float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else 0.0
     return {"ndcg@10": round(ndcg(ranks, 10), 4), "hr@10": round(hit_rate(ranks, 10), 4), "ndcg@10_se": round(se, 4)}
 
 
@@ -109,14 +111,12 @@ def build_model(data: Path, run: Path, bundle: Path, budget_min: float, model: M
 
 
 def rank(bundle: Bundle, histories: list[list[int]]) -> np.ndarray:
-    """(U, 10) top-10 over the live catalogue, as the service ranks (exact inner product)."""
+    """(U, 10) top-10 over the live catalogue by the service's encode-and-search path (an exact index;
+    history items are not excluded, as in the offline evaluation)."""
     live = bundle.catalog.live_rows()
-    table = bundle.embeddings[live]  # (N, D)
-    out = np.empty((len(histories), 10), dtype=np.int64)
-    for s in range(0, len(histories), 256):
-        q = bundle.encode_users(histories[s:s + 256])  # (B, D)
-        out[s:s + 256] = live[np.argsort(-(q @ table.T), axis=1)[:, :10]]
-    return out
+    index = ItemIndex.build(bundle.embeddings[live], ids=live)  # (N', D) under their catalogue rows
+    return np.concatenate([encode_and_search(bundle, index, histories[s:s + 256], k=10).ids
+                           for s in range(0, len(histories), 256)])  # (U, 10)
 
 
 def code_held(bundle: Bundle, full: Dataset, held: list[int]) -> list[Upsert]:
@@ -238,7 +238,7 @@ def time_put(bundle_dir: Path, full: Dataset, items: list[int], work: Path, spec
             "first_put_s_with_encoder_load": round(first, 2), "neighbours": spec.neighbours}
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="prepared dataset with item text")
     p.add_argument("--work", type=Path, required=True, help="working directory (reused on re-runs)")
@@ -253,7 +253,11 @@ def main() -> int:
                    help="added-item gains swept on valid and test users (empty: no sweep)")
     p.add_argument("--neighbours", type=lambda t: [int(x) for x in t.split(",") if x], default=[0, 10, 20],
                    help="added-item neighbours swept with each gain (0: the code rows)")
-    a = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> int:
+    a = parse_args()
     mcfg = ModelConfig(backbone=a.preset, code_init=a.code_init)
     logging.basicConfig(level=logging.WARNING)
     t_start = time.perf_counter()

@@ -14,6 +14,7 @@ from model.evaluation.metrics import (
     hit_ranks,
     hit_rate,
     ndcg,
+    ndcg_gains,
     ranking_metrics,
 )
 
@@ -26,6 +27,9 @@ def test_hand_computed_hr_and_ndcg() -> None:
     assert hit_rate(ranks, 3) == pytest.approx(2 / 3)
     assert ndcg(ranks, 1) == pytest.approx(1 / 3)
     assert ndcg(ranks, 3) == pytest.approx((1 + 1 / math.log2(3)) / 3)
+    assert ndcg_gains(ranks, 3) == pytest.approx([1.0, 1 / math.log2(3), 0.0])  # per user; ndcg is their mean
+    assert ndcg_gains(ranks, 1) == pytest.approx([1.0, 0.0, 0.0])
+    assert ndcg(np.array([], dtype=np.int64), 10) == 0.0
 
 
 def test_coverage_and_entropy() -> None:

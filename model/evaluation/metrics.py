@@ -27,13 +27,16 @@ def hit_rate(ranks: np.ndarray, k: int) -> float:
     return float(((ranks >= 0) & (ranks < k)).mean()) if len(ranks) else 0.0
 
 
-def ndcg(ranks: np.ndarray, k: int) -> float:
-    if not len(ranks):
-        return 0.0
+def ndcg_gains(ranks: np.ndarray, k: int) -> np.ndarray:
+    """(U,) each user's NDCG@k with one relevant item: 1/log2(rank + 2) inside the top k, else 0."""
     ok = (ranks >= 0) & (ranks < k)
     gains = np.zeros(len(ranks))
     gains[ok] = 1.0 / np.log2(ranks[ok] + 2.0)
-    return float(gains.mean())
+    return gains
+
+
+def ndcg(ranks: np.ndarray, k: int) -> float:
+    return float(ndcg_gains(ranks, k).mean()) if len(ranks) else 0.0
 
 
 def coverage(topk: np.ndarray, k: int, n_items: int) -> float:
