@@ -23,7 +23,7 @@ test: setup
 	bash scripts/ensure_redis.sh
 	bash scripts/ensure_nginx.sh
 	bash scripts/ensure_packages.sh promtool:prometheus shellcheck:shellcheck   # deploy checks
-	bash scripts/ensure_packages.sh libtcmalloc_minimal.so.4:libtcmalloc-minimal4 libjemalloc.so.2:libjemalloc2   # tests/test_allocator.py
+	bash scripts/ensure_packages.sh libtcmalloc_minimal.so.4:libtcmalloc-minimal4 libjemalloc.so.2:libjemalloc2   # tests/test_allocator.py, test_serve_cmd.py
 	bash scripts/lint.sh
 	SIMGR_NO_PROGRESS=1 $(BIN)/pytest -q
 

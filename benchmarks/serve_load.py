@@ -15,6 +15,10 @@ Load comes from a separate process, benchmarks/http_load.py (a minimal keep-aliv
 asyncio streams, far cheaper than a full client library, so it steals little CPU from the server). Every request is a
 full-length history (max_history random items), k=10. Mean batch size comes from the server's
 simgr_batch_size histogram.
+
+``LD_PRELOAD=libtcmalloc_minimal.so.4 python benchmarks/serve_load.py`` measures the server on tcmalloc (the
+Docker image's default): the servers and the model limit inherit the preload, the load generator never does.
+The line's ``setup.malloc`` is the malloc the server process actually mapped.
 """
 
 from __future__ import annotations
@@ -96,6 +100,12 @@ class Server:
             self.proc.wait()
         self.log.close()
 
+    def malloc(self) -> str:
+        """The malloc the server process runs on (a preloaded tcmalloc or jemalloc, else "system")."""
+        from model.training.allocator import malloc_in_use
+
+        return malloc_in_use(Path(f"/proc/{self.proc.pid}/maps"))
+
     def batch_stats(self) -> tuple[float, float]:
         text = http_get(self.port, "/metrics")[1]
         vals = {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if ln.startswith("simgr_batch_size_")}
@@ -107,7 +117,10 @@ class Server:
         cmd = [sys.executable, str(Path(__file__).resolve().with_name("http_load.py")), "--port", str(self.port),
                "--bodies", str(bodies_file), "--duration", str(duration), "--warmup", str(warmup)]
         cmd += ["--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + warmup + 120)
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # the client on glibc's malloc, always:
+        # a preload measures the server it reaches (Server inherits it), not a cheaper client on the same cores
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + warmup + 120,
+                             env=env)
         res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
         s1, c1 = self.batch_stats()
         res["mean_batch"] = round((s1 - s0) / (c1 - c0), 2) if c1 > c0 else None
@@ -170,6 +183,7 @@ def bench_main(a: argparse.Namespace) -> int:
         for c in CONCURRENCIES:
             served[f"c{c}"] = srv.load(bodies_file, concurrency=c, duration=d, warmup=w)
         rate = a.rate or max(1.0, 0.5 * served["c32"]["rps"])
+        malloc = srv.malloc()
         served["open_loop"] = srv.load(bodies_file, rate=rate, duration=d, warmup=0)
     with Server(artifacts, "--encoder", "noop", "--max-batch-size", "32", threads=t) as srv:
         floor = {f"c{c}": srv.load(bodies_file, concurrency=c, duration=d, warmup=w) for c in (1, 32)}
@@ -190,7 +204,7 @@ def bench_main(a: argparse.Namespace) -> int:
         "no_batching": nobatch,
         "setup": {"artifacts": str(artifacts) if a.artifacts else "random", "items": len(items),
                   "max_history": max_history, "duration_s": d, "cpus": os.cpu_count(), "torch_threads": t,
-                  "loadavg_1m": round(os.getloadavg()[0], 2)},
+                  "malloc": malloc, "loadavg_1m": round(os.getloadavg()[0], 2)},
     }
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

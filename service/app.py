@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model.errors import SimGRError
 from model.export.release import read_pointer
+from model.training.allocator import process_malloc
 from service.auth import Auth
 from service.catalog import CatalogService
 from service.durable_log import DurableLog, open_log
@@ -194,7 +195,7 @@ async def _start_serving(app: FastAPI) -> None:
     primary, canary = _initial_targets(settings)
     await rec.load(primary)
     await _replay(app)
-    log.info("ready: serving %s", rec.state.model_version if rec.state else None)
+    log.info("ready: serving %s (malloc: %s)", rec.state.model_version if rec.state else None, process_malloc())
     if canary is not None:
         try:
             await rec.load(canary, canary=True)

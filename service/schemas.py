@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
 from model.export.items import MAX_BATCH, AttrValue, ItemUpsert
+from model.training.allocator import Malloc
 
 MAX_K = 200  # largest k a client may ask for
 MAX_HISTORY_IDS = 1000  # ids in a request history / events batch
@@ -181,6 +182,8 @@ class InfoResponse(BaseModel):
     )
     root: str | None = Field(description="publish root being followed (ROOT/CURRENT, ROOT/CANARY)")
     canary: CanaryInfo | None = Field(description="the second bundle and its share of users, when one is loaded")
+    malloc: Malloc = Field(description="the malloc this process runs on; the Docker image preloads tcmalloc "
+                                       "(LD_PRELOAD), which serves more requests/s than glibc's under load")
 
 
 @dataclass

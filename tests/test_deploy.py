@@ -176,6 +176,19 @@ def test_dockerfile_is_multistage_nonroot_with_healthcheck() -> None:
     assert cmd[:4] == ["simgr", "serve", "--artifacts", "/artifacts"]
 
 
+def test_dockerfile_preloads_the_tcmalloc_it_installs() -> None:
+    runtime = dockerfile_instructions()
+    runtime = runtime[max(i for i, (op, _) in enumerate(runtime) if op == "FROM"):]
+    env = dict(kv.split("=", 1) for op, a in runtime if op == "ENV" for kv in shlex.split(a))
+    assert env["LD_PRELOAD"] == "libtcmalloc_minimal.so.4"
+    (install,) = [a for op, a in runtime if op == "RUN" and "libtcmalloc" in a]
+    for package in ("libtcmalloc-minimal4", "libtcmalloc-minimal4t64"):  # Debian's name, Ubuntu 24.04's
+        assert re.search(rf"\b{package}\b", install)
+    assert "apt-get install" in install
+    assert f"ctypes.CDLL('{env['LD_PRELOAD']}')" in install  # the build fails if the preload would not load
+    assert install.index("apt-get install") < install.index("ctypes.CDLL") < install.index("useradd")
+
+
 def test_dockerfile_copies_every_package_and_the_context_has_them() -> None:
     sources = [s for op, a in dockerfile_instructions() if op == "COPY" and not a.startswith("--from")
                for s in a.split()[:-1]]

@@ -1,4 +1,4 @@
-"""Which malloc a CPU training process runs on, and the one to preload when it is glibc's.
+"""Which malloc a process runs on (CPU training, serving), and the one to preload when it is glibc's.
 
 A CPU training step allocates and frees tensors of tens of megabytes (activations, the item table, the
 logits over every item), 64-byte aligned (``posix_memalign``). Under glibc's malloc a step faults about ten
@@ -15,6 +15,7 @@ names the preload line; it never changes the running process.
 from __future__ import annotations
 
 import ctypes.util
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +38,13 @@ def malloc_in_use(maps: Path = Path("/proc/self/maps")) -> Malloc:
         if f"lib{name}" in mapped:
             return name  # type: ignore[return-value]
     return "system"
+
+
+@functools.cache
+def process_malloc() -> Malloc:
+    """This process's malloc, read from its memory map once: it is chosen at the start (LD_PRELOAD) and
+    never changes (the server reports it on /info and at startup)."""
+    return malloc_in_use()
 
 
 def installed() -> dict[Malloc, dict[str, str]]:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from model.training.allocator import process_malloc
 from service.auth import require_key
 from service.recommender import Recommender
 from service.routes import ERRORS, recommender
@@ -79,6 +80,7 @@ async def info(rec: Rec) -> InfoResponse:
             model_version=canary.model_version, percent=s.canary_percent,
             artifacts=str(canary.artifacts) if canary.artifacts else None,
         ),
+        malloc=process_malloc(),
     )
 
 

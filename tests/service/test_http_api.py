@@ -13,6 +13,7 @@ import pytest
 from svc_helpers import make_settings, serve
 
 from model.export.bundle import Bundle
+from model.training.allocator import malloc_in_use
 from service.app import create_app
 
 pytestmark = pytest.mark.anyio
@@ -124,6 +125,7 @@ async def test_sessions_across_requests_real_redis(bundle_dir: Path, redis_url: 
     async with serve(create_app(settings)) as c:
         info = (await c.get("/info")).json()
         assert info["session_store"] == "redis"
+        assert info["malloc"] == malloc_in_use()  # this test process's: tests/service/test_serve_cmd.py preloads
         r = await c.post("/events", json={"user_id": "ann", "item_ids": ["item-1", "item-2", "zzz"]})
         assert r.json() == {"accepted": 2, "unknown_items": ["zzz"]}
         await c.post("/events", json={"user_id": "ann", "item_ids": ["item-3"]})

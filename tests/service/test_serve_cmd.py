@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 from svc_helpers import free_port
 
 from model.errors import SimGRError
+from model.training.allocator import Malloc, installed
 from service.cli import serve as serve_cmd
 from service.settings import Settings
 
@@ -84,24 +86,57 @@ def test_broken_bundle_is_a_user_error_at_startup(bundle_dir: Path, tmp_path: Pa
 SERVE = "import sys; from service.cli.main import main; sys.exit(main(['serve', *sys.argv[1:]]))"  # the real CLI
 
 
-def test_sigterm_finishes_in_flight_requests(bundle_dir: Path) -> None:
+def start_server(bundle_dir: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`simgr serve` of ``bundle_dir`` (noop encoder, default log level: the CLI path) as a real process,
+    once it answers /readyz: (the process, its base URL)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMGR_")} | {"SIMGR_NO_PROGRESS": "1"}
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("SIMGR_") and k != "LD_PRELOAD"}
     cmd = [sys.executable, "-c", SERVE, "--artifacts", str(bundle_dir), "--port", str(port), "--encoder", "noop",
-           "--noop-sleep-ms", "400", "--max-batch-size", "2", "--no-warmup"]  # default log level: the CLI path
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+           "--no-warmup", *flags]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=base_env | {"SIMGR_NO_PROGRESS": "1"} | (env or {}),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out = proc.communicate()[0].decode()
+            raise AssertionError(f"the server did not answer in time: {out}")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """SIGTERM, then its output (killed if it does not stop within 30 s)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "the server did not answer in time"
-            time.sleep(0.1)
+        return proc.communicate(timeout=30)[0].decode()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0].decode()
+
+
+@pytest.mark.parametrize("name", ["system", "tcmalloc"])
+def test_the_server_reports_the_malloc_it_runs_on(bundle_dir: Path, name: Malloc) -> None:
+    env = installed().get(name)
+    if env is None:
+        pytest.skip(f"{name} is not installed (scripts/ensure_packages.sh installs it on Debian)")
+    proc, base = start_server(bundle_dir, env=env)  # the image's way: LD_PRELOAD=libtcmalloc_minimal.so.4
+    try:
+        assert httpx.get(f"{base}/info", timeout=10).json()["malloc"] == name
+    finally:
+        out = stop(proc)
+    assert re.search(rf"INFO service\.app: ready: serving \S+ \(malloc: {name}\)", out), out
+
+
+def test_sigterm_finishes_in_flight_requests(bundle_dir: Path) -> None:
+    proc, base = start_server(bundle_dir, "--noop-sleep-ms", "400", "--max-batch-size", "2")
+    try:
 
         async def in_flight() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=base, timeout=30) as c:
