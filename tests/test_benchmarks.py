@@ -25,7 +25,7 @@ def test_every_benchmark_is_listed() -> None:
     assert [p.name for p in SCRIPTS] == ["allocator.py", "batch_scoring.py", "batching.py", "cold_items.py", "decode_cost.py", "generative_cost.py",
                                          "http_load.py", "index_scale.py", "mixed_precision.py", "popularity_baseline.py", "prefix_sharing.py",
                                          "prepare_scale.py", "quality.py",
-                                         "serve_load.py", "serve_memory.py", "text_baseline.py",
+                                         "serve_load.py", "serve_memory.py", "step_profile.py", "text_baseline.py",
                                          "train_scale.py", "user_spread.py"]
 
 
@@ -37,6 +37,20 @@ def test_benchmark_answers_help(script: Path) -> None:
     assert out.stdout.startswith("usage: ")
     summary = (script.read_text().split('"""')[1]).splitlines()[0]
     assert " ".join(summary.split()[:3]) in " ".join(out.stdout.split())  # the docstring's first line
+
+
+def test_step_profile_reports_the_costliest_operators() -> None:
+    cmd = [sys.executable, "benchmarks/step_profile.py", "--backbone", "tiny", "--steps", "2", "--profiled", "2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stdout.splitlines()
+    got = json.loads(line)
+    assert (got["backbone"], got["autocast"], got["profiled_steps"], len(got["top"])) == ("tiny", "off", 2, 12)
+    shares = [op["share"] for op in got["top"]]
+    assert shares == sorted(shares, reverse=True)
+    assert 0 < sum(shares) <= 1.0001
+    assert "aten::mm" in {op["op"] for op in got["top"]}  # the decoder's projections and the item scores
+    assert got["train_samples_per_s"] > 0
 
 
 @pytest.mark.parametrize(("flags", "error"), [
