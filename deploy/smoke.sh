@@ -168,6 +168,10 @@ log "simgr serve on $API (bundle $ARTIFACTS)"
     unset SIMGR_ADMIN_KEYS
     export SIMGR_API_KEYS="$SMOKE_API_KEY" SIMGR_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" SIMGR_LOG_LEVEL=info SIMGR_NO_PROGRESS=1 \
         HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+    # tcmalloc where installed, as the Docker image runs it (its startup line says which malloc it got)
+    if "$PY" -c "import ctypes; ctypes.CDLL('libtcmalloc_minimal.so.4')" 2>/dev/null; then
+        export LD_PRELOAD=libtcmalloc_minimal.so.4
+    fi
     exec "${SIMGR[@]}" serve --artifacts "$ARTIFACTS" --host 127.0.0.1 --port "$API_PORT"
 ) >"$WORK/simgr.log" 2>&1 &
 PIDS+=("$!")
