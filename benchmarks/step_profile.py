@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,24 +49,19 @@ def main() -> int:
     a = p.parse_args()
     import torch
     from mixed_precision import with_autocast
-    from prefix_sharing import trainer
+    from prefix_sharing import alternate_rates, trainer
 
     from model.data.synthetic import dataset_or_synthetic
     from model.training.precision import cpu_bf16_units
-    from model.training.train import train_step
 
     torch.set_num_threads(a.threads)
     data = dataset_or_synthetic(a.data, prefix="simgr_profile_")
     run, state, order = trainer(data, a.backbone)
     run = with_autocast(run, a.autocast)
-    train_step(run, state, order, 0)  # warm
-    t, seen = time.perf_counter(), 0
-    for s in range(1, 1 + a.steps):
-        seen += train_step(run, state, order, s % run.steps_per_epoch)[2]
-    rate = seen / (time.perf_counter() - t)
+    rate = alternate_rates(state, order, {a.autocast: lambda: run}, steps=a.steps, rounds=1)[a.autocast]  # warm + timed
     out = {"data": str(a.data or "synthetic"), "backbone": a.backbone, "autocast": a.autocast,
            "threads": a.threads, "cpu_isa": torch.backends.cpu.get_cpu_capability(),
-           "cpu_bf16_units": list(cpu_bf16_units()), "train_samples_per_s": round(rate, 1),
+           "cpu_bf16_units": list(cpu_bf16_units()), "train_samples_per_s": rate,
            **profile_steps(run, state, order, first=1 + a.steps, steps=a.profiled, top=a.top)}
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
