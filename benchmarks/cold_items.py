@@ -15,7 +15,7 @@
    catalogue for SimGR, popularity, a MiniLM text baseline (cosine between the last history item and
    every other item) and the upper bound (the normal pipeline on all items, same budget). Warm-target
    users: SimGR NDCG@10 before and after the additions, and the upper bound's on the same catalogue.
-4. ``PUT /items`` of 100 new items with text over real HTTP (encode, quantise, embed, index): items/s.
+4. ``PUT /items`` of 100 new items with text to a ``simgr serve`` process (encode, quantise, embed, index): items/s.
 Prints ONE JSON line. Steps whose outputs exist in ``--work`` are reused (resume after an interruption).
 """
 
@@ -26,7 +26,6 @@ import json
 import logging
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +35,7 @@ import numpy as np
 from index import ItemIndex
 from index.catalog import Upsert
 from model.config import ModelConfig, PromptConfig, RQVAEConfig, TrainConfig
-from model.data.dataset import Dataset
+from model.data.dataset import Dataset, Item
 from model.data.jsonio import read_validated
 from model.evaluation.metrics import hit_ranks, hit_rate, ndcg, ndcg_gains
 from model.export.added import AddedEmbedding
@@ -201,38 +200,25 @@ def gain_sweep(base: Bundle, changes: list[Upsert], full: Dataset, held: set[int
     return out
 
 
-def time_put(bundle_dir: Path, full: Dataset, items: list[int], work: Path, spec: AddedEmbedding) -> dict[str, Any]:
-    """PUT /items of 100 new items with text on a real uvicorn server (journal under ``work``), embedded as
-    ``spec`` says."""
+def time_put(bundle_dir: Path, items: list[Item], work: Path, spec: AddedEmbedding) -> dict[str, Any]:
+    """PUT /items of ``items[1:101]`` (ids prefixed ``bench-``) on a real ``simgr serve`` process, after one
+    PUT that loads the text encoder; embedded as ``spec`` says, journalled under ``work``/put_state."""
     import httpx
-    import uvicorn
-
-    from service.app import create_app
-    from service.settings import Settings
+    from serve_load import Server  # this script's folder: one way to start a server for every benchmark
 
     shutil.rmtree(work / "put_state", ignore_errors=True)
-    settings = Settings(artifacts=bundle_dir, device="cpu", state_dir=work / "put_state", port=0, verify=VERIFY,
-                        admin_keys=(ADMIN,), added_item_gain=spec.gain, added_item_neighbours=spec.neighbours)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    body = [{"item_id": f"bench-{full.items[i].item_id}", "text": full.items[i].text or "item"} for i in items]
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN}"},
-                          timeout=300) as c:
-            t0 = time.perf_counter()
-            assert c.put("/items", json={"items": body[:1]}).status_code == 200  # loads the text encoder
-            first = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            r = c.put("/items", json={"items": body[1:101]})
-            seconds = time.perf_counter() - t0
-            assert r.status_code == 200, r.text
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    flags = ("--state-dir", str(work / "put_state"), "--verify", VERIFY, "--admin-keys", ADMIN,
+             "--added-item-gain", str(spec.gain), "--added-item-neighbours", str(spec.neighbours))
+    body = [{"item_id": f"bench-{it.item_id}", "text": it.text or "item"} for it in items]
+    with Server(bundle_dir, *flags, threads=2) as server, httpx.Client(
+            base_url=f"http://127.0.0.1:{server.port}", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=300) as c:
+        t0 = time.perf_counter()
+        assert c.put("/items", json={"items": body[:1]}).status_code == 200  # loads the text encoder
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        r = c.put("/items", json={"items": body[1:101]})
+        seconds = time.perf_counter() - t0
+        assert r.status_code == 200, r.text
     n = len(body[1:101])
     return {"items": n, "seconds": round(seconds, 3), "items_per_s": round(n / seconds, 1),
             "first_put_s_with_encoder_load": round(first, 2), "neighbours": spec.neighbours}
@@ -300,7 +286,8 @@ def main() -> int:
         out["cold_upper_bound_warm_trained"] = eval_simgr(warm_bundle, full, ch, ct)
         out["warm_upper_bound_warm_trained"] = eval_simgr(warm_bundle, full, wh, wt)  # the same larger catalogue
     chosen = (out.get("gain_sweep") or {}).get("chosen_on_valid") or {}
-    out["put_items"] = time_put(a.work / "held_bundle", full, held[:101], a.work, AddedEmbedding(**chosen))
+    out["put_items"] = time_put(a.work / "held_bundle", [full.items[i] for i in held[:101]], a.work,
+                                AddedEmbedding(**chosen))
     out["train"] = {"held": held_train, "warm": warm_train}
     out["minutes"] = round((time.perf_counter() - t_start) / 60, 2)
     sys.stdout.write(json.dumps(out, sort_keys=True) + "\n")
