@@ -83,7 +83,7 @@ def test_quality_recipe_sets_its_flags_and_command_line_flags_win() -> None:
     _, recipe = quality.parse_args(["--data", "d", "--recipe", "instruments", "--seed", "3"])
     assert (plain.recipe, plain.preset, plain.label_smoothing) == (None, "small", 0.0)
     assert (recipe.recipe, recipe.preset, recipe.label_smoothing, recipe.hidden_dropout, recipe.unique_codes,
-            recipe.autocast, recipe.seed) == ("instruments", "large", 0.3, 0.1, 1024, "bf16", 3)
+            recipe.autocast, recipe.seed) == ("instruments", "large", 0.35, 0.1, 1024, "bf16", 3)
     _, override = quality.parse_args(["--autocast", "off", "--recipe=instruments", "--data", "d",
                                       "--label-smoothing", "0.2"])
     assert (override.autocast, override.label_smoothing, override.preset) == ("off", 0.2, "large")
@@ -94,7 +94,7 @@ def test_quality_names_a_run_by_its_budget() -> None:
     quality = _module("quality")
     names = [quality._run_name(quality.parse_args(["--data", "d", "--recipe", "instruments", *extra])[1], "-x")
              for extra in ([], ["--budget-min", "30"], ["--budget-min", "60"], ["--budget-min", "2.5"])]
-    assert names[0] == names[1] == ("run-large-items-mean-d0.3-i0.3-h0.1-t0.1-lr0.001-wd0.01-ema0.999-x-bf16-ls0.3")
+    assert names[0] == names[1] == ("run-large-items-mean-d0.3-i0.3-h0.1-t0.1-lr0.001-wd0.01-ema0.999-x-bf16-ls0.35")
     assert names[2:] == [names[0].replace("-x-", "-x-b60-"), names[0].replace("-x-", "-x-b2.5-")]
 
 
@@ -302,5 +302,5 @@ def test_gpu_check_runs_the_recipe_end_to_end(tmp_path: Path) -> None:
     line = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert line == json.loads(out.stdout)
     assert (line["recipe"], line["preset"], line["budget_min"], line["epochs"], line["label_smoothing"],
-            line["autocast"], line["n_users"]) == ("instruments", "tiny", 1.0, 2, 0.3, "off", 60)
+            line["autocast"], line["n_users"]) == ("instruments", "tiny", 1.0, 2, 0.35, "off", 60)
     assert "training on" in (tmp_path / "out" / "quality.log").read_text()

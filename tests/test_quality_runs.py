@@ -142,7 +142,25 @@ def test_committed_readme_block_is_the_committed_records_table() -> None:
     out = quality_table(ROOT / "reports" / "instruments_30min", readme=ROOT / "README.md", check=True)
     assert out["changed"] is False
     recipe = out["rows"][0]
-    assert (recipe["seeds"], recipe["test_ndcg@10"]) == (5, 0.0876)
+    assert (recipe["seeds"], recipe["test_ndcg@10"]) == (5, 0.0879)
+
+
+def test_the_recipe_row_holds_runs_of_the_recipe_as_it_stands() -> None:
+    """The first row, "the recipe", is made of runs whose settings are what `--recipe instruments` sets now."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "benchmarks" / "quality.py")
+    assert spec is not None and spec.loader is not None
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    _, now = quality.parse_args(["--data", "d", "--recipe", "instruments"])
+    table, rows = load_table(ROOT / "reports" / "instruments_30min")
+    first = rows[table.rows[0].label]
+    assert "the recipe" in table.rows[0].label
+    fields = ("preset", "label_smoothing", "dropout", "input_dropout", "hidden_dropout", "tau", "ema_decay",
+              "unique_codes", "autocast", "uniqueness", "lr")
+    got = {tuple(r.line.model_dump()[f] for f in fields) for r in first.records}
+    assert got == {tuple(getattr(now, f) for f in fields)}
 
 
 def test_write_record_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
