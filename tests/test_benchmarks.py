@@ -5,16 +5,15 @@ records build a table (on real data it needs minutes, as serve_load does with it
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from bench_helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py"))
@@ -68,17 +67,8 @@ def test_quality_refuses_bad_flags_before_any_work(tmp_path: Path, flags: list[s
     assert not (tmp_path / "work").exists()
 
 
-def _module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_quality_recipe_sets_its_flags_and_command_line_flags_win() -> None:
-    quality = _module("quality")
+    quality = load_benchmark("quality")
     _, plain = quality.parse_args(["--data", "d"])
     _, recipe = quality.parse_args(["--data", "d", "--recipe", "instruments", "--seed", "3"])
     assert (plain.recipe, plain.preset, plain.label_smoothing) == (None, "small", 0.0)
@@ -91,7 +81,7 @@ def test_quality_recipe_sets_its_flags_and_command_line_flags_win() -> None:
 
 def test_quality_names_a_run_by_its_budget() -> None:
     """The budget shapes the learning-rate schedule: a 60-minute run is not the 30-minute one resumed."""
-    quality = _module("quality")
+    quality = load_benchmark("quality")
     names = [quality._run_name(quality.parse_args(["--data", "d", "--recipe", "instruments", *extra])[1], "-x")
              for extra in ([], ["--budget-min", "30"], ["--budget-min", "60"], ["--budget-min", "2.5"])]
     assert names[0] == names[1] == ("run-large-items-mean-d0.3-i0.3-h0.1-t0.1-lr0.001-wd0.01-ema0.999-x-bf16-ls0.35")
@@ -112,7 +102,7 @@ def test_cold_items_times_put_items_on_a_served_bundle(quant_data_dir: Path, qua
 
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script: serve_load beside it
     items = load_items(quant_data_dir / "items.jsonl")[:12]  # copies of 12 items: the tiny code space has room
-    got = _module("cold_items").time_put(quant_bundle_dir, items, tmp_path, AddedEmbedding(neighbours=3))
+    got = load_benchmark("cold_items").time_put(quant_bundle_dir, items, tmp_path, AddedEmbedding(neighbours=3))
     assert (got["items"], got["neighbours"]) == (11, 3)  # the first PUT (encoder load) is timed apart
     assert got["items_per_s"] > 0
     journal = (tmp_path / "put_state" / "catalog.jsonl").read_text().splitlines()  # one durable line per PUT

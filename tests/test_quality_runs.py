@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from bench_helpers import load_benchmark
 
 from model.analysis.quality_runs import QualityRecord, load_table, quality_table, render_table, write_record
 from model.data.jsonio import read_validated
@@ -147,13 +148,7 @@ def test_committed_readme_block_is_the_committed_records_table() -> None:
 
 def test_the_recipe_row_holds_runs_of_the_recipe_as_it_stands() -> None:
     """The first row, "the recipe", is made of runs whose settings are what `--recipe instruments` sets now."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "benchmarks" / "quality.py")
-    assert spec is not None and spec.loader is not None
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
-    _, now = quality.parse_args(["--data", "d", "--recipe", "instruments"])
+    _, now = load_benchmark("quality").parse_args(["--data", "d", "--recipe", "instruments"])
     table, rows = load_table(ROOT / "reports" / "instruments_30min")
     first = rows[table.rows[0].label]
     assert "the recipe" in table.rows[0].label
