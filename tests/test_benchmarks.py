@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench_helpers import load_benchmark
+from bench_helpers import ROOT, load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py"))
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
 
