@@ -158,6 +158,17 @@ def test_the_recipe_row_holds_runs_of_the_recipe_as_it_stands() -> None:
     assert got == {tuple(getattr(now, f) for f in fields)}
 
 
+def test_the_paper_report_quotes_the_recipe_and_the_reference_as_the_records_give_them() -> None:
+    """reports/paper's notes read the 30-minute recipe and SASRec reference against the paper: their
+    mean ± std must be the committed records' (the bullet once quoted a recipe two sittings old)."""
+    table, rows = load_table(ROOT / "reports" / "instruments_30min")
+    notes = (ROOT / "reports" / "paper" / "notes.md").read_text()
+    bullet = notes[notes.index("**Held with both tuned for 30 minutes**"):]
+    bullet = " ".join(bullet[:bullet.index("\n  - ")].split())  # one line: the notes wrap at 110
+    for label in (table.rows[0].label, table.reference):
+        assert rows[label].test.text() in bullet, (label, rows[label].test.text())
+
+
 def test_write_record_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.delenv("LD_PRELOAD", raising=False)
