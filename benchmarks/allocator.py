@@ -45,7 +45,8 @@ def child(data: Path, backbone: str, steps: int) -> dict[str, Any]:
     user, kernel = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
     return {"malloc": malloc_in_use(), "samples_per_s": round(seen / seconds, 1),
             "page_faults_per_step": round((r1.ru_minflt - r0.ru_minflt) / steps),
-            "kernel_time_frac": round(kernel / (user + kernel), 3), "max_rss_gb": round(r1.ru_maxrss / 2**20, 2)}
+            "kernel_time_frac": round(kernel / (user + kernel), 3),
+            "max_rss_gib": round(r1.ru_maxrss / 2**20, 2)}  # ru_maxrss is in KiB on Linux
 
 
 def measure(a: argparse.Namespace, data: Path) -> dict[str, dict[str, Any]]:

@@ -102,7 +102,8 @@ def test_cold_items_times_put_items_on_a_served_bundle(quant_data_dir: Path, qua
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script: serve_load beside it
     items = load_items(quant_data_dir / "items.jsonl")[:12]  # copies of 12 items: the tiny code space has room
     got = load_benchmark("cold_items").time_put(quant_bundle_dir, items, tmp_path, AddedEmbedding(neighbours=3))
-    assert (got["items"], got["neighbours"]) == (11, 3)  # the first PUT (encoder load) is timed apart
+    assert (got["items"], got["neighbours"]) == (11, 3)  # the first PUT is timed apart
+    assert set(got) == {"items", "seconds", "items_per_s", "first_put_s", "neighbours"}
     assert got["items_per_s"] > 0
     journal = (tmp_path / "put_state" / "catalog.jsonl").read_text().splitlines()  # one durable line per PUT
     ids = [f"bench-{it.item_id}" for it in items]
@@ -173,6 +174,7 @@ def test_allocator_prints_one_json_line_per_installed_malloc() -> None:
         assert result[name]["malloc"] == name
         assert result[name]["samples_per_s"] > 0
         assert result[name]["page_faults_per_step"] >= 0
+        assert 0 < result[name]["max_rss_gib"] < 64  # GiB: a tiny model's peak, not KiB or bytes
     for name in set(installed()) - {"system"}:
         ratio = result[name]["samples_per_s"] / result["system"]["samples_per_s"]
         assert result[f"speedup_{name}"] == pytest.approx(ratio, abs=0.01)
