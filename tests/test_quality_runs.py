@@ -159,8 +159,8 @@ def test_the_recipe_row_holds_runs_of_the_recipe_as_it_stands() -> None:
 
 
 def test_the_paper_report_quotes_the_recipe_and_the_reference_as_the_records_give_them() -> None:
-    """reports/paper's notes read the 30-minute recipe and SASRec reference against the paper: their
-    mean ± std must be the committed records' (the bullet once quoted a recipe two sittings old)."""
+    """reports/paper's notes read the 30-minute recipe and the SASRec reference against the paper, so
+    they quote each row's test mean ± std as the committed records give it."""
     table, rows = load_table(ROOT / "reports" / "instruments_30min")
     notes = (ROOT / "reports" / "paper" / "notes.md").read_text()
     bullet = notes[notes.index("**Held with both tuned for 30 minutes**"):]
