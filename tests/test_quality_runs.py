@@ -94,6 +94,14 @@ def test_a_missing_record_names_every_missing_file(tmp_path: Path) -> None:
         load_table(report)
 
 
+def test_a_record_in_no_row_is_named(tmp_path: Path) -> None:
+    report = _toy(tmp_path)
+    (report / "runs" / "simgr-extra.json").write_bytes((report / "runs" / "simgr-0.json").read_bytes())
+    (report / "runs" / "z-dropped.json").write_text("{}")
+    with pytest.raises(SimGRError, match=r"2 run record.s. in no row: simgr-extra.json, z-dropped.json$"):
+        load_table(report)
+
+
 @pytest.mark.parametrize(("second", "error"), [
     (_line(1, 0.2), r"counts a seed twice \(\[1, 1\]\)"),
     (_line(2, 0.2, lr=0.002), r"a-0.json and a-1.json differ in lr \(0.001 against 0.002\)"),
