@@ -4,8 +4,8 @@ A run record holds one quality.py JSON line as printed, plus where it came from:
 machine, the date and the commit. ``reports/<name>/table.json`` names the rows of the table and the
 records each row aggregates (one per seed). The table is built from those files only: a missing record,
 a record in no row, two records of one row that differ in a setting, or a seed counted twice is an error
-naming the files, never a quietly different number. Mean and sample std over seeds, and the two-standard-deviation rule for
-a claim, are those of `simgr compare` (model/analysis/runfiles.py).
+naming the files, never a quietly different number. Mean and sample std over seeds, and the
+two-standard-deviation rule for a claim, are those of `simgr compare` (model/analysis/runfiles.py).
 
     python benchmarks/quality.py ... --record reports/instruments_30min/runs/simgr-ls0.3-s5.json
     simgr quality-table --report reports/instruments_30min --readme README.md          # rewrite its block
@@ -142,11 +142,11 @@ def load_table(report_dir: Path) -> tuple[TableSpec, dict[str, Row]]:
     spec = read_validated(report_dir / "table.json", TableSpec, what="quality table spec",
                           missing="missing: a quality report directory holds table.json and runs/")
     runs_dir = report_dir / "runs"
-    missing = [f for row in spec.rows for f in row.runs if not (runs_dir / f).is_file()]
+    listed = [f for row in spec.rows for f in row.runs]
+    missing = [f for f in listed if not (runs_dir / f).is_file()]
     if missing:  # all of them at once: the table is never built short
         raise SimGRError(f"{runs_dir}: {len(missing)} run record(s) missing: {', '.join(missing)}")
-    listed = {f for row in spec.rows for f in row.runs}
-    left_out = sorted(p.name for p in runs_dir.glob("*.json") if p.name not in listed)
+    left_out = sorted({p.name for p in runs_dir.glob("*.json")} - set(listed))
     if left_out:  # a committed measurement is shown, kept or dropped, never quietly left out
         raise SimGRError(f"{report_dir}/table.json: {len(left_out)} run record(s) in no row: {', '.join(left_out)}")
     rows = {r.label: load_row(runs_dir, r) for r in spec.rows}
