@@ -6,7 +6,8 @@ ONE JSON line with the test metrics plus train_samples_per_s, eval_users_per_s a
     python benchmarks/quality.py --data ../shared/data/instruments --method sasrec --sasrec-dim 256 --patience 10
     python benchmarks/quality.py ... --record reports/instruments_30min/runs/NAME.json   # also a run record
 
-Uses the dataset's given semantic IDs (X.index.json) when present, else builds RQ-VAE IDs from its text.
+Uses the dataset's given semantic IDs (X.index.json) when present, else, or with ``--own-ids``, builds
+RQ-VAE IDs from its item text (X.item.json): the project's own IDs, as Table 3's Scientific row uses them.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--uniqueness", default=RQVAEConfig().uniqueness, choices=["lowest", "spread"],
                    help="spread: given IDs gain a spread level (model/semantic_ids/assign.py)")
     p.add_argument("--unique-codes", type=int, default=RQVAEConfig().unique_codes)
+    p.add_argument("--own-ids", action="store_true", help="build RQ-VAE IDs from the item text even where the "
+                   "dataset ships X.index.json")
     p.add_argument("--autocast", default=TrainConfig().autocast, choices=["auto", "bf16", "off"],
                    help="bf16: mixed precision on the CPU too (pays with AMX or AVX512-BF16; "
                    "model/training/precision.py)")
@@ -157,12 +160,19 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
     return {**common, "preset": a.preset, "layers": a.layers, "width": a.width, "lora": a.lora, "layout": a.layout,
             "aggregator": a.aggregator, "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout,
             "code_dropout": a.code_dropout, "tau": a.tau,
-            "uniqueness": a.uniqueness, "unique_codes": a.unique_codes, "smoothing_prefix": a.smoothing_prefix}
+            "uniqueness": a.uniqueness, "unique_codes": a.unique_codes, "smoothing_prefix": a.smoothing_prefix,
+            "own_ids": a.own_ids}
+
+
+def given_ids(a: argparse.Namespace) -> Path | None:
+    """The dataset's X.index.json to take the IDs from, or None to build them from its text."""
+    given = [] if a.own_ids else sorted(a.data.glob("*.index.json"))
+    return given[0] if given else None
 
 
 def main() -> int:
     p, a = parse_args()
-    ids = f"-{a.uniqueness}{a.unique_codes}" if a.uniqueness != "lowest" else ""
+    ids = (f"-{a.uniqueness}{a.unique_codes}" if a.uniqueness != "lowest" else "") + ("-own" if a.own_ids else "")
     work = a.workdir or Path(tempfile.mkdtemp(prefix="simgr-quality-"))
     data_dir = work / f"data{ids}"  # one per ID rule: a kept run must find the IDs it was trained on
     try:  # the configs' own rules, before minutes of data preparation
@@ -183,8 +193,7 @@ def main() -> int:
     t0 = time.monotonic()
     run_dir = work / _run_name(a, ids)
     prepare_dataset(source="lcrec", input_path=a.data, out_dir=data_dir)
-    given = sorted(a.data.glob("*.index.json"))
-    build_semantic_ids(data_dir=data_dir, given=given[0] if given else None,
+    build_semantic_ids(data_dir=data_dir, given=given_ids(a),
                        cfg=RQVAEConfig(uniqueness=a.uniqueness, unique_codes=a.unique_codes))
     summary = train(cfg, run_dir, resume=True)
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]

@@ -87,6 +87,17 @@ def test_quality_names_a_run_by_its_budget() -> None:
     assert names[2:] == [names[0].replace("-x-", "-x-b60-"), names[0].replace("-x-", "-x-b2.5-")]
 
 
+def test_quality_own_ids_passes_over_the_shipped_index(tmp_path: Path) -> None:
+    """--own-ids builds IDs from the item text although the dataset ships X.index.json."""
+    quality = load_benchmark("quality")
+    data = _toy_lcrec(tmp_path / "raw")
+    _, shipped = quality.parse_args(["--data", str(data)])
+    _, own = quality.parse_args(["--data", str(data), "--own-ids"])
+    assert quality.given_ids(shipped) == data / "Toy.index.json"
+    assert quality.given_ids(own) is None
+    assert (quality._settings(own)["own_ids"], quality._settings(shipped)["own_ids"]) == (True, False)
+
+
 def test_quality_refuses_an_unknown_recipe(tmp_path: Path) -> None:
     cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path), "--recipe", "movies"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
