@@ -13,6 +13,7 @@ import torch
 from bench_helpers import load_benchmark
 
 from model.analysis.quality_runs import QualityRecord, load_table, quality_table, render_table, write_record
+from model.analysis.runfiles import verdict
 from model.data.jsonio import read_validated
 from model.errors import SimGRError
 from model.training.precision import cpu_bf16_units
@@ -152,6 +153,23 @@ def test_committed_readme_block_is_the_committed_records_table() -> None:
     assert out["changed"] is False
     recipe = out["rows"][0]
     assert (recipe["seeds"], recipe["test_ndcg@10"]) == (5, 0.0879)
+
+
+def test_the_scientific_table_is_its_records_and_simgr_leads_it_by_two_sigma() -> None:
+    """reports/quality section 2's converged Scientific table is what reports/scientific_converged's records
+    give, its first row, SimGR's pick, is ahead of the reference SASRec by the two-std rule, and the paper
+    notes' Scientific bullet quotes both as the records give them."""
+    report = ROOT / "reports" / "scientific_converged"
+    assert quality_table(report, readme=ROOT / "reports" / "quality" / "README.md", check=True)["changed"] is False
+    table, rows = load_table(report)
+    pick, ref = rows[table.rows[0].label], rows[table.reference]
+    assert (pick.test.n, ref.test.n) == (3, 3)
+    assert verdict(pick.test, ref.test) == "a>b"
+    notes = (ROOT / "reports" / "paper" / "notes.md").read_text()
+    bullet = notes[notes.index("**Table 3, Scientific**"):]
+    bullet = " ".join(bullet[:bullet.index("\n- ")].split())
+    assert pick.test.text() in bullet
+    assert ref.test.text() in bullet
 
 
 def test_the_recipe_row_holds_runs_of_the_recipe_as_it_stands() -> None:
