@@ -155,6 +155,14 @@ def test_committed_readme_block_is_the_committed_records_table() -> None:
     assert (recipe["seeds"], recipe["test_ndcg@10"]) == (5, 0.0879)
 
 
+def _paper_notes_bullet(start: str, next_bullet: str) -> str:
+    """The bullet of reports/paper/notes.md that opens with ``start``, up to ``next_bullet``, on one line
+    (the notes wrap at 110)."""
+    notes = (ROOT / "reports" / "paper" / "notes.md").read_text()
+    bullet = notes[notes.index(start):]
+    return " ".join(bullet[:bullet.index(next_bullet)].split())
+
+
 def test_the_scientific_table_is_its_records_and_simgr_leads_it_by_two_sigma() -> None:
     """reports/quality section 2's converged Scientific table is what reports/scientific_converged's records
     give, its first row, SimGR's pick, is ahead of the reference SASRec by the two-std rule, and the paper
@@ -165,9 +173,7 @@ def test_the_scientific_table_is_its_records_and_simgr_leads_it_by_two_sigma() -
     pick, ref = rows[table.rows[0].label], rows[table.reference]
     assert (pick.test.n, ref.test.n) == (3, 3)
     assert verdict(pick.test, ref.test) == "a>b"
-    notes = (ROOT / "reports" / "paper" / "notes.md").read_text()
-    bullet = notes[notes.index("**Table 3, Scientific**"):]
-    bullet = " ".join(bullet[:bullet.index("\n- ")].split())
+    bullet = _paper_notes_bullet("**Table 3, Scientific**", "\n- ")
     assert pick.test.text() in bullet
     assert ref.test.text() in bullet
 
@@ -188,9 +194,7 @@ def test_the_paper_report_quotes_the_recipe_and_the_reference_as_the_records_giv
     """reports/paper's notes read the 30-minute recipe and the SASRec reference against the paper, so
     they quote each row's test mean ± std as the committed records give it."""
     table, rows = load_table(ROOT / "reports" / "instruments_30min")
-    notes = (ROOT / "reports" / "paper" / "notes.md").read_text()
-    bullet = notes[notes.index("**Held with both tuned for 30 minutes**"):]
-    bullet = " ".join(bullet[:bullet.index("\n  - ")].split())  # one line: the notes wrap at 110
+    bullet = _paper_notes_bullet("**Held with both tuned for 30 minutes**", "\n  - ")
     for label in (table.rows[0].label, table.reference):
         assert rows[label].test.text() in bullet, (label, rows[label].test.text())
 
