@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def child(data: Path, backbone: str, steps: int) -> dict[str, Any]:
     """Samples/s of ``steps`` bf16 training steps after a warm-up, with their page faults and kernel time."""
@@ -77,6 +75,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
+    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")  # no bars in a benchmark's output
     import torch
 
     torch.set_num_threads(a.threads)
@@ -96,6 +95,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     raise SystemExit(main())

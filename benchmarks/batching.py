@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def train_rates(data: Path, method: str, steps: int, rounds: int) -> dict[str, float]:
     from model.config import ModelConfig, TrainConfig
@@ -95,6 +93,7 @@ def main() -> int:
     p.add_argument("--users", type=int, default=2048, help="validation users ranked per timed round")
     p.add_argument("--rounds", type=int, default=2, help="alternating off/on rounds (best round kept)")
     a = p.parse_args()
+    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")  # no bars in a benchmark's output
     import torch
 
     torch.set_num_threads(1)
@@ -109,6 +108,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     raise SystemExit(main())

@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def with_autocast(run: Any, mode: str) -> Any:
     """The trainer's run with ``TrainConfig.autocast`` set to ``mode``."""
@@ -64,6 +62,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2, help="alternating off/bf16 rounds (best round kept)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
+    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")  # no bars in a benchmark's output
     import torch
 
     torch.set_num_threads(a.threads)
@@ -81,6 +80,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     raise SystemExit(main())

@@ -22,8 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def trainer(data: Path, backbone: str) -> tuple[Any, Any, list[int]]:
     """The real trainer's run, its state and an epoch's batch order on ``data``, ready for ``train_step``."""
@@ -112,6 +110,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=30, help="optimiser steps per timed round")
     p.add_argument("--rounds", type=int, default=2, help="alternating off/on rounds (best round kept)")
     a = p.parse_args()
+    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")  # no bars in a benchmark's output
     import torch
 
     torch.set_num_threads(1)
@@ -129,6 +128,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     raise SystemExit(main())

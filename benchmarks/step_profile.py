@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def profile_steps(run: Any, state: Any, order: list[int], *, first: int, steps: int, top: int) -> dict[str, Any]:
     """Self CPU time of the ``top`` costliest operators over ``steps`` optimiser steps from step ``first``."""
@@ -47,6 +45,7 @@ def main() -> int:
     p.add_argument("--profiled", type=int, default=6, help="optimiser steps under the profiler")
     p.add_argument("--top", type=int, default=12, help="operators reported")
     a = p.parse_args()
+    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")  # no bars in a benchmark's output
     import torch
     from mixed_precision import with_autocast
     from prefix_sharing import alternate_rates, trainer
@@ -68,6 +67,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     raise SystemExit(main())
