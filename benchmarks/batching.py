@@ -26,27 +26,22 @@ from typing import Any
 
 
 def train_rates(data: Path, method: str, steps: int, rounds: int) -> dict[str, float]:
+    from prefix_sharing import alternate_rates
+
     from model.config import ModelConfig, TrainConfig
     from model.training.order import epoch_order
     from model.training.run import RunConfig
-    from model.training.train import _setup, train_step
+    from model.training.train import _setup
 
     cfg = RunConfig(data_dir=str(data), method=method, model=ModelConfig(backbone="small"), train=TrainConfig())
     run, state = _setup(cfg, Path(tempfile.mkdtemp(prefix="simgr_batching_")), resume=False)
     run.net.train()
     pools = {"off": 1, "on": cfg.train.size_pool}
     orders = {m: epoch_order(run.sizes, seed=0, epoch=0, micro=run.micro, pool=p) for m, p in pools.items()}
-    rates: dict[str, list[float]] = {"off": [], "on": []}
-    for r in range(rounds):
-        for mode, order in orders.items():
-            first = r * (steps + 1)
-            train_step(run, state, order, first)  # warm
-            t, seen = time.perf_counter(), 0
-            for s in range(first + 1, first + 1 + steps):
-                seen += train_step(run, state, order, s % run.steps_per_epoch)[2]
-            rates[mode].append(seen / (time.perf_counter() - t))
-    out = {f"train_samples_per_s_{m}": round(max(v), 1) for m, v in rates.items()}
-    out["train_speedup"] = round(max(rates["on"]) / max(rates["off"]), 2)
+    modes = {mode: (lambda o=order: (run, o)) for mode, order in orders.items()}
+    rates = alternate_rates(state, modes, steps=steps, rounds=rounds)
+    out: dict[str, float] = {f"train_samples_per_s_{m}": r for m, r in rates.items()}
+    out["train_speedup"] = round(rates["on"] / rates["off"], 2)
     for mode, order in orders.items():
         micro = [run.sizes[order[i:i + run.micro]] for i in range(0, len(order) - run.micro + 1, run.micro)]
         out[f"padding_train_{mode}"] = round(1 - sum(b.sum() for b in micro) / sum(b.max() * len(b) for b in micro), 3)

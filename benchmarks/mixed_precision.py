@@ -49,8 +49,8 @@ def train_rates(data: Path, backbone: str, steps: int, rounds: int) -> dict[str,
     from prefix_sharing import alternate_rates, trainer
 
     run, state, order = trainer(data, backbone)
-    modes = {mode: (lambda m=mode: with_autocast(run, m)) for mode in ("off", "bf16")}
-    return {"rates": alternate_rates(state, order, modes, steps=steps, rounds=rounds),
+    modes = {mode: (lambda m=mode: (with_autocast(run, m), order)) for mode in ("off", "bf16")}
+    return {"rates": alternate_rates(state, modes, steps=steps, rounds=rounds),
             "loss_gap": round(loss_gap(run, order, batches=8), 5)}
 
 

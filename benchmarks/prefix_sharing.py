@@ -36,17 +36,18 @@ def trainer(data: Path, backbone: str) -> tuple[Any, Any, list[int]]:
     return run, state, epoch_order(run.sizes, seed=0, epoch=0)
 
 
-def alternate_rates(state: Any, order: list[int], modes: dict[str, Callable[[], Any]], *, steps: int,
+def alternate_rates(state: Any, modes: dict[str, Callable[[], tuple[Any, list[int]]]], *, steps: int,
                     rounds: int) -> dict[str, float]:
     """Training samples/s of each mode, best of ``rounds`` alternating rounds of ``steps`` optimiser steps.
-    ``modes[name]()`` switches to that mode and returns the run to step with."""
+    ``modes[name]()`` switches to that mode and returns the run to step with and its epoch's batch order.
+    Step indices wrap at the epoch's end, so a small epoch serves any number of steps."""
     from model.training.train import train_step
 
     rates: dict[str, list[float]] = {name: [] for name in modes}
     step = 0
     for _ in range(rounds):
         for name, switch in modes.items():
-            run = switch()
+            run, order = switch()
             train_step(run, state, order, step % run.steps_per_epoch)  # warm
             t, seen = time.perf_counter(), 0
             for s in range(step + 1, step + 1 + steps):
@@ -61,15 +62,14 @@ def train_rate(data: Path, backbone: str, steps: int, rounds: int) -> dict[str, 
 
     run, state, order = trainer(data, backbone)
 
-    def sharing(on: bool) -> Callable[[], Any]:
-        def switch() -> Any:
+    def sharing(on: bool) -> Callable[[], tuple[Any, list[int]]]:
+        def switch() -> tuple[Any, list[int]]:
             SimGR.share_prefix = on
-            return run
+            return run, order
         return switch
 
     try:
-        return alternate_rates(state, order, {"off": sharing(False), "on": sharing(True)}, steps=steps,
-                               rounds=rounds)
+        return alternate_rates(state, {"off": sharing(False), "on": sharing(True)}, steps=steps, rounds=rounds)
     finally:
         SimGR.share_prefix = True
 

@@ -57,7 +57,7 @@ def main() -> int:
     data = dataset_or_synthetic(a.data, prefix="simgr_profile_")
     run, state, order = trainer(data, a.backbone)
     run = with_autocast(run, a.autocast)
-    rate = alternate_rates(state, order, {a.autocast: lambda: run}, steps=a.steps, rounds=1)[a.autocast]  # warm + timed
+    rate = alternate_rates(state, {a.autocast: lambda: (run, order)}, steps=a.steps, rounds=1)[a.autocast]  # warm + timed
     out = {"data": str(a.data or "synthetic"), "backbone": a.backbone, "autocast": a.autocast,
            "threads": a.threads, "cpu_isa": torch.backends.cpu.get_cpu_capability(),
            "cpu_bf16_units": list(cpu_bf16_units()), "train_samples_per_s": rate,

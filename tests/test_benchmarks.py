@@ -142,7 +142,8 @@ def test_decode_cost_synthetic_prints_one_json_line(tmp_path: Path) -> None:
 
 
 def test_batching_synthetic_prints_one_json_line() -> None:
-    cmd = [sys.executable, "benchmarks/batching.py", "--steps", "2", "--rounds", "1", "--users", "64",
+    # 2 rounds of 30 steps on a 9-step synthetic epoch: the second round starts past the epoch's end
+    cmd = [sys.executable, "benchmarks/batching.py", "--steps", "30", "--rounds", "2", "--users", "64",
            "--methods", "simgr"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
