@@ -1,12 +1,16 @@
-"""What the benchmark tests share: loading a benchmark script as a module (benchmarks/ is not a package)."""
+"""What the benchmark tests share: the environment a script runs in, and loading a script as a module
+(benchmarks/ is not a package)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
+# a benchmark run as a script: the checkout importable, no progress bars, one thread as the timed runs use
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
 
 
 def load_benchmark(name: str) -> ModuleType:

@@ -1,22 +1,19 @@
 """The benchmark scripts stay runnable: each answers --help; the decoding-cost benchmark runs on its
-synthetic setting and prints ONE JSON line; cold_items.py times PUT /items on a real server; quality.py,
-alone and as scripts/gpu_check.sh's device call, trains the tiny preset on a toy dataset and its run
-records build a table (on real data it needs minutes, as serve_load does with its several servers)."""
+synthetic setting and prints ONE JSON line; cold_items.py times PUT /items on a real server (on real data
+serve_load needs minutes with its several servers). quality.py has its own file, test_quality_benchmark.py."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from bench_helpers import ROOT, load_benchmark
+from bench_helpers import ENV, ROOT, load_benchmark
 
 SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py"))
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
 
 
 def test_every_benchmark_is_listed() -> None:
@@ -49,60 +46,6 @@ def test_step_profile_reports_the_costliest_operators() -> None:
     assert 0 < sum(shares) <= 1.0001
     assert "aten::mm" in {op["op"] for op in got["top"]}  # the decoder's projections and the item scores
     assert got["train_samples_per_s"] > 0
-
-
-@pytest.mark.parametrize(("flags", "error"), [
-    (["--smoothing-prefix", "1"],
-     "error: command line: model: smoothing_prefix says where label smoothing spreads: set label_smoothing too"),
-    (["--method", "sasrec", "--label-smoothing", "1.5"],
-     "error: command line: baseline.sasrec_label_smoothing: Input should be less than 1 (got 1.5)"),
-])
-def test_quality_refuses_bad_flags_before_any_work(tmp_path: Path, flags: list[str], error: str) -> None:
-    cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path / "absent"), "--workdir",
-           str(tmp_path / "work"), *flags]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
-    assert out.returncode == 2
-    assert out.stderr.splitlines()[-1].endswith(error)
-    assert not (tmp_path / "work").exists()
-
-
-def test_quality_recipe_sets_its_flags_and_command_line_flags_win() -> None:
-    quality = load_benchmark("quality")
-    _, plain = quality.parse_args(["--data", "d"])
-    _, recipe = quality.parse_args(["--data", "d", "--recipe", "instruments", "--seed", "3"])
-    assert (plain.recipe, plain.preset, plain.label_smoothing) == (None, "small", 0.0)
-    assert (recipe.recipe, recipe.preset, recipe.label_smoothing, recipe.hidden_dropout, recipe.unique_codes,
-            recipe.autocast, recipe.seed) == ("instruments", "large", 0.35, 0.1, 1024, "bf16", 3)
-    _, override = quality.parse_args(["--autocast", "off", "--recipe=instruments", "--data", "d",
-                                      "--label-smoothing", "0.2"])
-    assert (override.autocast, override.label_smoothing, override.preset) == ("off", 0.2, "large")
-
-
-def test_quality_names_a_run_by_its_budget() -> None:
-    """The budget shapes the learning-rate schedule: a 60-minute run is not the 30-minute one resumed."""
-    quality = load_benchmark("quality")
-    names = [quality._run_name(quality.parse_args(["--data", "d", "--recipe", "instruments", *extra])[1], "-x")
-             for extra in ([], ["--budget-min", "30"], ["--budget-min", "60"], ["--budget-min", "2.5"])]
-    assert names[0] == names[1] == ("run-large-items-mean-d0.3-i0.3-h0.1-t0.1-lr0.001-wd0.01-ema0.999-x-bf16-ls0.35")
-    assert names[2:] == [names[0].replace("-x-", "-x-b60-"), names[0].replace("-x-", "-x-b2.5-")]
-
-
-def test_quality_own_ids_passes_over_the_shipped_index(tmp_path: Path) -> None:
-    """--own-ids builds IDs from the item text although the dataset ships X.index.json."""
-    quality = load_benchmark("quality")
-    data = _toy_lcrec(tmp_path / "raw")
-    _, shipped = quality.parse_args(["--data", str(data)])
-    _, own = quality.parse_args(["--data", str(data), "--own-ids"])
-    assert quality.given_ids(shipped) == data / "Toy.index.json"
-    assert quality.given_ids(own) is None
-    assert (quality._settings(own)["own_ids"], quality._settings(shipped)["own_ids"]) == (True, False)
-
-
-def test_quality_refuses_an_unknown_recipe(tmp_path: Path) -> None:
-    cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path), "--recipe", "movies"]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
-    assert out.returncode == 2
-    assert "argument --recipe: invalid choice: 'movies'" in out.stderr.splitlines()[-1]
 
 
 def test_cold_items_times_put_items_on_a_served_bundle(quant_data_dir: Path, quant_bundle_dir: Path, tmp_path: Path,
@@ -231,79 +174,3 @@ def test_popularity_baseline_known_answer(tmp_path: Path) -> None:
     assert result["valid"]["hr@10"] == 0.9
     assert result["valid"]["ndcg@10"] == round(ndcg, 4)
     assert (result["test"]["hr@10"], result["test"]["ndcg@10"], result["test"]["users"]) == (0.0, 0.0, 10)
-
-
-def test_quality_refuses_to_overwrite_a_run_record_before_any_work(tmp_path: Path) -> None:
-    record = tmp_path / "runs" / "simgr-s1.json"
-    record.parent.mkdir()
-    record.write_text("committed\n")
-    cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path / "absent"), "--workdir",
-           str(tmp_path / "work"), "--record", str(record)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
-    assert out.returncode == 2
-    assert out.stderr.splitlines()[-1].endswith(f"error: --record {record}: already exists; record a new run "
-                                                "under a new name")
-    assert record.read_text() == "committed\n"
-    assert not (tmp_path / "work").exists()
-
-
-def _toy_lcrec(folder: Path) -> Path:
-    """60 users over 40 items with given two-level semantic IDs: quality.py's input at a few seconds' cost."""
-    import random
-
-    rng = random.Random(0)
-    folder.mkdir(parents=True)
-    inter = {f"u{u}": [rng.randrange(40) for _ in range(rng.randrange(4, 9))] for u in range(60)}
-    (folder / "Toy.inter.json").write_text(json.dumps(inter))
-    (folder / "Toy.index.json").write_text(json.dumps({str(i): [f"<a_{i % 8}>", f"<b_{i // 8}>"] for i in range(40)}))
-    return folder
-
-
-QUICK = ["--preset", "tiny", "--epochs", "2", "--budget-min", "1", "--autocast", "off"]
-
-
-def test_quality_records_two_seeds_and_the_table_reports_them(tmp_path: Path) -> None:
-    """quality.py --record twice, then `simgr quality-table` over the two records: the row holds each run's own
-    test NDCG@10 and their mean, and the record keeps the line quality.py printed."""
-    from service.cli.main import main
-
-    data, report = _toy_lcrec(tmp_path / "raw"), tmp_path / "toy_report"
-    lines = []
-    for seed in (1, 2):
-        record = report / "runs" / f"simgr-s{seed}.json"
-        cmd = [sys.executable, "benchmarks/quality.py", "--data", str(data), "--workdir", str(tmp_path / "work"),
-               *QUICK, "--seed", str(seed), "--record", str(record)]
-        out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
-        assert out.returncode == 0, out.stderr
-        lines.append(json.loads(out.stdout))
-        assert json.loads(record.read_text())["line"] == lines[-1]
-    # the epoch cap, not the 1-minute budget, ends these runs: not flagged as still improving
-    assert [(x["seed"], x["preset"], x["epochs"], x["n_users"], x["still_improving"]) for x in lines] == [
-        (1, "tiny", 2, 60, False), (2, "tiny", 2, 60, False)]
-    spec = {"name": "toy", "reference": "tiny", "rows": [{"label": "tiny", "runs": ["simgr-s1.json", "simgr-s2.json"]}]}
-    (report / "table.json").write_text(json.dumps(spec))
-    readme = tmp_path / "README.md"
-    readme.write_text("before\n<!-- quality:toy:start -->\n<!-- quality:toy:end -->\nafter\n")
-    assert main(["quality-table", "--report", str(report), "--readme", str(readme)]) == 0
-    a, b = (x["ndcg@10"] for x in lines)
-    row = readme.read_text().splitlines()[4]
-    assert row.startswith(f"| tiny | 1, 2 | {(a + b) / 2:.4f} ± {abs(a - b) / math.sqrt(2):.4f} ({a:.4f}, {b:.4f}) |")
-    assert main(["quality-table", "--report", str(report), "--readme", str(readme), "--check"]) == 0
-
-
-def test_gpu_check_runs_the_recipe_end_to_end(tmp_path: Path) -> None:
-    """scripts/gpu_check.sh run, the prepared device call, on this CPU with the tiny preset: the JSON line in
-    $OUT/quality.json, the log beside it, and the recipe's flags with the command line's on top."""
-    stage = tmp_path / "stage"
-    _toy_lcrec(stage / "instruments")
-    env = {**ENV, "OUT": str(tmp_path / "out"), "SIMGR_GPU_STAGE": str(stage), "SIMGR_GPU_PRESET": "tiny",
-           "SIMGR_GPU_BUDGET_MIN": "1", "SIMGR_GPU_WORKDIR": str(tmp_path / "work"), "PYTHON": sys.executable}
-    (tmp_path / "out").mkdir()
-    out = subprocess.run(["bash", "scripts/gpu_check.sh", "run", "--epochs", "2", "--autocast", "off"],
-                         capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    line = json.loads((tmp_path / "out" / "quality.json").read_text())
-    assert line == json.loads(out.stdout)
-    assert (line["recipe"], line["preset"], line["budget_min"], line["epochs"], line["label_smoothing"],
-            line["autocast"], line["n_users"]) == ("instruments", "tiny", 1.0, 2, 0.35, "off", 60)
-    assert "training on" in (tmp_path / "out" / "quality.log").read_text()

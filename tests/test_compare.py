@@ -28,12 +28,8 @@ def _config(tmp_path: Path, data_dir: Path) -> Path:
     return path
 
 
-def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture) -> None:
-    path = _config(tmp_path, synthetic_data_dir)
-    assert main(["compare", "--config", str(path), "--seeds", "2"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    report = Path(result["report"])
+def _check_report(report: Path, path: Path) -> None:
+    """The report's sections, its seed cells and its plots."""
     text = report.read_text()
     for section in ("Table 3 analogue", "second view: equal wall-clock", "SASRec grid", "Table 1 analogue",
                     "Table 4 analogue", "Figure 4 analogue", "Figure 3 analogue",
@@ -43,7 +39,11 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     assert "Mean ± sample std over 2 seed(s) (1 for autoregressive/Latte)" in text
     for png in ("table1_beam.png", "figure4_entropy.png", "figure3_presets.png"):
         assert (report.parent / png).stat().st_size > 1000
-    runs = report.parent / "runs"
+
+
+def _check_run_files(runs: Path) -> None:
+    """One file per (method, view, seed), the generative baselines at one seed, and the stopping rule each
+    method trained under."""
     names = sorted(p.name for p in runs.iterdir())
     assert "synthetic-simgr-converged-s1.json" in names
     assert "synthetic-autoregressive-converged-s0.json" in names
@@ -55,7 +55,10 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     assert one["train"]["patience"] == 2  # sasrec_patience
     assert json.loads((runs / "synthetic-simgr-converged-s1.json").read_text())["train"]["patience"] == 1
     assert one["hyper"]["dim"] == 16
-    results = json.loads((report.parent / "results.json").read_text())
+
+
+def _check_results(results: dict) -> None:
+    """Table 1's beams against exact search, counted over every test user, and Figure 4's entropies."""
     beams = results["table1"]["beams"]
     assert beams["30"]["top5_overlap_exact"] == 1.0  # beam 30 >= 30 items: beam search IS exact search
     assert beams["30"]["theorem41_fraction"] == 1.0
@@ -64,16 +67,12 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     assert hits == round(hits)
     assert beams["5"]["theorem41_fraction"] <= beams["30"]["theorem41_fraction"]
     assert "entropy_category@10" in results["figure4"]["synthetic"]["simgr"]
-    assert json.loads((report.parent / "compare_config.json").read_text())["seeds"] == 2
 
-    ckpt = tmp_path / "work" / "tiny" / "runs" / "synthetic-simgr-tiny-mean-converged-s0" / "checkpoints" / "best.pt"
-    stamp = ckpt.stat().st_mtime_ns
-    assert main(["compare", "--config", str(path), "--seeds", "2"]) == 0  # all cached: no training
-    assert ckpt.stat().st_mtime_ns == stamp
-    assert json.loads((report.parent / "results.json").read_text()) == results
-    assert report.read_text() == text
 
-    shutil.rmtree(tmp_path / "work")  # the report regenerates from the committed files alone
+def _check_report_only(report: Path, path: Path, text: str, tmp_path: Path) -> None:
+    """With the work dir gone, --report-only rebuilds the same report and the README's table from the
+    committed files."""
+    shutil.rmtree(tmp_path / "work")
     report.unlink()
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- compare:tiny:start -->\nold table\n<!-- compare:tiny:end -->\nrest\n")
@@ -84,18 +83,27 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     assert table.endswith("<!-- compare:tiny:end -->\nrest\n")
     assert "old table" not in table
     assert " ± " in table.splitlines()[4]  # the synthetic row: two seeds
+
+
+def _check_one_analysis_alone(report: Path, path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A missing analysis entry fails --report-only; `--analysis table1` computes it again in a sitting of
+    its own: the beam-5 metrics entry is committed, its top-20 lists are not (the cache is gone), so the
+    model trains again and the lists are ranked again; nothing else is computed."""
     entry = report.parent / "analyses" / "table1--synthetic--beam5.json"
     kept = json.loads(entry.read_text())
     entry.unlink()
     capsys.readouterr()
     assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 2
     assert f"{entry}: missing" in capsys.readouterr().err
-    # one analysis in its own sitting: the beam-5 metrics entry is committed, its top-20 lists are not (the
-    # cache is gone), so the model trains again and the lists are ranked again; nothing else is computed
     assert main(["compare", "--config", str(path), "--seeds", "2", "--analysis", "table1"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["report"] is None
     assert json.loads(entry.read_text()) == kept
     assert not (tmp_path / "work" / "tiny" / "runs" / "synthetic-simgr-tiny-proj-converged-s0").exists()
+
+
+def _check_refusals(runs: Path, path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Run files trained under another stopping rule or validation sample, or missing, fail the report
+    loudly, and a stale run file is not reused."""
     stale = runs / "synthetic-sasrec-converged-s0.json"  # trained under another stopping rule
     stale.write_text(stale.read_text().replace('"patience": 2', '"patience": 3'))
     capsys.readouterr()
@@ -110,6 +118,30 @@ def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp
     (runs / "synthetic-parallel-budget-s0.json").unlink()
     assert main(["compare", "--config", str(path), "--seeds", "2", "--report-only"]) == 2
     assert "synthetic-parallel-budget-s0.json" in capsys.readouterr().err
+
+
+def test_compare_writes_the_report_and_caches_runs(synthetic_data_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    path = _config(tmp_path, synthetic_data_dir)
+    assert main(["compare", "--config", str(path), "--seeds", "2"]) == 0
+    report = Path(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["report"])
+    text = report.read_text()
+    _check_report(report, path)
+    _check_run_files(report.parent / "runs")
+    results = json.loads((report.parent / "results.json").read_text())
+    _check_results(results)
+    assert json.loads((report.parent / "compare_config.json").read_text())["seeds"] == 2
+
+    ckpt = tmp_path / "work" / "tiny" / "runs" / "synthetic-simgr-tiny-mean-converged-s0" / "checkpoints" / "best.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    assert main(["compare", "--config", str(path), "--seeds", "2"]) == 0  # all cached: no training
+    assert ckpt.stat().st_mtime_ns == stamp
+    assert json.loads((report.parent / "results.json").read_text()) == results
+    assert report.read_text() == text
+
+    _check_report_only(report, path, text, tmp_path)
+    _check_one_analysis_alone(report, path, tmp_path, capsys)
+    _check_refusals(report.parent / "runs", path, capsys)
 
 
 def test_table3_rankings_are_kept_for_the_analyses(synthetic_data_dir: Path, tmp_path: Path,

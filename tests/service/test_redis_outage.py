@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,64 @@ from svc_helpers import UvicornThread, free_port, make_settings, redis_server, s
 from service.app import create_app
 
 pytestmark = pytest.mark.anyio
+
+
+Answers = list[tuple[int, httpx.Response]]  # (user, the answer to one /recommend)
+
+
+async def _load_while_redis_dies(c: httpx.AsyncClient, proc: subprocess.Popen[bytes], users: range) -> Answers:
+    """Each user asks for recommendations in a loop; Redis is killed once every user has had an answer with
+    it up, and the loop ends once every user has had one marked degraded (or after 30 s)."""
+    results: Answers = []
+    stop = asyncio.Event()
+
+    async def load(u: int) -> None:
+        while not stop.is_set():
+            results.append((u, await c.post(
+                "/recommend", json={"user_id": f"user-{u}", "history": [f"item-{u}"], "k": 5}
+            )))
+
+    def seen(degraded: bool) -> set[int]:
+        return {u for u, r in results if ("x-simgr-degraded" in r.headers) == degraded}
+
+    async def until(cond: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not cond() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    clients = [asyncio.ensure_future(load(u)) for u in users]
+    await until(lambda: seen(degraded=False) == set(users))
+    proc.kill()  # Redis dies under load
+    proc.wait()
+    await until(lambda: seen(degraded=True) == set(users))
+    stop.set()
+    await asyncio.gather(*clients)
+    assert seen(degraded=False) == set(users), "some user never got an answer with Redis up"
+    assert seen(degraded=True) == set(users), "some user was never marked degraded after Redis died"
+    return results
+
+
+async def _check_redis_down(c: httpx.AsyncClient) -> None:
+    """With Redis dead: recommendations from the request alone, events refused, readiness up, and the
+    errors counted."""
+    r = await c.post("/recommend", json={"user_id": "kim", "history": ["item-9"], "k": 5})
+    assert r.status_code == 200
+    assert r.headers["x-simgr-degraded"] == "session-store"
+    assert r.json()["history_used"] == ["item-9"]
+    assert len(r.json()["items"]) == 5
+
+    r = await c.post("/events", json={"user_id": "kim", "item_ids": ["item-3"]})
+    assert r.status_code == 503
+    assert r.json()["error_type"] == "event_log_unavailable"  # the log, in the dead Redis, goes first
+
+    ready = await c.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["redis"] == "down"
+    metrics = (await c.get("/metrics")).text
+    errors = [ln for ln in metrics.splitlines() if ln.startswith("simgr_session_store_errors_total ")]
+    assert errors
+    assert float(errors[0].split()[1]) >= 1
+    assert re.search(r'simgr_fallback_total\{[^}]*reason="session_store"', metrics)
 
 
 async def test_redis_killed_mid_run(bundle_dir: Path) -> None:
@@ -37,59 +96,15 @@ async def test_redis_killed_mid_run(bundle_dir: Path) -> None:
                 for u in users:  # every user has a session before Redis dies
                     r = await c.post("/events", json={"user_id": f"user-{u}", "item_ids": [f"item-{u + 10}"]})
                     assert r.json()["accepted"] == 1
-                results: list[tuple[int, httpx.Response]] = []
-                stop = asyncio.Event()
-
-                async def load(u: int) -> None:
-                    while not stop.is_set():
-                        results.append((u, await c.post(
-                            "/recommend", json={"user_id": f"user-{u}", "history": [f"item-{u}"], "k": 5}
-                        )))
-
-                def seen(degraded: bool) -> set[int]:
-                    return {u for u, r in results if ("x-simgr-degraded" in r.headers) == degraded}
-
-                async def until(cond: Callable[[], bool]) -> None:
-                    deadline = time.monotonic() + 30
-                    while not cond() and time.monotonic() < deadline:
-                        await asyncio.sleep(0.02)
-
-                clients = [asyncio.ensure_future(load(u)) for u in users]
-                await until(lambda: seen(degraded=False) == set(users))
-                proc.kill()  # Redis dies under load
-                proc.wait()
-                await until(lambda: seen(degraded=True) == set(users))
-                stop.set()
-                await asyncio.gather(*clients)
-
+                results = await _load_while_redis_dies(c, proc, users)
                 assert all(r.status_code == 200 for _, r in results)
-                assert seen(degraded=False) == set(users), "some user never got an answer with Redis up"
-                assert seen(degraded=True) == set(users), "some user was never marked degraded after Redis died"
                 for u, r in results:
                     if "x-simgr-degraded" in r.headers:  # Redis gone: the request's own history only
                         assert r.headers["x-simgr-degraded"] == "session-store"
                         assert r.json()["history_used"] == [f"item-{u}"]
                     else:  # Redis up: the session, then the request's history
                         assert r.json()["history_used"] == [f"item-{u + 10}", f"item-{u}"]
-
-                r = await c.post("/recommend", json={"user_id": "kim", "history": ["item-9"], "k": 5})
-                assert r.status_code == 200
-                assert r.headers["x-simgr-degraded"] == "session-store"
-                assert r.json()["history_used"] == ["item-9"]
-                assert len(r.json()["items"]) == 5
-
-                r = await c.post("/events", json={"user_id": "kim", "item_ids": ["item-3"]})
-                assert r.status_code == 503
-                assert r.json()["error_type"] == "event_log_unavailable"  # the log, in the dead Redis, goes first
-
-                ready = await c.get("/readyz")
-                assert ready.status_code == 200
-                assert ready.json()["redis"] == "down"
-                metrics = (await c.get("/metrics")).text
-                errors = [ln for ln in metrics.splitlines() if ln.startswith("simgr_session_store_errors_total ")]
-                assert errors
-                assert float(errors[0].split()[1]) >= 1
-                assert re.search(r'simgr_fallback_total\{[^}]*reason="session_store"', metrics)
+                await _check_redis_down(c)
 
 
 async def test_sessions_come_back_with_redis(bundle_dir: Path) -> None:
