@@ -178,6 +178,23 @@ def test_the_scientific_table_is_its_records_and_simgr_leads_it_by_two_sigma() -
     assert ref.test.text() in bullet
 
 
+def test_the_second_machine_table_picks_on_validation_and_simgr_leads_it_by_two_sigma() -> None:
+    """reports/quality section 2's table from the AMD EPYC is what reports/scientific_converged_epyc's
+    records give, its first row is the SimGR row best on validation, that row is ahead of the reference
+    SASRec by the two-std rule, and the section's prose quotes both as the records give them."""
+    report, readme = ROOT / "reports" / "scientific_converged_epyc", ROOT / "reports" / "quality" / "README.md"
+    assert quality_table(report, readme=readme, check=True)["changed"] is False
+    table, rows = load_table(report)
+    simgr = [label for label in rows if label.startswith("SimGR")]
+    assert table.rows[0].label == max(simgr, key=lambda label: rows[label].valid.mean)
+    pick, ref = rows[table.rows[0].label], rows[table.reference]
+    assert (pick.test.n, ref.test.n) == (3, 3)
+    assert verdict(pick.test, ref.test) == "a>b"
+    text = readme.read_text()
+    prose = " ".join(text[text.index("<!-- quality:scientific_converged_epyc:end -->"):].split("\n\n**")[0].split())
+    assert f"{pick.test.text()} against {ref.test.text()}" in prose
+
+
 def test_the_recipe_row_holds_runs_of_the_recipe_as_it_stands() -> None:
     """The first row, "the recipe", is made of runs whose settings are what `--recipe instruments` sets now."""
     _, now = load_benchmark("quality").parse_args(["--data", "d", "--recipe", "instruments"])
