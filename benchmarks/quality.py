@@ -4,10 +4,12 @@ ONE JSON line with the test metrics plus train_samples_per_s, eval_users_per_s a
     python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
     python benchmarks/quality.py --data ../shared/data/instruments --recipe instruments --seed 1
     python benchmarks/quality.py --data ../shared/data/instruments --method sasrec --sasrec-dim 256 --patience 10
+    python benchmarks/quality.py --source movielens100k --patience 3 --epochs 100   # the demo's data, fetched
     python benchmarks/quality.py ... --record reports/instruments_30min/runs/NAME.json   # also a run record
 
-Uses the dataset's given semantic IDs (X.index.json) when present, else, or with ``--own-ids``, builds
-RQ-VAE IDs from its item text (X.item.json): the project's own IDs, as Table 3's Scientific row uses them.
+Uses an LC-Rec dataset's given semantic IDs (X.index.json) when present, else, or with ``--own-ids``, or for
+another ``--source``, builds RQ-VAE IDs from its item text: the project's own IDs, as Table 3's Scientific
+row uses them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from model.analysis.quality_runs import current_commit, write_record
 from model.config import BaselineConfig, ModelConfig, RQVAEConfig, TrainConfig
 from model.data.prepare import prepare_dataset
+from model.data.sources.registry import FETCHED, READERS
 from model.errors import SimGRError
 from model.evaluation.evaluate import evaluate_model, write_metrics
 from model.semantic_ids.assign import build_semantic_ids
@@ -52,7 +55,10 @@ RECIPES: dict[str, tuple[str, ...]] = {
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, required=True, help="LC-Rec folder with X.inter.json")
+    p.add_argument("--data", type=Path, help="the --source's input: an LC-Rec folder with X.inter.json (optional "
+                   "for movielens100k, which is fetched)")
+    p.add_argument("--source", default="lcrec", choices=sorted(READERS), help="the reader of --data, as `simgr "
+                   "prepare --source`")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a recipe's flags; flags on the command "
                    "line override them. " + "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(RECIPES.items())))
     p.add_argument("--budget-min", type=float, default=BUDGET_MIN, help="training wall-clock budget")
@@ -154,6 +160,8 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
               "ema_decay": a.ema_decay, "dropout": a.dropout, "label_smoothing": a.label_smoothing, "threads": torch.get_num_threads(),
               "budget_min": a.budget_min, "seed": a.seed, "max_epochs": a.epochs, "patience": a.patience,
               "autocast": a.autocast, "malloc": malloc_in_use()}
+    if a.source != "lcrec":  # the lines recorded before --source existed read LC-Rec folders
+        common["source"] = a.source
     if a.method == "sasrec":
         return {**common, "sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers,
                 "sasrec_heads": a.sasrec_heads}
@@ -165,8 +173,8 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
 
 
 def given_ids(a: argparse.Namespace) -> Path | None:
-    """The dataset's X.index.json to take the IDs from, or None to build them from its text."""
-    given = [] if a.own_ids else sorted(a.data.glob("*.index.json"))
+    """The LC-Rec folder's X.index.json to take the IDs from, or None to build them from the item text."""
+    given = [] if a.own_ids or a.source != "lcrec" or a.data is None else sorted(a.data.glob("*.index.json"))
     return given[0] if given else None
 
 
@@ -179,6 +187,8 @@ def main() -> int:
         cfg = _run_config(a, data_dir)
     except SimGRError as exc:
         p.error(str(exc))
+    if a.data is None and a.source not in FETCHED:
+        p.error(f"--data is required for --source {a.source}")
     commit = ""  # with --record: the code the run starts with
     if a.record is not None:  # checked now, not after the run
         if a.record.exists():  # a committed measurement is never overwritten
@@ -192,7 +202,10 @@ def main() -> int:
     os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
     t0 = time.monotonic()
     run_dir = work / _run_name(a, ids)
-    prepare_dataset(source="lcrec", input_path=a.data, out_dir=data_dir)
+    try:
+        prepare_dataset(source=a.source, input_path=a.data, out_dir=data_dir)
+    except SimGRError as exc:  # e.g. a --data folder the --source cannot read
+        p.error(str(exc))
     build_semantic_ids(data_dir=data_dir, given=given_ids(a),
                        cfg=RQVAEConfig(uniqueness=a.uniqueness, unique_codes=a.unique_codes))
     summary = train(cfg, run_dir, resume=True)

@@ -64,6 +64,33 @@ def test_quality_own_ids_passes_over_the_shipped_index(tmp_path: Path) -> None:
     assert (quality._settings(own)["own_ids"], quality._settings(shipped)["own_ids"]) == (True, False)
 
 
+def test_quality_another_source_builds_its_own_ids_and_says_so_in_its_line(tmp_path: Path) -> None:
+    """--source other than lcrec: no X.index.json is looked for, and the line names the source (an LC-Rec
+    line does not, as the lines recorded before the flag existed)."""
+    quality = load_benchmark("quality")
+    data = _toy_lcrec(tmp_path / "raw")
+    _, lcrec = quality.parse_args(["--data", str(data)])
+    _, movies = quality.parse_args(["--data", str(data), "--source", "movielens100k"])
+    assert quality.given_ids(movies) is None
+    assert quality._settings(movies)["source"] == "movielens100k"
+    assert "source" not in quality._settings(lcrec)
+
+
+
+@pytest.mark.parametrize(("data", "error"), [
+    ([], "error: --data is required for --source lcrec"),
+    (["--data", "{tmp}/absent"], "error: {tmp}/absent: no such file or directory"),
+])
+def test_quality_refuses_missing_data_before_any_work(tmp_path: Path, data: list[str], error: str) -> None:
+    """An LC-Rec run needs its folder (only a fetched source such as movielens100k may go without one)."""
+    cmd = [sys.executable, "benchmarks/quality.py", "--workdir", str(tmp_path / "work"),
+           *(x.format(tmp=tmp_path) for x in data)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=ROOT)
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1].endswith(error.format(tmp=tmp_path))
+    assert not (tmp_path / "work").exists()
+
+
 
 def test_quality_refuses_an_unknown_recipe(tmp_path: Path) -> None:
     cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path), "--recipe", "movies"]

@@ -27,6 +27,8 @@ READERS: dict[str, Reader] = {
     "movielens100k": movielens100k.read,  # fetched (GroupLens, else the recbole wheel) or --input
 }
 
+FETCHED = frozenset({"movielens100k"})  # the sources whose reader fetches the data when given no input path
+
 
 def get_reader(name: str) -> Reader:
     """The reader registered under ``name``; SimGRError listing the choices otherwise."""
