@@ -1,5 +1,5 @@
-"""What the benchmark tests share: the environment a script runs in, and loading a script as a module
-(benchmarks/ is not a package)."""
+"""What the tests that run scripts share: the environment a script runs in, and loading a benchmark as a
+module (benchmarks/ is not a package)."""
 
 from __future__ import annotations
 

