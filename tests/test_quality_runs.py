@@ -210,6 +210,28 @@ def test_the_second_machine_table_picks_on_validation_and_simgr_leads_it_by_two_
     assert f"{pick.test.text()} against {ref.test.text()}" in prose
 
 
+def test_the_movielens_table_picks_both_methods_on_validation_and_its_prose_quotes_the_verdict() -> None:
+    """reports/quality section 7's table is what reports/movielens_converged's records give, its first row
+    and its reference are the SimGR and SASRec rows best on validation, both with three seeds, and the
+    section's prose quotes both as the records give them with the two-std verdict between them. The picks
+    were made on seed 42, the one seed every row has."""
+    report = ROOT / "reports" / "movielens_converged"
+    assert quality_table(report, readme=QUALITY_README, check=True)["changed"] is False
+    table, rows = load_table(report)
+
+    def seed42_valid(label: str) -> float:
+        return next(r.line.valid_ndcg10 for r in rows[label].records if r.line.seed == 42)
+
+    best = {m: max((label for label in rows if label.startswith(m)), key=seed42_valid) for m in ("SimGR", "SASRec")}
+    assert (table.rows[0].label, table.reference) == (best["SimGR"], best["SASRec"])
+    pick, ref = rows[table.rows[0].label], rows[table.reference]
+    assert (pick.test.n, ref.test.n) == (3, 3)
+    text = QUALITY_README.read_text()
+    prose = " ".join(text[text.index("<!-- quality:movielens_converged:end -->"):].split("\n\n**")[0].split())
+    word = {"a>b": "ahead", "b>a": "behind", "tie": "within two std"}[verdict(pick.test, ref.test)]
+    assert f"{pick.test.text()} against {ref.test.text()}, {word}" in prose
+
+
 def test_the_recipe_row_holds_runs_of_the_recipe_as_it_stands() -> None:
     """The first row, "the recipe", is made of runs whose settings are what `--recipe instruments` sets now."""
     _, now = load_benchmark("quality").parse_args(["--data", "d", "--recipe", "instruments"])
