@@ -4,7 +4,7 @@ ONE JSON line with the test metrics plus train_samples_per_s, eval_users_per_s a
     python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
     python benchmarks/quality.py --data ../shared/data/instruments --recipe instruments --seed 1
     python benchmarks/quality.py --data ../shared/data/instruments --method sasrec --sasrec-dim 256 --patience 10
-    python benchmarks/quality.py --source movielens100k --patience 3 --epochs 100   # the demo's data, fetched
+    python benchmarks/quality.py --source movielens100k --patience 10 --epochs 100   # the demo's data, fetched
     python benchmarks/quality.py ... --record reports/instruments_30min/runs/NAME.json   # also a run record
 
 Uses an LC-Rec dataset's given semantic IDs (X.index.json) when present, else, or with ``--own-ids``, or for
@@ -55,8 +55,8 @@ RECIPES: dict[str, tuple[str, ...]] = {
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, help="the --source's input: an LC-Rec folder with X.inter.json (optional "
-                   "for movielens100k, which is fetched)")
+    p.add_argument("--data", type=Path, help="the --source's input, e.g. an LC-Rec folder with X.inter.json "
+                   f"(optional for {', '.join(sorted(FETCHED))}: fetched)")
     p.add_argument("--source", default="lcrec", choices=sorted(READERS), help="the reader of --data, as `simgr "
                    "prepare --source`")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a recipe's flags; flags on the command "
