@@ -174,7 +174,7 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
 
 def given_ids(a: argparse.Namespace) -> Path | None:
     """The LC-Rec folder's X.index.json to take the IDs from, or None to build them from the item text."""
-    given = [] if a.own_ids or a.source != "lcrec" or a.data is None else sorted(a.data.glob("*.index.json"))
+    given = [] if a.own_ids or a.source != "lcrec" else sorted(a.data.glob("*.index.json"))
     return given[0] if given else None
 
 
