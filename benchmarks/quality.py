@@ -28,7 +28,7 @@ import torch
 from model.analysis.quality_runs import current_commit, write_record
 from model.config import BaselineConfig, ModelConfig, RQVAEConfig, TrainConfig
 from model.data.prepare import prepare_dataset
-from model.data.sources.registry import FETCHED, READERS
+from model.data.sources.registry import FETCHED, SOURCES
 from model.errors import SimGRError
 from model.evaluation.evaluate import evaluate_model, write_metrics
 from model.semantic_ids.assign import build_semantic_ids
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, help="the --source's input, e.g. an LC-Rec folder with X.inter.json "
                    f"(optional for {', '.join(sorted(FETCHED))}: fetched)")
-    p.add_argument("--source", default="lcrec", choices=sorted(READERS), help="the reader of --data, as `simgr "
+    p.add_argument("--source", default="lcrec", choices=sorted(SOURCES), help="the reader of --data, as `simgr "
                    "prepare --source`")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a recipe's flags; flags on the command "
                    "line override them. " + "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(RECIPES.items())))

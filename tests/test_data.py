@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +14,12 @@ from model.config import DataConfig
 from model.data.dataset import Dataset
 from model.data.prepare import index_record, prepare_dataset
 from model.data.sources.records import SourceRecord
+from model.data.sources.registry import FETCHED, SOURCES, get_reader
 from model.data.sources.text import clean_text, compose_text, truncate
 from model.errors import SimGRError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data from the repo root
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"  # ../shared/data from the repo root
 
 INTER = {
     "u1": [10, 11, 12, 13, 14],
@@ -147,6 +151,15 @@ def test_reprepare_without_sids_removes_stale_file(tmp_path: Path) -> None:
 def test_unknown_source(tmp_path: Path) -> None:
     with pytest.raises(SimGRError, match=r"unknown source 'nope'.*lcrec"):
         prepare_dataset(source="nope", input_path=tmp_path, out_dir=tmp_path / "out")
+
+
+def test_every_named_source_has_a_reader_and_the_cli_imports_none_at_start() -> None:
+    assert all(callable(get_reader(name)) for name in SOURCES)
+    assert FETCHED.issubset(SOURCES)
+    readers = [f"model.data.sources.{name}" for name in SOURCES]
+    code = f"import sys, service.cli.main; print([m for m in {readers!r} if m in sys.modules])"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert run.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(

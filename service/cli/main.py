@@ -27,6 +27,7 @@ from model.config import (
     TrainConfig,
     from_dict,
 )
+from model.data.sources.registry import FETCHED, SOURCES
 from model.errors import SimGRError
 from service.cli import catalog as catalog_cmd
 from service.cli import checkpoint as checkpoint_cmd
@@ -183,8 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_data_commands(sub: Any) -> None:
     s = sub.add_parser("prepare", help="normalize a dataset: ids, leave-one-out split, summary")
-    s.add_argument("--source", required=True, choices=["lcrec", "recbole", "amazon2018", "movielens100k", "events"])
-    s.add_argument("--input", type=Path, help="input file/folder (optional for movielens100k)")
+    s.add_argument("--source", required=True, choices=[*SOURCES, "events"],
+                   help="the raw layout to read: " + "; ".join(f"{k}: {v}" for k, v in SOURCES.items())
+                   + "; events: your own logs (--interactions, --items)")
+    s.add_argument("--input", type=Path, help=f"input file/folder (optional for {', '.join(sorted(FETCHED))}: fetched)")
     s.add_argument("--out", required=True, type=Path, help="dataset directory to write")
     _add_dataclass_flags(s, DataConfig)
     loop_cmds.add_events_flags(s, _add_dataclass_flags)
