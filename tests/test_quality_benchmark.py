@@ -162,13 +162,29 @@ def test_quality_records_two_seeds_and_the_table_reports_them(tmp_path: Path) ->
 
 
 
+# What the device image (KINDS.md in the device tool) lacks and gpu_check.sh does not carry as wheels: the
+# device call must run without them, so the test below blocks them at import.
+NOT_ON_DEVICE = ("faiss", "pydantic_settings", "redis", "fastapi", "starlette", "uvicorn")
+BLOCKER = f"""import importlib.abc, sys
+class _NotOnDevice(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {NOT_ON_DEVICE!r}:
+            raise ImportError(f"{{name}} is not on the device image")
+sys.meta_path.insert(0, _NotOnDevice())
+"""
+
+
 def test_gpu_check_runs_the_recipe_end_to_end(tmp_path: Path) -> None:
-    """scripts/gpu_check.sh run, the prepared device call, on this CPU with the tiny preset: the JSON line in
-    $OUT/quality.json, the log beside it, and the recipe's flags with the command line's on top."""
+    """scripts/gpu_check.sh run, the prepared device call, on this CPU with the tiny preset and without the
+    packages the device image lacks: the JSON line in $OUT/quality.json, the log beside it, and the recipe's
+    flags with the command line's on top."""
     stage = tmp_path / "stage"
     _toy_lcrec(stage / "instruments")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCKER)
     env = {**ENV, "OUT": str(tmp_path / "out"), "SIMGR_GPU_STAGE": str(stage), "SIMGR_GPU_PRESET": "tiny",
-           "SIMGR_GPU_BUDGET_MIN": "1", "SIMGR_GPU_WORKDIR": str(tmp_path / "work"), "PYTHON": sys.executable}
+           "SIMGR_GPU_BUDGET_MIN": "1", "SIMGR_GPU_WORKDIR": str(tmp_path / "work"), "PYTHON": sys.executable,
+           "PYTHONPATH": str(tmp_path / "site")}
     (tmp_path / "out").mkdir()
     out = subprocess.run(["bash", "scripts/gpu_check.sh", "run", "--epochs", "2", "--autocast", "off"],
                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
