@@ -16,8 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
+# tcmalloc (or jemalloc) preloaded where installed, as bench-quality and the Docker image run: training
+# on glibc's malloc is slower (model/training/allocator.py)
 demo: setup
-	$(BIN)/simgr demo --serve
+	env $$($(BIN)/python -m model.training.allocator) $(BIN)/simgr demo --serve
 
 test: setup
 	bash scripts/ensure_redis.sh
