@@ -1,5 +1,7 @@
 """Quality benchmark (not a test): train SimGR on an LC-Rec-format dataset within a CPU budget and print
 ONE JSON line with the test metrics plus train_samples_per_s, eval_users_per_s and minutes.
+``ndcg@10_by_popularity`` splits the test users into thirds by their target's training count: head,
+torso, tail.
 
     python benchmarks/quality.py --data ../shared/data/instruments --budget-min 30
     python benchmarks/quality.py --data ../shared/data/instruments --recipe instruments --seed 1
@@ -212,8 +214,9 @@ def main() -> int:
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
     run = load_run(run_dir)
     hist, targets = run.data.eval_examples("test", max_history=cfg.prompt.max_history)
-    m = evaluate_model(run.method, run.built, hist, targets, batch_size=256)
+    m = evaluate_model(run.method, run.built, hist, targets, batch_size=256, item_popularity=run.data.popularity())
     write_metrics(m, run_dir, "test")
+    m["ndcg@10_by_popularity"] = [round(v, 4) for v in m["ndcg@10_by_popularity"]]
     full = [r for r in log if not r.get("partial_epoch")] or log
     result = {
         **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()},

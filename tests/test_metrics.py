@@ -14,6 +14,7 @@ from model.evaluation.metrics import (
     hit_ranks,
     hit_rate,
     ndcg,
+    ndcg_by_popularity,
     ndcg_gains,
     ranking_metrics,
 )
@@ -30,6 +31,15 @@ def test_hand_computed_hr_and_ndcg() -> None:
     assert ndcg_gains(ranks, 3) == pytest.approx([1.0, 1 / math.log2(3), 0.0])  # per user; ndcg is their mean
     assert ndcg_gains(ranks, 1) == pytest.approx([1.0, 0.0, 0.0])
     assert ndcg(np.array([], dtype=np.int64), 10) == 0.0
+
+
+def test_ndcg_by_popularity_splits_users_by_their_targets_training_count() -> None:
+    ranks, targets = np.array([0, -1, 1, 2]), np.array([4, 5, 6, 5])
+    popularity = np.array([0, 0, 0, 0, 1, 9, 3])  # item 5 the head, 6 the torso, 4 the tail
+    # users ordered 1, 3 (item 5, ties in user order), 2, 0: thirds [1, 3], [2], [0]
+    assert ndcg_by_popularity(ranks, targets, popularity) == pytest.approx([(0 + 1 / 2) / 2, 1 / math.log2(3), 1.0])
+    assert ndcg_by_popularity(ranks, targets, popularity, k=1, groups=2) == pytest.approx([0.0, 0.5])
+    assert ndcg_by_popularity(ranks[:1], targets[:1], popularity, groups=3) == [1.0, 0.0, 0.0]  # empty parts
 
 
 def test_coverage_and_entropy() -> None:

@@ -150,6 +150,9 @@ def test_quality_records_two_seeds_and_the_table_reports_them(tmp_path: Path) ->
     # the epoch cap, not the 1-minute budget, ends these runs: not flagged as still improving
     assert [(x["seed"], x["preset"], x["epochs"], x["n_users"], x["still_improving"]) for x in lines] == [
         (1, "tiny", 2, 60, False), (2, "tiny", 2, 60, False)]
+    for x in lines:  # 60 users in thirds of 20: the thirds' mean is the whole NDCG@10
+        assert len(x["ndcg@10_by_popularity"]) == 3
+        assert sum(x["ndcg@10_by_popularity"]) / 3 == pytest.approx(x["ndcg@10"], abs=2e-4)
     spec = {"name": "toy", "reference": "tiny", "rows": [{"label": "tiny", "runs": ["simgr-s1.json", "simgr-s2.json"]}]}
     (report / "table.json").write_text(json.dumps(spec))
     readme = tmp_path / "README.md"

@@ -36,7 +36,7 @@ from model.errors import SimGRError
 # or spelled out instead of named by a recipe are the same setting.
 MEASURED = frozenset({"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "coverage@10", "entropy@10", "seconds",
                       "valid_ndcg@10", "epochs", "best_epoch", "still_improving", "train_samples_per_s",
-                      "eval_users_per_s", "minutes", "seed", "malloc", "recipe"})
+                      "eval_users_per_s", "minutes", "seed", "malloc", "recipe", "ndcg@10_by_popularity"})
 
 
 class QualityLine(BaseModel):

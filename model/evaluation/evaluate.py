@@ -11,22 +11,35 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.evaluation.metrics import METRIC_KEYS, category_entropy, ranking_metrics
+from model.evaluation.metrics import (
+    METRIC_KEYS,
+    category_entropy,
+    hit_ranks,
+    ndcg_by_popularity,
+    ranking_metrics,
+)
 from model.methods.base import Method
 from model.network.assembly import Assembled
 
 
 def evaluate_model(method: Method, built: Assembled, histories: Sequence[Sequence[int]], targets: Sequence[int],
                    *, batch_size: int = 256, device: torch.device | str = "cpu",
-                   item_category: Sequence[str | None] | None = None, desc: str = "eval") -> dict[str, Any]:
-    """The metrics of ``METRIC_KEYS`` (plus ``entropy_category@10`` when categories are given)."""
+                   item_category: Sequence[str | None] | None = None, item_popularity: np.ndarray | None = None,
+                   desc: str = "eval") -> dict[str, Any]:
+    """The metrics of ``METRIC_KEYS``, plus ``entropy_category@10`` when categories are given and
+    ``ndcg@10_by_popularity`` (head, torso, tail thirds of the users by their target's count in
+    ``item_popularity``, e.g. ``Dataset.popularity()``) when counts are."""
     t0 = time.perf_counter()
     topk = method.rank(built, histories, k=10, batch_size=batch_size, device=device, desc=desc)
     n_items = built.vocab.n_items
-    metrics: dict[str, Any] = ranking_metrics(topk, np.asarray(targets), n_items=n_items)
+    targets_arr = np.asarray(targets)  # (U,)
+    metrics: dict[str, Any] = ranking_metrics(topk, targets_arr, n_items=n_items)
     metrics.update(n_users=len(histories), n_items=n_items, seconds=round(time.perf_counter() - t0, 3))
     if item_category is not None:
         metrics["entropy_category@10"] = category_entropy(topk, 10, item_category)
+    if item_popularity is not None:
+        metrics["ndcg@10_by_popularity"] = ndcg_by_popularity(hit_ranks(topk, targets_arr), targets_arr,
+                                                              item_popularity)
     return metrics
 
 
