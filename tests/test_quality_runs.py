@@ -21,6 +21,7 @@ from model.analysis.quality_runs import (
     render_table,
     write_record,
 )
+from model.analysis.readme import read_block
 from model.analysis.runfiles import verdict
 from model.data.jsonio import read_validated
 from model.errors import SimGRError
@@ -153,6 +154,29 @@ def test_cli_rewrites_then_checks_the_readme_block(tmp_path: Path, capsys: pytes
     assert main(["quality-table", "--report", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (f"simgr: error: {tmp_path}/table.json: missing: a quality report directory "
                                        "holds table.json and runs/\n")
+
+
+def test_the_popularity_split_is_its_own_block_against_the_reference_third_by_third(tmp_path: Path) -> None:
+    split = {"SimGR": [(0.30, 0.20, 0.10), (0.32, 0.22, 0.16)], "SASRec": [(0.31, 0.20, 0.02), (0.33, 0.20, 0.04)]}
+    report = _report(tmp_path, {label: [_line(seed, sum(s) / 3, **{"ndcg@10_by_popularity": list(s)})
+                                        for seed, s in enumerate(thirds, 1)] for label, thirds in split.items()},
+                     reference="SASRec")
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- quality:toy:start -->\n<!-- quality:toy:end -->\n")
+    assert main(["quality-table", "--report", str(report), "--readme", str(readme)]) == 2  # its block is missing
+    readme.write_text(readme.read_text() + "<!-- quality:toy:popularity:start -->\n<!-- quality:toy:popularity:end -->\n")
+    assert main(["quality-table", "--report", str(report), "--readme", str(readme)]) == 0
+    lines = read_block(readme, "quality:toy:popularity").splitlines()
+    assert lines[0] == ("| setting | seeds | head third: test NDCG@10 | torso third: test NDCG@10 "
+                        "| tail third: test NDCG@10 |")
+    # head: 0.31 ± 0.0141 against 0.32 ± 0.0141, 2 std = 2 * 0.02; tail: 0.13 ± 0.0424 against 0.03 ± 0.0141
+    assert lines[2] == ("| SimGR | 1, 2 | 0.3100 ± 0.0141 (-0.0100, within 2 std (2 std = 0.0400)) "
+                        "| 0.2100 ± 0.0141 (+0.0100, within 2 std (2 std = 0.0283)) "
+                        "| 0.1300 ± 0.0424 (+0.1000, ahead (2 std = 0.0894)) |")
+    assert lines[3] == "| SASRec | 1, 2 | 0.3200 ± 0.0141 | 0.2000 ± 0.0000 | 0.0300 ± 0.0141 |"
+    assert main(["quality-table", "--report", str(report), "--readme", str(readme), "--check"]) == 0
+    plain = _toy(tmp_path / "plain")  # records from before the split: no block wanted, none written
+    assert quality_table(plain)["popularity"] is None
 
 
 def test_committed_readme_block_is_the_committed_records_table() -> None:

@@ -26,8 +26,9 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model.analysis.quality_popularity import render_popularity
 from model.analysis.readme import read_block, replace_block
-from model.analysis.runfiles import Cell, diff_std, mean_std, verdict
+from model.analysis.runfiles import Cell, against, mean_std
 from model.data.jsonio import read_validated, write_atomic
 from model.errors import SimGRError
 
@@ -51,6 +52,8 @@ class QualityLine(BaseModel):
     best_epoch: int
     still_improving: bool | None = None  # the budget ended the run with validation still rising (None: not printed)
     train_samples_per_s: float
+    # test NDCG@10 of the head, torso and tail thirds of the users by target popularity (None: not printed)
+    ndcg10_by_popularity: tuple[float, float, float] | None = Field(default=None, alias="ndcg@10_by_popularity")
 
     def settings(self) -> dict[str, Any]:
         """Every key of the line that is not a measurement, as printed."""
@@ -128,13 +131,6 @@ def _range(values: list[float], fmt: str) -> str:
     return lo if lo == hi else f"{lo}-{hi}"
 
 
-def against(a: Cell, ref: Cell) -> str:
-    """Row a's test NDCG@10 against the reference row's, by the two-standard-deviation rule."""
-    gap, outcome = a.mean - ref.mean, verdict(a, ref)
-    if outcome == "no-variance":
-        return f"{gap:+.4f}, no claim: one seed"
-    word = {"a>b": "ahead", "b>a": "behind", "tie": "within 2 std"}[outcome]
-    return f"{gap:+.4f}, {word} (2 std = {2 * diff_std(a, ref):.4f})"
 
 
 def load_table(report_dir: Path) -> tuple[TableSpec, dict[str, Row]]:
@@ -186,17 +182,19 @@ def quality_table(report_dir: Path, *, readme: Path | None = None, check: bool =
     if check and readme is None:
         raise SimGRError("--check compares a README block: give --readme too")
     spec, rows = load_table(report_dir)
-    table, tag = render_table(spec, rows), f"quality:{spec.name}"
+    table, split = render_table(spec, rows), render_popularity(spec, rows)
+    blocks = {f"quality:{spec.name}": table} | ({} if split is None else {f"quality:{spec.name}:popularity": split})
     changed = None
     if readme is not None:
-        changed = read_block(readme, tag) != table
-        if check and changed:
-            raise SimGRError(f"{readme}: the '{tag}' block is not the table {report_dir} gives; "
+        stale = [tag for tag, text in blocks.items() if read_block(readme, tag) != text]
+        changed = bool(stale)
+        if check and stale:
+            raise SimGRError(f"{readme}: the '{stale[0]}' block is not the table {report_dir} gives; "
                              f"rewrite it with `simgr quality-table --report {report_dir} --readme {readme}`")
-        if changed:
-            replace_block(readme, tag, table)
+        for tag in stale:
+            replace_block(readme, tag, blocks[tag])
     return {"report": str(report_dir), "name": spec.name, "readme": None if readme is None else str(readme),
-            "changed": changed, "table": table,
+            "changed": changed, "table": table, "popularity": split,
             "rows": [{"label": label, "seeds": t.n, "test_ndcg@10": round(t.mean, 4),
                       "test_std": None if t.n < 2 else round(t.std, 4), "valid_ndcg@10": round(v.mean, 4)}
                      for label, (_, t, v) in rows.items()]}

@@ -150,3 +150,12 @@ def verdict(a: Cell, b: Cell) -> str:
     if -gap > 2 * sd:
         return "b>a"
     return "tie"
+
+
+def against(a: Cell, ref: Cell) -> str:
+    """Row a's cell (e.g. test NDCG@10) against the reference row's, by the two-standard-deviation rule."""
+    gap, outcome = a.mean - ref.mean, verdict(a, ref)
+    if outcome == "no-variance":
+        return f"{gap:+.4f}, no claim: one seed"
+    word = {"a>b": "ahead", "b>a": "behind", "tie": "within 2 std"}[outcome]
+    return f"{gap:+.4f}, {word} (2 std = {2 * diff_std(a, ref):.4f})"
