@@ -174,3 +174,9 @@ def test_popularity_baseline_known_answer(tmp_path: Path) -> None:
     assert result["valid"]["hr@10"] == 0.9
     assert result["valid"]["ndcg@10"] == round(ndcg, 4)
     assert (result["test"]["hr@10"], result["test"]["ndcg@10"], result["test"]["users"]) == (0.0, 0.0, 10)
+    # valid target of user u has count u: thirds of 4, 3, 3 users, counts 9..6, 5..3 and 2..0 (user 0: none)
+    gains = {u: 1 / math.log2(12 - u) for u in range(1, 10)} | {0: 0.0}
+    assert result["valid"]["target_count_by_popularity"] == [[6, 7, 9], [3, 4, 5], [0, 1, 2]]
+    assert result["valid"]["ndcg@10_by_popularity"] == [round(sum(gains[u] for u in us) / len(us), 4)
+                                                        for us in ((9, 8, 7, 6), (5, 4, 3), (2, 1, 0))]
+    assert result["test"]["target_count_by_popularity"] == [[0, 0, 0]] * 3

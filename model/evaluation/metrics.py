@@ -39,16 +39,23 @@ def ndcg(ranks: np.ndarray, k: int) -> float:
     return float(ndcg_gains(ranks, k).mean()) if len(ranks) else 0.0
 
 
-def ndcg_by_popularity(ranks: np.ndarray, targets: np.ndarray, popularity: np.ndarray, *, k: int = 10,
-                       groups: int = 3) -> list[float]:
-    """NDCG@k of the users split into ``groups`` near-equal parts by their target's training count, the
-    most popular targets first (ties keep user order); an empty part scores 0.
+def popularity_parts(targets: np.ndarray, popularity: np.ndarray, *, groups: int = 3) -> list[np.ndarray]:
+    """The users (indices into ``targets``) in ``groups`` near-equal parts by their target's training count
+    ``popularity[target]``, the most popular targets first; ties keep user order.
 
-    Example: ranks [0, -1, 1], targets [4, 5, 6], popularity {4: 1, 5: 9, 6: 3}, groups 3
-        -> users ordered 1, 2, 0 -> [0.0, 1/log2(3), 1.0]
+    Example: targets [4, 5, 6], popularity {4: 1, 5: 9, 6: 3}, groups 3 -> [[1], [2], [0]]
     """
     order = np.argsort(-popularity[targets], kind="stable")  # (U,) most popular target first
-    return [ndcg(ranks[part], k) for part in np.array_split(order, groups)]
+    return np.array_split(order, groups)
+
+
+def ndcg_by_popularity(ranks: np.ndarray, targets: np.ndarray, popularity: np.ndarray, *, k: int = 10,
+                       groups: int = 3) -> list[float]:
+    """NDCG@k of each part of ``popularity_parts`` (head first); an empty part scores 0.
+
+    Example: ranks [0, -1, 1], targets [4, 5, 6], popularity {4: 1, 5: 9, 6: 3} -> [0.0, 1/log2(3), 1.0]
+    """
+    return [ndcg(ranks[part], k) for part in popularity_parts(targets, popularity, groups=groups)]
 
 
 def coverage(topk: np.ndarray, k: int, n_items: int) -> float:
