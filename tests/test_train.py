@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -180,8 +181,32 @@ def test_lr_schedule_known_answers() -> None:
     assert lr_factor(step=10, total=100, warmup=10) == pytest.approx(1.0)
     assert lr_factor(step=55, total=100, warmup=10) == pytest.approx(0.5)
     assert lr_factor(step=100, total=100, warmup=10) == pytest.approx(0.0)
-    # a wall-clock budget half used anneals like half the steps done
+    # a wall-clock budget half used after 1% of the steps will end the run first: it anneals by the time
     assert lr_factor(step=10, total=1000, warmup=10, budget_fraction=0.5) == pytest.approx(0.5)
+    # 15% of the budget after 20% of the steps will not: the steps alone (1/9 of them past warmup)
+    assert lr_factor(step=20, total=100, warmup=10, budget_fraction=0.15) == lr_factor(step=20, total=100, warmup=10)
+    assert lr_factor(step=20, total=100, warmup=10) == pytest.approx(0.5 * (1 + math.cos(math.pi / 9)))
+    assert lr_factor(step=20, total=100, warmup=10, budget_fraction=0.25) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_a_budget_that_does_not_bind_leaves_the_run_to_its_seed(synthetic_data_dir: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault: a machine ten times slower. With a budget it never reaches, the run trains the same weights to
+    the bit as on this one: the clock sets no learning rate."""
+    from model.config import ModelConfig, TrainConfig
+    from model.training import train as train_mod
+    from model.training.run import RunConfig
+
+    cfg = RunConfig(data_dir=str(synthetic_data_dir), model=ModelConfig(backbone="tiny"),
+                    train=TrainConfig(epochs=3, patience=99, batch_size=16, micro_batch_size=16, lr=0.01,
+                                      dropout=0.1, time_budget_min=60.0))
+    train_mod.train(cfg, tmp_path / "fast", resume=False)
+    real = train_mod._Run.seconds_used
+    monkeypatch.setattr(train_mod._Run, "seconds_used", lambda run: 10 * real(run))
+    train_mod.train(cfg, tmp_path / "slow", resume=False)
+    want, got = log_lines(tmp_path / "fast"), log_lines(tmp_path / "slow")
+    assert [(r["lr"], r["train_loss"], r["valid_ndcg@10"]) for r in got] == \
+        [(r["lr"], r["train_loss"], r["valid_ndcg@10"]) for r in want]
 
 
 def test_valid_sample_is_fixed_and_in_user_order() -> None:
