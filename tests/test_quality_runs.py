@@ -12,6 +12,7 @@ import pytest
 import torch
 from bench_helpers import load_benchmark
 
+from model.analysis.quality_popularity import THIRDS, popularity_cells
 from model.analysis.quality_runs import (
     QualityRecord,
     Row,
@@ -254,6 +255,26 @@ def test_the_movielens_table_picks_both_methods_on_validation_and_its_prose_quot
     prose = " ".join(text[text.index("<!-- quality:movielens_converged:end -->"):].split("\n\n**")[0].split())
     word = {"a>b": "ahead", "b>a": "behind", "tie": "within two std"}[verdict(pick.test, ref.test)]
     assert f"{pick.test.text()} against {ref.test.text()}, {word}" in prose
+
+
+@pytest.mark.parametrize("name", ["scientific_popularity", "movielens_popularity"])
+def test_the_popularity_split_is_its_records_and_the_prose_gives_each_thirds_verdict(name: str) -> None:
+    """reports/quality section 8: both blocks of reports/NAME are what its records give, SimGR and the
+    reference SASRec have three seeds each, and the section states the two-std verdict on each third as
+    the records give it."""
+    report = ROOT / "reports" / name
+    out = quality_table(report, readme=QUALITY_README, check=True)
+    assert out["changed"] is False
+    assert out["popularity"] is not None
+    table, rows = load_table(report)
+    simgr, sasrec = (rows[label].records for label in (table.rows[0].label, table.reference))
+    assert (len(simgr), len(sasrec)) == (3, 3)
+    words = {"a>b": "ahead", "b>a": "behind", "tie": "within two std"}
+    thirds = [f"{third} {words[verdict(a, b)]}" for third, a, b in
+              zip(THIRDS, popularity_cells(simgr) or [], popularity_cells(sasrec) or [], strict=True)]
+    section = " ".join(QUALITY_README.read_text().split("\n## 8. ")[1].split())
+    dataset = name.split("_")[0].capitalize().replace("Movielens", "MovieLens-100k")
+    assert f"{dataset}, SimGR against SASRec by third: {', '.join(thirds)}." in section
 
 
 def test_the_recipe_row_holds_runs_of_the_recipe_as_it_stands() -> None:
