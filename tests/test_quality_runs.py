@@ -164,8 +164,10 @@ def test_the_popularity_split_is_its_own_block_against_the_reference_third_by_th
                      reference="SASRec")
     readme = tmp_path / "README.md"
     readme.write_text("<!-- quality:toy:start -->\n<!-- quality:toy:end -->\n")
-    assert main(["quality-table", "--report", str(report), "--readme", str(readme)]) == 2  # its block is missing
+    assert main(["quality-table", "--report", str(report), "--readme", str(readme)]) == 0  # no block: no split
+    assert "popularity" not in readme.read_text()
     readme.write_text(readme.read_text() + "<!-- quality:toy:popularity:start -->\n<!-- quality:toy:popularity:end -->\n")
+    assert main(["quality-table", "--report", str(report), "--readme", str(readme), "--check"]) == 2
     assert main(["quality-table", "--report", str(report), "--readme", str(readme)]) == 0
     lines = read_block(readme, "quality:toy:popularity").splitlines()
     assert lines[0] == ("| setting | seeds | head third: test NDCG@10 | torso third: test NDCG@10 "
@@ -265,7 +267,7 @@ def test_the_popularity_split_is_its_records_and_the_prose_gives_each_thirds_ver
     report = ROOT / "reports" / name
     out = quality_table(report, readme=QUALITY_README, check=True)
     assert out["changed"] is False
-    assert out["popularity"] is not None
+    assert read_block(QUALITY_README, f"quality:{name}:popularity") == out["popularity"]
     table, rows = load_table(report)
     simgr, sasrec = (rows[label].records for label in (table.rows[0].label, table.reference))
     assert (len(simgr), len(sasrec)) == (3, 3)

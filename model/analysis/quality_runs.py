@@ -27,7 +27,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.analysis.quality_popularity import render_popularity
-from model.analysis.readme import read_block, replace_block
+from model.analysis.readme import has_block, read_block, replace_block
 from model.analysis.runfiles import Cell, against, mean_std
 from model.data.jsonio import read_validated, write_atomic
 from model.errors import SimGRError
@@ -178,14 +178,18 @@ def render_table(spec: TableSpec, rows: dict[str, Row]) -> str:
 
 def quality_table(report_dir: Path, *, readme: Path | None = None, check: bool = False) -> dict[str, Any]:
     """Build the table of reports/<name>; with ``readme``, rewrite its ``quality:NAME`` block, or with
-    ``check`` only compare it (a SimGRError when the committed block is not what the run files give)."""
+    ``check`` only compare it (a SimGRError when the committed block is not what the run files give). The
+    popularity split, where the records have it, goes to a ``quality:NAME:popularity`` block where the
+    README holds one."""
     if check and readme is None:
         raise SimGRError("--check compares a README block: give --readme too")
     spec, rows = load_table(report_dir)
     table, split = render_table(spec, rows), render_popularity(spec, rows)
-    blocks = {f"quality:{spec.name}": table} | ({} if split is None else {f"quality:{spec.name}:popularity": split})
     changed = None
     if readme is not None:
+        blocks = {f"quality:{spec.name}": table}
+        if split is not None and has_block(readme, f"quality:{spec.name}:popularity"):
+            blocks[f"quality:{spec.name}:popularity"] = split
         stale = [tag for tag, text in blocks.items() if read_block(readme, tag) != text]
         changed = bool(stale)
         if check and stale:

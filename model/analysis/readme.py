@@ -29,6 +29,11 @@ def _split(path: Path, tag: str) -> tuple[str, str, str]:
     return head, block.removeprefix("\n"), tail
 
 
+def has_block(path: Path, tag: str) -> bool:
+    """Whether ``path`` holds the block's start marker (a block that is only partly there is an error later)."""
+    return path.is_file() and _markers(tag)[0] in path.read_text(encoding="utf-8")
+
+
 def read_block(path: Path, tag: str) -> str:
     """The block's current text, without its markers."""
     return _split(path, tag)[1]
