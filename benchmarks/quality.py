@@ -11,7 +11,8 @@ torso, tail.
 
 Uses an LC-Rec dataset's given semantic IDs (X.index.json) when present, else, or with ``--own-ids``, or for
 another ``--source``, builds RQ-VAE IDs from its item text: the project's own IDs, as Table 3's Scientific
-row uses them.
+row uses them. ``--shuffle-ids`` deals those IDs out again over the items: what is left is SimGR without the
+text behind its IDs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from model.data.prepare import prepare_dataset
 from model.data.sources.registry import FETCHED, SOURCES
 from model.errors import SimGRError
 from model.evaluation.evaluate import evaluate_model, write_metrics
-from model.semantic_ids.assign import build_semantic_ids
+from model.semantic_ids.assign import build_semantic_ids, shuffle_semantic_ids
 from model.training.allocator import malloc_in_use
 from model.training.run import RunConfig, load_run
 from model.training.train import train
@@ -101,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--unique-codes", type=int, default=RQVAEConfig().unique_codes)
     p.add_argument("--own-ids", action="store_true", help="build RQ-VAE IDs from the item text even where the "
                    "dataset ships X.index.json")
+    p.add_argument("--shuffle-ids", action="store_true", help="deal the IDs out again over the items, seeded by "
+                   "--seed: the control that measures what the text behind them is worth")
     p.add_argument("--autocast", default=TrainConfig().autocast, choices=["auto", "bf16", "off"],
                    help="bf16: mixed precision on the CPU too (pays with AMX or AVX512-BF16; "
                    "model/training/precision.py)")
@@ -164,6 +167,8 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
               "autocast": a.autocast, "malloc": malloc_in_use()}
     if a.source != "lcrec":  # the lines recorded before --source existed read LC-Rec folders
         common["source"] = a.source
+    if a.shuffle_ids:  # as --source: absent from the lines recorded before the flag existed
+        common["shuffled_ids"] = True
     if a.method == "sasrec":
         return {**common, "sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers,
                 "sasrec_heads": a.sasrec_heads}
@@ -182,7 +187,8 @@ def given_ids(a: argparse.Namespace) -> Path | None:
 
 def main() -> int:
     p, a = parse_args()
-    ids = (f"-{a.uniqueness}{a.unique_codes}" if a.uniqueness != "lowest" else "") + ("-own" if a.own_ids else "")
+    ids = ((f"-{a.uniqueness}{a.unique_codes}" if a.uniqueness != "lowest" else "") + ("-own" if a.own_ids else "")
+           + (f"-shuffled{a.seed}" if a.shuffle_ids else ""))  # each seed deals the IDs its own way
     work = a.workdir or Path(tempfile.mkdtemp(prefix="simgr-quality-"))
     data_dir = work / f"data{ids}"  # one per ID rule: a kept run must find the IDs it was trained on
     try:  # the configs' own rules, before minutes of data preparation
@@ -210,6 +216,8 @@ def main() -> int:
         p.error(str(exc))
     build_semantic_ids(data_dir=data_dir, given=given_ids(a),
                        cfg=RQVAEConfig(uniqueness=a.uniqueness, unique_codes=a.unique_codes))
+    if a.shuffle_ids:
+        shuffle_semantic_ids(data_dir, seed=a.seed)
     summary = train(cfg, run_dir, resume=True)
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
     run = load_run(run_dir)

@@ -165,6 +165,27 @@ def test_quality_records_two_seeds_and_the_table_reports_them(tmp_path: Path) ->
 
 
 
+def test_quality_shuffle_ids_trains_on_the_given_ids_dealt_out_again(tmp_path: Path) -> None:
+    """--shuffle-ids: the run's data holds the shipped IDs permuted by --seed, in a folder of that seed's own,
+    and the line says so (a line without the flag has no such key: the records before it stay comparable)."""
+    from model.semantic_ids.assign import load_semantic_ids
+
+    data, work = _toy_lcrec(tmp_path / "raw"), tmp_path / "work"
+    cmd = [sys.executable, "benchmarks/quality.py", "--data", str(data), "--workdir", str(work), *QUICK,
+           "--seed", "7", "--shuffle-ids"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    line = json.loads(out.stdout)
+    assert (line["shuffled_ids"], line["seed"], line["n_users"]) == (True, 7, 60)
+    shipped = json.loads((data / "Toy.index.json").read_text())
+    items = [json.loads(x)["item_id"] for x in (work / "data-shuffled7" / "items.jsonl").read_text().splitlines()]
+    dealt = load_semantic_ids(work / "data-shuffled7", items)
+    assert sorted(dealt) == sorted(shipped[i] for i in items)
+    assert sum(d != shipped[i] for d, i in zip(dealt, items, strict=True)) > len(items) // 2
+    quality = load_benchmark("quality")
+    assert "shuffled_ids" not in quality._settings(quality.parse_args(["--data", "d"])[1])
+
+
 # What the device image (KINDS.md in the device tool) lacks and gpu_check.sh does not carry as wheels: the
 # device call must run without them, so the test below blocks them at import.
 NOT_ON_DEVICE = ("faiss", "pydantic_settings", "redis", "fastapi", "starlette", "uvicorn")

@@ -15,6 +15,8 @@ from model.semantic_ids.assign import (
     build_semantic_ids,
     codes_to_tokens,
     load_semantic_ids,
+    permute_ids,
+    shuffle_semantic_ids,
     tokens_to_codes,
     utilization,
     write_semantic_ids,
@@ -90,6 +92,14 @@ def test_utilization_known_answer() -> None:
 
 
 # ---- pure helpers: properties over random code matrices -----------------------------------------------
+
+
+def test_permute_ids_known_answer() -> None:
+    """Seed 0 deals the three rows as item 2's, item 0's, item 1's: the rows stay, their holders change."""
+    codes = np.array([[0, 0], [1, 0], [2, 1]])
+    assert permute_ids(codes, 0).tolist() == [[2, 1], [0, 0], [1, 0]]
+    assert permute_ids(codes, 0).tolist() == permute_ids(codes, 0).tolist()
+    assert sorted(permute_ids(codes, 5).tolist()) == codes.tolist()
 
 
 def test_dedup_always_unique_on_random_codes() -> None:
@@ -239,3 +249,22 @@ def test_build_rqvae_end_to_end(tmp_path: Path) -> None:
     build_semantic_ids(data_dir=data, cfg=cfg)  # second run reads the cache and is deterministic
     assert load_semantic_ids(data, ids) == first
     assert len(list((data / "cache").glob("text_emb_*.npy"))) == 1
+
+
+def test_shuffled_ids_are_the_text_ids_dealt_out_again(tmp_path: Path) -> None:
+    """shuffle_semantic_ids keeps every row, the space and uniqueness, moves the rows between items as the seed
+    says, names the seed in the report, and drops the quantizer that would code a new item by its text."""
+    data = make_data_dir(tmp_path, TEXTS)
+    cfg = RQVAEConfig(hidden_dims=(64,), code_dim=8, codebook_sizes=(4, 2), epochs=5, kmeans_iters=5)
+    build_semantic_ids(data_dir=data, cfg=cfg)
+    ids = [f"i{i}" for i in range(len(TEXTS))]
+    text_ids, space = load_semantic_ids(data, ids), (data / "sid_space.json").read_text()
+    assert (data / "quantizer").is_dir()
+    report = shuffle_semantic_ids(data, seed=3)
+    shuffled = load_semantic_ids(data, ids)  # still unique: load refuses shared IDs
+    assert shuffled == codes_to_tokens(permute_ids(tokens_to_codes(text_ids), 3))
+    assert shuffled != text_ids and sorted(shuffled) == sorted(text_ids)
+    assert report["shuffled_seed"] == 3
+    assert json.loads((data / "semantic_ids_report.json").read_text())["shuffled_seed"] == 3
+    assert (data / "sid_space.json").read_text() == space
+    assert not (data / "quantizer").exists()

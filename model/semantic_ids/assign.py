@@ -9,6 +9,9 @@ Two sources (``build_semantic_ids``):
   With ``uniqueness="spread"`` a spread level is then appended, so every item also gets a row it shares
   with only a few unrelated items.
 
+``shuffle_semantic_ids`` deals either source's IDs out again over the items: the control that measures
+what the text behind them is worth.
+
 Pure helpers (no I/O) come first; each docstring has a worked example.
 """
 
@@ -87,6 +90,16 @@ def sid_codes(tokens: Sequence[str]) -> tuple[int, ...]:
             raise ValueError(f"token {tok!r} is not <{letter}_N>")
         out.append(int(m.group(2)))
     return tuple(out)
+
+
+def permute_ids(codes: np.ndarray, seed: int) -> np.ndarray:
+    """Every item takes another item's whole row: ``codes[perm]`` for a permutation drawn from ``seed``.
+    The rows, so every count of codes and collisions, stay; which item holds which row does not.
+
+    Example: permute_ids([[0, 0], [1, 0], [2, 1]], seed=0) -> [[2, 1], [0, 0], [1, 0]]
+    """
+    codes = np.asarray(codes)
+    return codes[np.random.default_rng(seed).permutation(len(codes))]
 
 
 def utilization(codes: np.ndarray, sizes: Sequence[int]) -> list[float]:
@@ -203,6 +216,23 @@ def build_semantic_ids(
     })
     write_atomic(data_dir / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n")
     log.info("semantic ids: %s", report)
+    return report
+
+
+def shuffle_semantic_ids(data_dir: str | Path, *, seed: int) -> dict[str, Any]:
+    """The control for what an item's text gives its semantic ID: DATA_DIR's IDs dealt out again by
+    ``permute_ids``, so each item holds another item's ID. Rewrites semantic_ids.json, adds
+    ``shuffled_seed`` to the report and removes DATA_DIR/quantizer, whose codes for a new item would
+    follow its text again."""
+    data_dir = Path(data_dir)
+    item_ids, _, _ = read_item_texts(data_dir)
+    codes = tokens_to_codes(load_semantic_ids(data_dir, item_ids))
+    write_semantic_ids(data_dir, item_ids, permute_ids(codes, seed))
+    shutil.rmtree(data_dir / "quantizer", ignore_errors=True)
+    report = json.loads((data_dir / REPORT_FILE).read_text())
+    report["shuffled_seed"] = seed
+    write_atomic(data_dir / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    log.info("semantic ids shuffled over the items (seed %d)", seed)
     return report
 
 
