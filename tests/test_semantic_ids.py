@@ -263,7 +263,8 @@ def test_shuffled_ids_are_the_text_ids_dealt_out_again(tmp_path: Path) -> None:
     report = shuffle_semantic_ids(data, seed=3)
     shuffled = load_semantic_ids(data, ids)  # still unique: load refuses shared IDs
     assert shuffled == codes_to_tokens(permute_ids(tokens_to_codes(text_ids), 3))
-    assert shuffled != text_ids and sorted(shuffled) == sorted(text_ids)
+    assert shuffled != text_ids
+    assert sorted(shuffled) == sorted(text_ids)
     assert report["shuffled_seed"] == 3
     assert json.loads((data / "semantic_ids_report.json").read_text())["shuffled_seed"] == 3
     assert (data / "sid_space.json").read_text() == space
