@@ -75,7 +75,9 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")  # no bars in a benchmark's output
+    from model.progress import silence
+
+    silence()
     import torch
 
     torch.set_num_threads(a.threads)

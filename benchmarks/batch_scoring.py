@@ -10,14 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
+from model.progress import silence
+
+silence()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -88,7 +87,9 @@ def main() -> int:
     p.add_argument("--users", type=int, default=2048, help="validation users ranked per timed round")
     p.add_argument("--rounds", type=int, default=2, help="alternating off/on rounds (best round kept)")
     a = p.parse_args()
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")  # no bars in a benchmark's output
+    from model.progress import silence
+
+    silence()
     import torch
 
     torch.set_num_threads(1)

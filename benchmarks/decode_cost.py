@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -100,7 +99,9 @@ def _time(fn: Any) -> tuple[np.ndarray, float]:
 def main() -> int:
     a = _args()
     logging.basicConfig(level=logging.WARNING)
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
+    from model.progress import silence
+
+    silence()
     torch.set_num_threads(a.threads)
 
     from model.baselines.autoregressive import rank_beam

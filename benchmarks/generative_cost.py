@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -48,7 +47,9 @@ def main() -> int:
     p.add_argument("--users", type=int, default=200, help="test users for the beam timings")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
+    from model.progress import silence
+
+    silence()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,9 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2, help="alternating off/bf16 rounds (best round kept)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")  # no bars in a benchmark's output
+    from model.progress import silence
+
+    silence()
     import torch
 
     torch.set_num_threads(a.threads)

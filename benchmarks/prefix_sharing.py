@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -110,7 +109,9 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=30, help="optimiser steps per timed round")
     p.add_argument("--rounds", type=int, default=2, help="alternating off/on rounds (best round kept)")
     a = p.parse_args()
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")  # no bars in a benchmark's output
+    from model.progress import silence
+
+    silence()
     import torch
 
     torch.set_num_threads(1)

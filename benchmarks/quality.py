@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from model.data.prepare import prepare_dataset
 from model.data.sources.registry import FETCHED, SOURCES
 from model.errors import SimGRError
 from model.evaluation.evaluate import evaluate_model, write_metrics
+from model.progress import silence
 from model.semantic_ids.assign import build_semantic_ids, shuffle_semantic_ids
 from model.training.allocator import malloc_in_use
 from model.training.run import RunConfig, load_run
@@ -207,7 +207,7 @@ def main() -> int:
             p.error(f"--record {a.record}: cannot create its folder ({exc.strerror})")
         commit = current_commit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
+    silence()
     t0 = time.monotonic()
     run_dir = work / _run_name(a, ids)
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,9 @@ def main() -> int:
     p.add_argument("--profiled", type=int, default=6, help="optimiser steps under the profiler")
     p.add_argument("--top", type=int, default=12, help="operators reported")
     a = p.parse_args()
-    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")  # no bars in a benchmark's output
+    from model.progress import silence
+
+    silence()
     import torch
     from mixed_precision import with_autocast
     from prefix_sharing import alternate_rates, trainer

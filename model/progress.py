@@ -20,6 +20,12 @@ def enabled() -> bool:
     return os.environ.get("SIMGR_NO_PROGRESS", "").strip().lower() not in _TRUE and sys.stderr.isatty()
 
 
+def silence() -> None:
+    """No bars in this process and the ones it starts, unless SIMGR_NO_PROGRESS is already set: a
+    benchmark's output is its JSON line."""
+    os.environ.setdefault("SIMGR_NO_PROGRESS", "1")
+
+
 def progress(it: Iterable[T], *, desc: str, unit_scale: int | None = None, **kw: Any) -> Any:
     """``it`` wrapped in a tqdm bar (disabled when ``enabled()`` is false); ``unit_scale`` counts in batches."""
     if unit_scale:
