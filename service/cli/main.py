@@ -139,6 +139,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from model.evaluation.evaluate import evaluate_model, write_metrics
+    from model.evaluation.metrics import METRIC_KEYS
     from model.training.run import load_run
 
     run = load_run(a.run, checkpoint=a.checkpoint)
@@ -147,8 +148,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     m = evaluate_model(run.method, run.built, hist, targets, batch_size=a.batch_size,
                        item_category=cats if any(cats) else None, desc=a.split)
     write_metrics(m, a.run, a.split)
-    _emit({k: m[k] for k in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "coverage@10", "entropy@10",
-                             "n_users", "n_items", "seconds")})
+    _emit({k: m[k] for k in METRIC_KEYS})
     return 0
 
 
