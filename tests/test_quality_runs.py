@@ -279,6 +279,30 @@ def test_the_popularity_split_is_its_records_and_the_prose_gives_each_thirds_ver
     assert f"{dataset}, SimGR against SASRec by third: {', '.join(thirds)}." in section
 
 
+@pytest.mark.parametrize("name", ["scientific_shuffled", "movielens_shuffled"])
+def test_the_shuffled_ids_control_is_its_records_and_the_prose_gives_its_verdicts(name: str) -> None:
+    """reports/quality section 9: both blocks of reports/NAME are what its records give; the first row's runs
+    dealt the IDs out again (``shuffled_ids``) and the reference's, each item's own ID, did not, over the
+    same seeds; and the section states the two-std verdict overall and on each third as the records give it."""
+    report = ROOT / "reports" / name
+    out = quality_table(report, readme=QUALITY_README, check=True)
+    assert out["changed"] is False
+    assert read_block(QUALITY_README, f"quality:{name}:popularity") == out["popularity"]
+    table, rows = load_table(report)
+    shuffled, own = rows[table.rows[0].label], rows[table.reference]
+    assert [(r.line.model_extra or {}).get("shuffled_ids") for r in shuffled.records] == [True] * shuffled.test.n
+    assert not any("shuffled_ids" in (r.line.model_extra or {}) for r in own.records)
+    assert sorted(r.line.seed for r in shuffled.records) == sorted(r.line.seed for r in own.records)
+    assert shuffled.test.n >= 3
+    words = {"a>b": "ahead", "b>a": "behind", "tie": "within two std"}
+    thirds = [f"{third} {words[verdict(a, b)]}" for third, a, b in
+              zip(THIRDS, popularity_cells(shuffled.records) or [], popularity_cells(own.records) or [], strict=True)]
+    section = " ".join(QUALITY_README.read_text().split("\n## 9. ")[1].split())
+    dataset = name.split("_")[0].capitalize().replace("Movielens", "MovieLens-100k")
+    assert (f"{dataset}, shuffled IDs against each item's own: {shuffled.test.text()} against {own.test.text()}, "
+            f"{words[verdict(shuffled.test, own.test)]}; by third: {', '.join(thirds)}.") in section
+
+
 def test_the_recipe_row_holds_runs_of_the_recipe_as_it_stands() -> None:
     """The first row, "the recipe", is made of runs whose settings are what `--recipe instruments` sets now."""
     _, now = load_benchmark("quality").parse_args(["--data", "d", "--recipe", "instruments"])
