@@ -44,7 +44,10 @@ def test_train_evaluate_export(synthetic_data_dir: Path, tmp_path: Path, capsys:
     printed = last_json(capsys.readouterr().out)
     saved = json.loads((run / "metrics_test.json").read_text())
     assert list(saved) == list(METRIC_KEYS)
+    thirds = printed.pop("ndcg@10_by_popularity")
     assert printed == saved
+    assert json.loads((run / "by_popularity_test.json").read_text()) == {"ndcg@10_by_popularity": thirds}
+    assert sum(thirds) / 3 == pytest.approx(saved["ndcg@10"])  # 48 users: three thirds of 16
     assert saved["n_users"] == 48
     assert saved["n_items"] == 30
 

@@ -43,11 +43,17 @@ def evaluate_model(method: Method, built: Assembled, histories: Sequence[Sequenc
     return metrics
 
 
+# The file of RUN_DIR each number beyond METRIC_KEYS goes to, as <name>_<split>.json.
+EXTRA_FILES = {"entropy_category@10": "diversity", "ndcg@10_by_popularity": "by_popularity"}
+
+
 def write_metrics(metrics: dict[str, Any], run_dir: Path, split: str) -> Path:
-    """metrics_<split>.json holds exactly METRIC_KEYS; extra diversity numbers go to diversity_<split>.json."""
+    """metrics_<split>.json holds exactly METRIC_KEYS; category entropy goes to diversity_<split>.json and the
+    popularity split to by_popularity_<split>.json, each where ``metrics`` has it."""
     path = run_dir / f"metrics_{split}.json"
     path.write_text(json.dumps({k: metrics[k] for k in METRIC_KEYS}, indent=2) + "\n")
-    extra = {k: v for k, v in metrics.items() if k not in METRIC_KEYS}
-    if extra:
-        (run_dir / f"diversity_{split}.json").write_text(json.dumps(extra, indent=2) + "\n")
+    for name in sorted(set(EXTRA_FILES.values())):
+        extra = {k: metrics[k] for k, file in EXTRA_FILES.items() if file == name and k in metrics}
+        if extra:
+            (run_dir / f"{name}_{split}.json").write_text(json.dumps(extra, indent=2) + "\n")
     return path

@@ -146,9 +146,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     hist, targets = run.data.eval_examples(a.split, max_history=run.cfg.prompt.max_history)
     cats = [it.categories[-1] if it.categories else None for it in run.data.items]
     m = evaluate_model(run.method, run.built, hist, targets, batch_size=a.batch_size,
-                       item_category=cats if any(cats) else None, desc=a.split)
+                       item_category=cats if any(cats) else None, item_popularity=run.data.popularity(),
+                       desc=a.split)
     write_metrics(m, a.run, a.split)
-    _emit({k: m[k] for k in METRIC_KEYS})
+    _emit({k: m[k] for k in (*METRIC_KEYS, "ndcg@10_by_popularity")})
     return 0
 
 
