@@ -197,6 +197,8 @@ def main() -> int:
         p.error(str(exc))
     if a.data is None and a.source not in FETCHED:
         p.error(f"--data is required for --source {a.source}")
+    if a.shuffle_ids and a.method == "sasrec":
+        p.error("--shuffle-ids deals out SimGR's semantic IDs; --method sasrec has none")
     commit = ""  # with --record: the code the run starts with
     if a.record is not None:  # checked now, not after the run
         if a.record.exists():  # a committed measurement is never overwritten

@@ -19,6 +19,7 @@ from bench_helpers import ENV, ROOT, load_benchmark
      "error: command line: model: smoothing_prefix says where label smoothing spreads: set label_smoothing too"),
     (["--method", "sasrec", "--label-smoothing", "1.5"],
      "error: command line: baseline.sasrec_label_smoothing: Input should be less than 1 (got 1.5)"),
+    (["--method", "sasrec", "--shuffle-ids"], "error: --shuffle-ids deals out SimGR's semantic IDs; --method sasrec has none"),
 ])
 def test_quality_refuses_bad_flags_before_any_work(tmp_path: Path, flags: list[str], error: str) -> None:
     cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path / "absent"), "--workdir",
