@@ -303,6 +303,24 @@ def test_the_shuffled_ids_control_is_its_records_and_the_prose_gives_its_verdict
             f"{words[verdict(shuffled.test, own.test)]}; by third: {', '.join(thirds)}.") in section
 
 
+def test_the_movielens_temperature_table_is_its_records_and_its_prose_quotes_the_verdict() -> None:
+    """reports/quality section 10: reports/movielens_tau's blocks are what its records give, SimGR at τ 0.2
+    and the reference SASRec have three seeds each over the same seeds, and the section's prose quotes both
+    with the two-std verdict between them."""
+    report = ROOT / "reports" / "movielens_tau"
+    out = quality_table(report, readme=QUALITY_README, check=True)
+    assert out["changed"] is False
+    assert read_block(QUALITY_README, "quality:movielens_tau:popularity") == out["popularity"]
+    table, rows = load_table(report)
+    pick, ref = rows[table.rows[0].label], rows[table.reference]
+    assert {r.line.model_extra["tau"] for r in pick.records if r.line.model_extra} == {0.2}
+    assert sorted(r.line.seed for r in pick.records) == sorted(r.line.seed for r in ref.records) == [1, 2, 42]
+    words = {"a>b": "ahead", "b>a": "behind", "tie": "within two std"}
+    section = " ".join(QUALITY_README.read_text().split("\n## 10. ")[1].split())
+    assert (f"MovieLens-100k at τ 0.2, SimGR against SASRec: {pick.test.text()} against {ref.test.text()}, "
+            f"{words[verdict(pick.test, ref.test)]}") in section
+
+
 def test_the_recipe_row_holds_runs_of_the_recipe_as_it_stands() -> None:
     """The first row, "the recipe", is made of runs whose settings are what `--recipe instruments` sets now."""
     _, now = load_benchmark("quality").parse_args(["--data", "d", "--recipe", "instruments"])
