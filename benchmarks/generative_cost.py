@@ -75,7 +75,7 @@ def main() -> int:
                                  [method.answer(e.target, built) for e in ex],  # type: ignore[attr-defined]
                                  built.vocab.pad_id), len(ex)
 
-    res: dict[str, Any] = {"preset": a.preset, "threads": a.threads, "dataset": run.data.info.get("name"),
+    res: dict[str, Any] = {"preset": a.preset, "threads": a.threads, "dataset": run.data.info.name,
                            "targets_per_s_whole_sequence": round(_throughput(model, whole, a.seconds), 1),
                            "targets_per_s_per_target": round(_throughput(model, per_target, a.seconds), 1)}
     res["teacher_forcing_speedup"] = round(res["targets_per_s_whole_sequence"] / res["targets_per_s_per_target"], 2)

@@ -180,3 +180,13 @@ def test_popularity_baseline_known_answer(tmp_path: Path) -> None:
     assert result["valid"]["ndcg@10_by_popularity"] == [round(sum(gains[u] for u in us) / len(us), 4)
                                                         for us in ((9, 8, 7, 6), (5, 4, 3), (2, 1, 0))]
     assert result["test"]["target_count_by_popularity"] == [[0, 0, 0]] * 3
+
+
+def test_generative_cost_prints_its_line_on_a_prepared_dataset(synthetic_data_dir: Path) -> None:
+    """generative_cost.py end to end at toy size: one JSON line naming the dataset it read."""
+    cmd = [sys.executable, "benchmarks/generative_cost.py", "--data", str(synthetic_data_dir), "--preset", "tiny",
+           "--train-users", "20", "--seconds", "1", "--batch", "8", "--users", "10"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    line = json.loads(out.stdout)
+    assert (line["dataset"], line["preset"]) == ("synthetic", "tiny")
