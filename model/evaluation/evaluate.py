@@ -52,8 +52,10 @@ def write_metrics(metrics: dict[str, Any], run_dir: Path, split: str) -> Path:
     popularity split to by_popularity_<split>.json, each where ``metrics`` has it."""
     path = run_dir / f"metrics_{split}.json"
     path.write_text(json.dumps({k: metrics[k] for k in METRIC_KEYS}, indent=2) + "\n")
-    for name in sorted(set(EXTRA_FILES.values())):
-        extra = {k: metrics[k] for k, file in EXTRA_FILES.items() if file == name and k in metrics}
-        if extra:
-            (run_dir / f"{name}_{split}.json").write_text(json.dumps(extra, indent=2) + "\n")
+    extras: dict[str, dict[str, Any]] = {}  # file name -> its numbers
+    for key, name in EXTRA_FILES.items():
+        if key in metrics:
+            extras.setdefault(name, {})[key] = metrics[key]
+    for name, extra in extras.items():
+        (run_dir / f"{name}_{split}.json").write_text(json.dumps(extra, indent=2) + "\n")
     return path
