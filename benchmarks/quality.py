@@ -18,6 +18,7 @@ text behind its IDs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -104,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
                    "dataset ships X.index.json")
     p.add_argument("--shuffle-ids", action="store_true", help="deal the IDs out again over the items, seeded by "
                    "--seed: the control that measures what the text behind them is worth")
+    p.add_argument("--shuffle-seed", type=int, help="with --shuffle-ids: deal the IDs by this seed instead of "
+                   "--seed, to tell what a permutation does from what the init and batch order do")
     p.add_argument("--autocast", default=TrainConfig().autocast, choices=["auto", "bf16", "off"],
                    help="bf16: mixed precision on the CPU too (pays with AMX or AVX512-BF16; "
                    "model/training/precision.py)")
@@ -121,9 +124,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     return p, p.parse_args([*RECIPES[a.recipe], *argv]) if a.recipe else a
 
 
-def _run_config(a: argparse.Namespace, data_dir: Path) -> RunConfig:
+def _run_config(a: argparse.Namespace) -> RunConfig:
     """The flags as a run, validated like the CLI's (a SimGRError names the field): SimGR's model fields, or
-    SASRec's shape, dropout and smoothing in ``baseline``."""
+    SASRec's shape, dropout and smoothing in ``baseline``. Its data folder is placed by ``main``."""
     sasrec = a.method == "sasrec"
     model = {} if sasrec else {"backbone": a.preset, "layers": a.layers, "width": a.width, "lora": a.lora,
                                "aggregator": a.aggregator, "tau": a.tau, "label_smoothing": a.label_smoothing,
@@ -134,7 +137,7 @@ def _run_config(a: argparse.Namespace, data_dir: Path) -> RunConfig:
              "dropout": a.dropout, "input_dropout": a.input_dropout, "hidden_dropout": a.hidden_dropout,
              "code_dropout": a.code_dropout, "weight_decay": a.weight_decay, "ema_decay": a.ema_decay,
              "seed": a.seed, "autocast": a.autocast}
-    return RunConfig.from_json({"data_dir": str(data_dir), "method": a.method, "model": model,
+    return RunConfig.from_json({"data_dir": "", "method": a.method, "model": model,
                                 "prompt": {"layout": a.layout}, "train": train, "baseline": baseline},
                                origin="command line")
 
@@ -169,6 +172,8 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
         common["source"] = a.source
     if a.shuffle_ids:  # as --source: absent from the lines recorded before the flag existed
         common["shuffled_ids"] = True
+    if _shuffle_seed(a) not in (None, a.seed):
+        common["shuffle_seed"] = a.shuffle_seed
     if a.method == "sasrec":
         return {**common, "sasrec_dim": a.sasrec_dim, "sasrec_layers": a.sasrec_layers,
                 "sasrec_heads": a.sasrec_heads}
@@ -179,35 +184,51 @@ def _settings(a: argparse.Namespace) -> dict[str, object]:
             "own_ids": a.own_ids}
 
 
+def _shuffle_seed(a: argparse.Namespace) -> int | None:
+    """The seed the IDs are dealt out by: --shuffle-seed, else --seed; None without --shuffle-ids."""
+    if not a.shuffle_ids:
+        return None
+    return a.seed if a.shuffle_seed is None else a.shuffle_seed
+
+
 def given_ids(a: argparse.Namespace) -> Path | None:
     """The LC-Rec folder's X.index.json to take the IDs from, or None to build them from the item text."""
     given = [] if a.own_ids or a.source != "lcrec" else sorted(a.data.glob("*.index.json"))
     return given[0] if given else None
 
 
-def main() -> int:
-    p, a = parse_args()
-    ids = ((f"-{a.uniqueness}{a.unique_codes}" if a.uniqueness != "lowest" else "") + ("-own" if a.own_ids else "")
-           + (f"-shuffled{a.seed}" if a.shuffle_ids else ""))  # each seed deals the IDs its own way
-    work = a.workdir or Path(tempfile.mkdtemp(prefix="simgr-quality-"))
-    data_dir = work / f"data{ids}"  # one per ID rule: a kept run must find the IDs it was trained on
+def _checked(p: argparse.ArgumentParser, a: argparse.Namespace) -> tuple[RunConfig, str]:
+    """Every refusal before any work (exit 2, one line): the run config, its data folder still to be placed,
+    and with --record the commit the run starts with."""
     try:  # the configs' own rules, before minutes of data preparation
-        cfg = _run_config(a, data_dir)
+        cfg = _run_config(a)
     except SimGRError as exc:
         p.error(str(exc))
     if a.data is None and a.source not in FETCHED:
         p.error(f"--data is required for --source {a.source}")
     if a.shuffle_ids and a.method == "sasrec":
         p.error("--shuffle-ids deals out SimGR's semantic IDs; --method sasrec has none")
-    commit = ""  # with --record: the code the run starts with
-    if a.record is not None:  # checked now, not after the run
-        if a.record.exists():  # a committed measurement is never overwritten
-            p.error(f"--record {a.record}: already exists; record a new run under a new name")
-        try:
-            a.record.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            p.error(f"--record {a.record}: cannot create its folder ({exc.strerror})")
-        commit = current_commit()
+    if a.shuffle_seed is not None and not a.shuffle_ids:
+        p.error("--shuffle-seed is the seed of --shuffle-ids: give both")
+    if a.record is None:
+        return cfg, ""
+    if a.record.exists():  # a committed measurement is never overwritten
+        p.error(f"--record {a.record}: already exists; record a new run under a new name")
+    try:
+        a.record.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        p.error(f"--record {a.record}: cannot create its folder ({exc.strerror})")
+    return cfg, current_commit()
+
+
+def main() -> int:
+    p, a = parse_args()
+    cfg, commit = _checked(p, a)
+    ids = ((f"-{a.uniqueness}{a.unique_codes}" if a.uniqueness != "lowest" else "") + ("-own" if a.own_ids else "")
+           + (f"-shuffled{_shuffle_seed(a)}" if a.shuffle_ids else ""))  # each seed deals the IDs its own way
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="simgr-quality-"))
+    data_dir = work / f"data{ids}"  # one per ID rule: a kept run must find the IDs it was trained on
+    cfg = dataclasses.replace(cfg, data_dir=str(data_dir))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     silence()
     t0 = time.monotonic()
@@ -219,7 +240,7 @@ def main() -> int:
     build_semantic_ids(data_dir=data_dir, given=given_ids(a),
                        cfg=RQVAEConfig(uniqueness=a.uniqueness, unique_codes=a.unique_codes))
     if a.shuffle_ids:
-        shuffle_semantic_ids(data_dir, seed=a.seed)
+        shuffle_semantic_ids(data_dir, seed=_shuffle_seed(a))
     summary = train(cfg, run_dir, resume=True)
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
     run = load_run(run_dir)

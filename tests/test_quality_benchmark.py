@@ -20,6 +20,7 @@ from bench_helpers import ENV, ROOT, load_benchmark
     (["--method", "sasrec", "--label-smoothing", "1.5"],
      "error: command line: baseline.sasrec_label_smoothing: Input should be less than 1 (got 1.5)"),
     (["--method", "sasrec", "--shuffle-ids"], "error: --shuffle-ids deals out SimGR's semantic IDs; --method sasrec has none"),
+    (["--shuffle-seed", "2"], "error: --shuffle-seed is the seed of --shuffle-ids: give both"),
 ])
 def test_quality_refuses_bad_flags_before_any_work(tmp_path: Path, flags: list[str], error: str) -> None:
     cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path / "absent"), "--workdir",
@@ -29,6 +30,14 @@ def test_quality_refuses_bad_flags_before_any_work(tmp_path: Path, flags: list[s
     assert out.stderr.splitlines()[-1].endswith(error)
     assert not (tmp_path / "work").exists()
 
+
+def test_quality_refusal_leaves_no_temp_workdir(tmp_path: Path) -> None:
+    """Without --workdir the run makes a temp dir, and only once every flag has passed."""
+    (tmp := tmp_path / "tmp").mkdir()
+    cmd = [sys.executable, "benchmarks/quality.py", "--data", str(tmp_path / "absent"), "--method", "sasrec", "--shuffle-ids"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**ENV, "TMPDIR": str(tmp)}, timeout=120, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    assert list(tmp.iterdir()) == []
 
 
 def test_quality_recipe_sets_its_flags_and_command_line_flags_win() -> None:
@@ -185,6 +194,18 @@ def test_quality_shuffle_ids_trains_on_the_given_ids_dealt_out_again(tmp_path: P
     assert sum(d != shipped[i] for d, i in zip(dealt, items, strict=True)) > len(items) // 2
     quality = load_benchmark("quality")
     assert "shuffled_ids" not in quality._settings(quality.parse_args(["--data", "d"])[1])
+
+
+def test_quality_shuffle_seed_deals_the_ids_apart_from_the_run_seed() -> None:
+    """--shuffle-seed picks the permutation, --seed the init and batch order: the data folder follows the
+    permutation, the run folder both, and the line names the permutation's seed only where the two differ."""
+    quality = load_benchmark("quality")
+    _, same = quality.parse_args(["--data", "d", "--shuffle-ids", "--seed", "2"])
+    _, split = quality.parse_args(["--data", "d", "--shuffle-ids", "--seed", "42", "--shuffle-seed", "2"])
+    assert (quality._shuffle_seed(same), quality._shuffle_seed(split)) == (2, 2)
+    assert "shuffle_seed" not in quality._settings(same)
+    assert (quality._settings(split)["shuffle_seed"], quality._settings(split)["seed"]) == (2, 42)
+    assert quality._shuffle_seed(quality.parse_args(["--data", "d", "--seed", "2"])[1]) is None
 
 
 # What the device image (KINDS.md in the device tool) lacks and gpu_check.sh does not carry as wheels: the
