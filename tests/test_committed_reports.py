@@ -156,6 +156,26 @@ def test_the_movielens_temperature_table_is_its_records_and_its_prose_quotes_the
             f"{words[verdict(pick.test, ref.test)]}") in section
 
 
+def test_the_instruments_temperature_table_is_its_records_and_its_prose_quotes_them() -> None:
+    """reports/quality section 11: reports/instruments_tau's blocks are what its records give, both runs are
+    the recipe at one seed, at τ 0.2 and at the recipe's own τ, and the prose quotes their validation and
+    the recipe's test against the paper's 0.0868."""
+    report = ROOT / "reports" / "instruments_tau"
+    out = quality_table(report, readme=QUALITY_README, check=True)
+    assert out["changed"] is False
+    assert read_block(QUALITY_README, "quality:instruments_tau:popularity") == out["popularity"]
+    table, rows = load_table(report)
+    warm, recipe = rows[table.rows[0].label], rows[table.reference]
+    assert [(r.line.model_extra or {}).get("tau") for r in warm.records + recipe.records] == [0.2, 0.1]
+    assert {(r.line.model_extra or {}).get("recipe") for r in warm.records + recipe.records} == {"instruments"}
+    assert [r.line.seed for r in warm.records + recipe.records] == [42, 42]
+    section = " ".join(QUALITY_README.read_text().split("\n## 11. ")[1].replace("**", "").split())
+    assert (f"τ 0.2 dropped: validation {warm.valid.mean:.4f} against {recipe.valid.mean:.4f}, a gap of "
+            f"{recipe.valid.mean - warm.valid.mean:.4f}") in section
+    assert f"The recipe at a3b960f: test {recipe.test.mean:.4f}" in section
+    assert recipe.test.mean > 0.0868
+
+
 def test_the_recipe_row_holds_runs_of_the_recipe_as_it_stands() -> None:
     """The first row, "the recipe", is made of runs whose settings are what `--recipe instruments` sets now."""
     _, now = load_benchmark("quality").parse_args(["--data", "d", "--recipe", "instruments"])
