@@ -34,6 +34,30 @@ def _paper_notes_bullet(start: str, next_bullet: str) -> str:
 
 
 QUALITY_README = ROOT / "reports" / "quality" / "README.md"
+# How the prose words the two-std rule's verdict of a row against its reference.
+WORDS = {"a>b": "ahead", "b>a": "behind", "tie": "within two std"}
+
+
+def _both_blocks_are_their_records(name: str) -> tuple[Row, Row]:
+    """reports/NAME's overall and by-third blocks in reports/quality's README are what its records give;
+    returns its first row and its reference."""
+    report = ROOT / "reports" / name
+    out = quality_table(report, readme=QUALITY_README, check=True)
+    assert out["changed"] is False
+    assert read_block(QUALITY_README, f"quality:{name}:popularity") == out["popularity"]
+    table, rows = load_table(report)
+    return rows[table.rows[0].label], rows[table.reference]
+
+
+def _section(number: int) -> str:
+    """Section NUMBER of reports/quality's README on one line, bold marks dropped."""
+    return " ".join(QUALITY_README.read_text().split(f"\n## {number}. ")[1].replace("**", "").split())
+
+
+def _thirds_verdicts(row: Row, ref: Row) -> str:
+    """The verdict on each popularity third as the prose gives it: "head within two std, torso ahead, ..."."""
+    return ", ".join(f"{third} {WORDS[verdict(a, b)]}" for third, a, b in
+                     zip(THIRDS, popularity_cells(row.records) or [], popularity_cells(ref.records) or [], strict=True))
 
 
 def _scientific_pick_and_reference(name: str) -> tuple[TableSpec, dict[str, Row]]:
@@ -90,8 +114,7 @@ def test_the_movielens_table_picks_both_methods_on_validation_and_its_prose_quot
     assert (pick.test.n, ref.test.n) == (3, 3)
     text = QUALITY_README.read_text()
     prose = " ".join(text[text.index("<!-- quality:movielens_converged:end -->"):].split("\n\n**")[0].split())
-    word = {"a>b": "ahead", "b>a": "behind", "tie": "within two std"}[verdict(pick.test, ref.test)]
-    assert f"{pick.test.text()} against {ref.test.text()}, {word}" in prose
+    assert f"{pick.test.text()} against {ref.test.text()}, {WORDS[verdict(pick.test, ref.test)]}" in prose
 
 
 @pytest.mark.parametrize("name", ["scientific_popularity", "movielens_popularity"])
@@ -99,19 +122,10 @@ def test_the_popularity_split_is_its_records_and_the_prose_gives_each_thirds_ver
     """reports/quality section 8: both blocks of reports/NAME are what its records give, SimGR and the
     reference SASRec have three seeds each, and the section states the two-std verdict on each third as
     the records give it."""
-    report = ROOT / "reports" / name
-    out = quality_table(report, readme=QUALITY_README, check=True)
-    assert out["changed"] is False
-    assert read_block(QUALITY_README, f"quality:{name}:popularity") == out["popularity"]
-    table, rows = load_table(report)
-    simgr, sasrec = (rows[label].records for label in (table.rows[0].label, table.reference))
-    assert (len(simgr), len(sasrec)) == (3, 3)
-    words = {"a>b": "ahead", "b>a": "behind", "tie": "within two std"}
-    thirds = [f"{third} {words[verdict(a, b)]}" for third, a, b in
-              zip(THIRDS, popularity_cells(simgr) or [], popularity_cells(sasrec) or [], strict=True)]
-    section = " ".join(QUALITY_README.read_text().split("\n## 8. ")[1].split())
+    simgr, sasrec = _both_blocks_are_their_records(name)
+    assert (simgr.test.n, sasrec.test.n) == (3, 3)
     dataset = name.split("_")[0].capitalize().replace("Movielens", "MovieLens-100k")
-    assert f"{dataset}, SimGR against SASRec by third: {', '.join(thirds)}." in section
+    assert f"{dataset}, SimGR against SASRec by third: {_thirds_verdicts(simgr, sasrec)}." in _section(8)
 
 
 @pytest.mark.parametrize("name", ["scientific_shuffled", "movielens_shuffled"])
@@ -119,57 +133,36 @@ def test_the_shuffled_ids_control_is_its_records_and_the_prose_gives_its_verdict
     """reports/quality section 9: both blocks of reports/NAME are what its records give; the first row's runs
     dealt the IDs out again (``shuffled_ids``) and the reference's, each item's own ID, did not, over the
     same seeds; and the section states the two-std verdict overall and on each third as the records give it."""
-    report = ROOT / "reports" / name
-    out = quality_table(report, readme=QUALITY_README, check=True)
-    assert out["changed"] is False
-    assert read_block(QUALITY_README, f"quality:{name}:popularity") == out["popularity"]
-    table, rows = load_table(report)
-    shuffled, own = rows[table.rows[0].label], rows[table.reference]
+    shuffled, own = _both_blocks_are_their_records(name)
     assert [(r.line.model_extra or {}).get("shuffled_ids") for r in shuffled.records] == [True] * shuffled.test.n
     assert not any("shuffled_ids" in (r.line.model_extra or {}) for r in own.records)
     assert sorted(r.line.seed for r in shuffled.records) == sorted(r.line.seed for r in own.records)
     assert shuffled.test.n >= 3
-    words = {"a>b": "ahead", "b>a": "behind", "tie": "within two std"}
-    thirds = [f"{third} {words[verdict(a, b)]}" for third, a, b in
-              zip(THIRDS, popularity_cells(shuffled.records) or [], popularity_cells(own.records) or [], strict=True)]
-    section = " ".join(QUALITY_README.read_text().split("\n## 9. ")[1].split())
     dataset = name.split("_")[0].capitalize().replace("Movielens", "MovieLens-100k")
     assert (f"{dataset}, shuffled IDs against each item's own: {shuffled.test.text()} against {own.test.text()}, "
-            f"{words[verdict(shuffled.test, own.test)]}; by third: {', '.join(thirds)}.") in section
+            f"{WORDS[verdict(shuffled.test, own.test)]}; by third: {_thirds_verdicts(shuffled, own)}.") in _section(9)
 
 
 def test_the_movielens_temperature_table_is_its_records_and_its_prose_quotes_the_verdict() -> None:
     """reports/quality section 10: reports/movielens_tau's blocks are what its records give, SimGR at τ 0.2
     and the reference SASRec have three seeds each over the same seeds, and the section's prose quotes both
     with the two-std verdict between them."""
-    report = ROOT / "reports" / "movielens_tau"
-    out = quality_table(report, readme=QUALITY_README, check=True)
-    assert out["changed"] is False
-    assert read_block(QUALITY_README, "quality:movielens_tau:popularity") == out["popularity"]
-    table, rows = load_table(report)
-    pick, ref = rows[table.rows[0].label], rows[table.reference]
+    pick, ref = _both_blocks_are_their_records("movielens_tau")
     assert {r.line.model_extra["tau"] for r in pick.records if r.line.model_extra} == {0.2}
     assert sorted(r.line.seed for r in pick.records) == sorted(r.line.seed for r in ref.records) == [1, 2, 42]
-    words = {"a>b": "ahead", "b>a": "behind", "tie": "within two std"}
-    section = " ".join(QUALITY_README.read_text().split("\n## 10. ")[1].split())
     assert (f"MovieLens-100k at τ 0.2, SimGR against SASRec: {pick.test.text()} against {ref.test.text()}, "
-            f"{words[verdict(pick.test, ref.test)]}") in section
+            f"{WORDS[verdict(pick.test, ref.test)]}") in _section(10)
 
 
 def test_the_instruments_temperature_table_is_its_records_and_its_prose_quotes_them() -> None:
     """reports/quality section 11: reports/instruments_tau's blocks are what its records give, both runs are
     the recipe at one seed, at τ 0.2 and at the recipe's own τ, and the prose quotes their validation and
     the recipe's test against the paper's 0.0868."""
-    report = ROOT / "reports" / "instruments_tau"
-    out = quality_table(report, readme=QUALITY_README, check=True)
-    assert out["changed"] is False
-    assert read_block(QUALITY_README, "quality:instruments_tau:popularity") == out["popularity"]
-    table, rows = load_table(report)
-    warm, recipe = rows[table.rows[0].label], rows[table.reference]
+    warm, recipe = _both_blocks_are_their_records("instruments_tau")
     assert [(r.line.model_extra or {}).get("tau") for r in warm.records + recipe.records] == [0.2, 0.1]
     assert {(r.line.model_extra or {}).get("recipe") for r in warm.records + recipe.records} == {"instruments"}
     assert [r.line.seed for r in warm.records + recipe.records] == [42, 42]
-    section = " ".join(QUALITY_README.read_text().split("\n## 11. ")[1].replace("**", "").split())
+    section = _section(11)
     assert (f"τ 0.2 dropped: validation {warm.valid.mean:.4f} against {recipe.valid.mean:.4f}, a gap of "
             f"{recipe.valid.mean - warm.valid.mean:.4f}") in section
     assert f"The recipe at a3b960f: test {recipe.test.mean:.4f}" in section
