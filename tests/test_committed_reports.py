@@ -146,12 +146,18 @@ def test_the_shuffled_ids_control_is_its_records_and_the_prose_gives_its_verdict
 def test_the_movielens_temperature_table_is_its_records_and_its_prose_quotes_the_verdict() -> None:
     """reports/quality section 10: reports/movielens_tau's blocks are what its records give, SimGR at τ 0.2
     and the reference SASRec have three seeds each over the same seeds, and the section's prose quotes both
-    with the two-std verdict between them."""
+    with the two-std verdict between them; τ 0.15, the second row, validates no higher, as the prose says."""
     pick, ref = _both_blocks_are_their_records("movielens_tau")
     assert {r.line.model_extra["tau"] for r in pick.records if r.line.model_extra} == {0.2}
     assert sorted(r.line.seed for r in pick.records) == sorted(r.line.seed for r in ref.records) == [1, 2, 42]
     assert (f"MovieLens-100k at τ 0.2, SimGR against SASRec: {pick.test.text()} against {ref.test.text()}, "
             f"{WORDS[verdict(pick.test, ref.test)]}") in _section(10)
+    table, rows = load_table(ROOT / "reports" / "movielens_tau")
+    cooler = rows[table.rows[1].label]  # τ 0.15: three seeds, not picked, since it does not validate higher
+    assert [r.line.model_extra["tau"] for r in cooler.records if r.line.model_extra] == [0.15] * 3
+    assert cooler.valid.mean <= pick.valid.mean
+    assert (f"over three seeds it validates {cooler.valid.text()} against τ 0.2's {pick.valid.text()} and tests "
+            f"{cooler.test.text()} against {pick.test.text()}") in _section(10)
 
 
 def test_the_instruments_temperature_table_is_its_records_and_its_prose_quotes_them() -> None:
