@@ -197,8 +197,9 @@ def test_quality_shuffle_ids_trains_on_the_given_ids_dealt_out_again(tmp_path: P
 
 
 def test_quality_shuffle_seed_deals_the_ids_apart_from_the_run_seed() -> None:
-    """--shuffle-seed picks the permutation, --seed the init and batch order: the data folder follows the
-    permutation, the run folder both, and the line names the permutation's seed only where the two differ."""
+    """--shuffle-seed picks the permutation, --seed the init and batch order: the IDs are dealt by
+    --shuffle-seed where given, else by --seed, and the line names the permutation's seed only where the two
+    differ."""
     quality = load_benchmark("quality")
     _, same = quality.parse_args(["--data", "d", "--shuffle-ids", "--seed", "2"])
     _, split = quality.parse_args(["--data", "d", "--shuffle-ids", "--seed", "42", "--shuffle-seed", "2"])
